@@ -1,0 +1,39 @@
+"""nbops: features, dataset snapshots, experiments and pipeline export, from a notebook.
+
+``import nbops`` is cheap: the store, pandas, pyarrow, mlflow and duckdb load
+on first use.  In IPython, ``%load_ext nbops`` (or the auto-load installed with
+the package) adds the magics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nbops._version import __version__
+
+if TYPE_CHECKING:
+    from nbops.store import Store, open
+
+__all__ = ["Store", "__version__", "load_ipython_extension", "open", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Called by ``%load_ext nbops`` and by the auto-load startup file."""
+    from nbops.magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Called by ``%unload_ext nbops``: removes every magic ``load`` added."""
+    from nbops.magics import unload
+
+    unload(ipython)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("open", "Store"):
+        from nbops import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'nbops' has no attribute {name!r}")

@@ -1,0 +1,192 @@
+"""The catalog: every dataset, version and object the store holds, in SQL.
+
+The catalog is the commit point of the store: data files are published first,
+then one catalog transaction makes a version visible.  It goes through
+SQLAlchemy Core so that the same queries run on the embedded SQLite file and,
+later, on a shared PostgreSQL server.
+
+On SQLite the catalog uses WAL (readers never block the writer), a busy
+timeout, and ``BEGIN IMMEDIATE`` for write transactions so that a
+read-then-write transaction cannot fail half-way with ``database is locked``.
+The schema is versioned by Alembic migrations in ``nbops/migrations``; opening
+a store upgrades it to the head revision under the write lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from nbops.errors import StoreError
+
+#: The Alembic revision this version of nbops reads and writes.
+SCHEMA_HEAD = "0001"
+_KNOWN_REVISIONS = ("0001",)
+BUSY_TIMEOUT_SECONDS = 60
+
+metadata = sa.MetaData()
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created", sa.DateTime, nullable=False),
+)
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("digest", sa.String(32), primary_key=True),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(32), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("n_columns", sa.Integer, nullable=False),
+    sa.Column("arrow_schema", sa.LargeBinary, nullable=False),
+    sa.Column("message", sa.Text),
+    sa.Column("author", sa.String(256)),
+    sa.Column("host", sa.String(256)),
+    sa.Column("bytes_written", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("dataset_id", "version", name="uq_snapshots_dataset_version"),
+)
+
+snapshot_columns = sa.Table(
+    "snapshot_columns",
+    metadata,
+    sa.Column("snapshot_id", sa.Integer, sa.ForeignKey("snapshots.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("object_digest", sa.String(32), sa.ForeignKey("objects.digest"), nullable=False),
+)
+
+
+def utcnow() -> dt.datetime:
+    """Now, as a naive UTC datetime (the catalog stores naive UTC)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A catalog datetime (naive UTC) as an aware UTC datetime."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Catalog:
+    """Connections and transactions on one catalog database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _create_engine(url)
+        self._ensure_schema()
+
+    @classmethod
+    def for_store_root(cls, root: Path) -> Catalog:
+        return cls(f"sqlite:///{root / 'catalog.db'}")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads (a deferred transaction: never blocks writers)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, committed on exit."""
+        with self.engine.connect() as conn:
+            conn.execution_options(nbops_write=True)
+            with conn.begin():
+                yield conn
+
+    def insert_ignore(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping those whose primary or unique key exists (race-free)."""
+        if not rows:
+            return
+        if self.is_sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+        conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
+
+    def schema_revision(self) -> str | None:
+        with self.read() as conn:
+            return _current_revision(conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _ensure_schema(self) -> None:
+        if self.schema_revision() == SCHEMA_HEAD:
+            return
+        with self.write() as conn:
+            revision = _current_revision(conn)
+            if revision == SCHEMA_HEAD:
+                return
+            if revision is not None and revision not in _KNOWN_REVISIONS:
+                raise StoreError(
+                    f"the catalog at {self.url} has schema revision {revision!r}, which this nbops "
+                    f"does not know (it knows up to {SCHEMA_HEAD!r}); upgrade nbops"
+                )
+            _run_migrations(conn)
+
+
+def _current_revision(conn: Connection) -> str | None:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _run_migrations(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def _create_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide where transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("nbops_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine

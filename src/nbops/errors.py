@@ -1,0 +1,41 @@
+"""Exceptions raised by the nbops Python API.
+
+Every error a user can cause derives from :class:`NbopsError`, so a script can
+catch them all with one ``except``.  Magics turn them into IPython's
+``UsageError`` with the same message.
+"""
+
+from __future__ import annotations
+
+
+class NbopsError(Exception):
+    """Base class of every error nbops raises on purpose."""
+
+
+class InvalidNameError(NbopsError, ValueError):
+    """A user-supplied name breaks one of the naming rules (the message names it)."""
+
+    def __init__(self, kind: str, name: object, rule: str, detail: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.rule = rule
+        super().__init__(f"invalid {kind} name {name!r}: {detail} (rule: {rule})")
+
+
+class NotFoundError(NbopsError, LookupError):
+    """A name or version that the store does not hold."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInputError(NbopsError, TypeError):
+    """An argument of the wrong kind, e.g. a list where a DataFrame is needed."""
+
+
+class StoreError(NbopsError):
+    """The store cannot be opened or used (wrong layout, newer schema, ...)."""
+
+
+class IntegrityError(NbopsError):
+    """Stored data no longer matches its content address."""

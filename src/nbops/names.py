@@ -1,0 +1,52 @@
+"""Validation of user-supplied names (snapshots, feature groups, experiments).
+
+Names end up in catalog rows, file names of exports and references such as
+``raw_tx@3`` or ``tx_features:2.amount``, so one strict rule set applies to all
+of them::
+
+    >>> validate_name("raw_tx", "snapshot")
+    'raw_tx'
+
+A name is 1 to 128 characters of ASCII letters, digits, ``_`` and ``-``, and
+starts with a letter or ``_``.  That excludes path separators, ``..``, drive
+letters, control characters, percent-encoding, look-alike Unicode and the
+reference delimiters ``@``, ``:`` and ``.``.  The error names the broken rule.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from nbops.errors import InvalidNameError
+
+MAX_NAME_LENGTH = 128
+_ALLOWED = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_IDENTIFIER_HINT = "use ASCII letters, digits, '_' and '-', starting with a letter or '_'"
+
+
+def validate_name(name: object, kind: str = "dataset") -> str:
+    """Return ``name`` unchanged if it is a valid name, else raise InvalidNameError."""
+    if not isinstance(name, str):
+        raise InvalidNameError(kind, name, "type", f"a name must be a str, not {type(name).__name__}")
+    if name == "":
+        raise InvalidNameError(kind, name, "empty", "a name cannot be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            kind, name, "length", f"{len(name)} characters; at most {MAX_NAME_LENGTH} are allowed"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise InvalidNameError(kind, name, "control", "control or invisible formatting characters are not allowed")
+    if "/" in name or "\\" in name:
+        raise InvalidNameError(kind, name, "separator", "path separators '/' and '\\' are not allowed")
+    if ".." in name or name == ".":
+        raise InvalidNameError(kind, name, "traversal", "'.' and '..' are not allowed")
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        raise InvalidNameError(kind, name, "drive", "a drive prefix such as 'C:' is not allowed")
+    if not name.isascii():
+        raise InvalidNameError(kind, name, "ascii", f"only ASCII characters are allowed; {_IDENTIFIER_HINT}")
+    if not _ALLOWED.fullmatch(name):
+        bad = sorted({ch for ch in name if not (ch.isalnum() or ch in "_-")})
+        detail = f"character(s) {''.join(bad)!r} not allowed" if bad else "must not start with a digit or '-'"
+        raise InvalidNameError(kind, name, "charset", f"{detail}; {_IDENTIFIER_HINT}")
+    return name

@@ -1,0 +1,496 @@
+"""Content-addressed dataset snapshots: write, read, list, compare, verify.
+
+A version is stored column by column.  Each column is one Parquet file (zstd)
+named by the digest of the column's content, so a version that changes one
+column writes only that column, and the same content again writes nothing.
+The catalog row of a version lists its columns' digests and the exact Arrow
+schema (with the pandas metadata), which is what makes ``load`` round-trip
+nullable integers, categoricals, time zones and the index.
+
+Index: a default ``RangeIndex`` is stored as metadata only; any other index
+(named or not, one or many levels) is stored as extra columns and restored by
+``load``, exactly as ``DataFrame.to_parquet`` does.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from nbops import catalog as cat
+from nbops.errors import InvalidInputError, NotFoundError
+from nbops.hashing import column_digest, combine_digest
+from nbops.names import validate_name
+from nbops.refs import ColumnChange, SnapshotDiff, SnapshotRef, parse_ref
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nbops.store import Store, VerifyReport
+
+PARQUET_COMPRESSION = "zstd"
+_COLUMN = "v"  # the single column name inside each object file
+_KIND = "snapshot"
+
+
+def _workers(n: int) -> int:
+    return max(1, min(n, os.cpu_count() or 1))
+
+
+def to_arrow(data: object) -> pa.Table:
+    """A pandas DataFrame (or an Arrow table) as an Arrow table; anything else is an error."""
+    if isinstance(data, pa.Table):
+        return data
+    import pandas as pd
+
+    if not isinstance(data, pd.DataFrame):
+        hint = " (a Series: use series.to_frame())" if isinstance(data, pd.Series) else ""
+        raise InvalidInputError(
+            f"a snapshot needs a pandas DataFrame or a pyarrow Table, not {type(data).__name__}{hint}"
+        )
+    duplicated = data.columns[data.columns.duplicated()].tolist()
+    if duplicated:
+        raise InvalidInputError(f"column names must be unique; repeated: {', '.join(map(str, duplicated))}")
+    try:
+        return pa.Table.from_pandas(data, preserve_index=None)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(
+            f"this DataFrame cannot be stored as columns: {exc}. Give each column one type "
+            "(e.g. df[col] = df[col].astype(str)) and try again"
+        ) from exc
+
+
+def snapshot(store: Store, data: object, name: str, message: str | None = None) -> SnapshotRef:
+    validate_name(name, _KIND)
+    if message is not None and not isinstance(message, str):
+        raise InvalidInputError(f"message must be a str, not {type(message).__name__}")
+    table = to_arrow(data)
+    digests = [column_digest(c) for c in table.columns]
+    digest = combine_digest(table.schema, digests)
+
+    latest = _latest_row(store, name)
+    if latest is not None and latest.digest == digest:
+        return _ref_from_row(store, name, latest, new=False)
+
+    bytes_written = _publish_columns(store, table, digests)
+
+    now = cat.utcnow()
+    with store.catalog.write() as conn:
+        dataset_id = _get_or_create_dataset(store, conn, name, now)
+        latest_version, latest_digest = conn.execute(
+            sa.select(cat.snapshots.c.version, cat.snapshots.c.digest)
+            .where(cat.snapshots.c.dataset_id == dataset_id)
+            .order_by(cat.snapshots.c.version.desc())
+            .limit(1)
+        ).first() or (0, None)
+        if latest_digest == digest:  # another writer committed the same content meanwhile
+            row = _version_row(conn, name, dataset_id, latest_version)
+            return _ref_from_row(store, name, row, new=False)
+        store.catalog.insert_ignore(
+            conn,
+            cat.objects,
+            [
+                {"digest": d, "rows": table.num_rows, "bytes": _size(store.objects.path(d)), "created": now}
+                for d in dict.fromkeys(digests)
+            ],
+        )
+        version = latest_version + 1
+        snapshot_id = conn.execute(
+            cat.snapshots.insert().values(
+                dataset_id=dataset_id,
+                version=version,
+                digest=digest,
+                rows=table.num_rows,
+                n_columns=table.num_columns,
+                arrow_schema=table.schema.serialize().to_pybytes(),
+                message=message,
+                author=_author(),
+                host=socket.gethostname(),
+                bytes_written=bytes_written,
+                created=now,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            cat.snapshot_columns.insert(),
+            [
+                {"snapshot_id": snapshot_id, "position": i, "name": field.name, "object_digest": d}
+                for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
+            ],
+        )
+    return SnapshotRef(
+        name=name,
+        version=version,
+        digest=digest,
+        rows=table.num_rows,
+        columns=tuple(table.column_names),
+        created=cat.as_utc(now),
+        message=message,
+        author=_author(),
+        bytes_written=bytes_written,
+        new=True,
+    )
+
+
+def _publish_columns(store: Store, table: pa.Table, digests: Sequence[str]) -> int:
+    todo = {d: table.column(i) for i, d in enumerate(digests) if not store.objects.exists(d)}
+
+    def publish(item: tuple[str, pa.ChunkedArray]) -> int:
+        digest, column = item
+        return store.objects.publish(
+            digest,
+            lambda path: pq.write_table(pa.table({_COLUMN: column}), path, compression=PARQUET_COMPRESSION),
+        )
+
+    if not todo:
+        return 0
+    with ThreadPoolExecutor(_workers(len(todo))) as pool:
+        return sum(pool.map(publish, todo.items()))
+
+
+def _get_or_create_dataset(store: Store, conn: sa.Connection, name: str, now: Any) -> int:
+    store.catalog.insert_ignore(conn, cat.datasets, [{"name": name, "created": now}])
+    return int(conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar_one())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _author() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+# -- reading -------------------------------------------------------------------
+def _known_names(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.select(cat.datasets.c.name).order_by(cat.datasets.c.name)).scalars())
+
+
+def _dataset_id(conn: sa.Connection, name: str) -> int:
+    dataset_id = conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar()
+    if dataset_id is None:
+        known = _known_names(conn)
+        listing = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none yet"
+        raise NotFoundError(f"no snapshot named {name!r}; known: {listing}")
+    return int(dataset_id)
+
+
+def _version_row(conn: sa.Connection, name: str, dataset_id: int, version: int | None) -> sa.Row[Any]:
+    query = sa.select(cat.snapshots).where(cat.snapshots.c.dataset_id == dataset_id)
+    if version is None:
+        query = query.order_by(cat.snapshots.c.version.desc()).limit(1)
+    else:
+        query = query.where(cat.snapshots.c.version == version)
+    row = conn.execute(query).first()
+    if row is None:
+        versions = list(
+            conn.execute(
+                sa.select(cat.snapshots.c.version)
+                .where(cat.snapshots.c.dataset_id == dataset_id)
+                .order_by(cat.snapshots.c.version)
+            ).scalars()
+        )
+        have = f"versions {versions[0]}..{versions[-1]}" if versions else "no versions"
+        raise NotFoundError(f"snapshot {name!r} has no version {version}; it has {have}")
+    return row
+
+
+def _latest_row(store: Store, name: str) -> sa.Row[Any] | None:
+    with store.catalog.read() as conn:
+        dataset_id = conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar()
+        if dataset_id is None:
+            return None
+        return conn.execute(
+            sa.select(cat.snapshots)
+            .where(cat.snapshots.c.dataset_id == dataset_id)
+            .order_by(cat.snapshots.c.version.desc())
+            .limit(1)
+        ).first()
+
+
+def _resolve(store: Store, name: str, version: int | str | None) -> tuple[str, sa.Row[Any], list[str]]:
+    name, number = parse_ref(name, version, _KIND)
+    with store.catalog.read() as conn:
+        row = _version_row(conn, name, _dataset_id(conn, name), number)
+        digests = list(
+            conn.execute(
+                sa.select(cat.snapshot_columns.c.object_digest)
+                .where(cat.snapshot_columns.c.snapshot_id == row.id)
+                .order_by(cat.snapshot_columns.c.position)
+            ).scalars()
+        )
+    return name, row, digests
+
+
+def _ref_from_row(store: Store, name: str, row: sa.Row[Any], new: bool = True) -> SnapshotRef:
+    schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
+    return SnapshotRef(
+        name=name,
+        version=row.version,
+        digest=row.digest,
+        rows=row.rows,
+        columns=tuple(schema.names),
+        created=cat.as_utc(row.created),
+        message=row.message,
+        author=row.author,
+        bytes_written=row.bytes_written if new else 0,
+        new=new,
+    )
+
+
+def get_ref(store: Store, name: str, version: int | str | None = None) -> SnapshotRef:
+    name, row, _ = _resolve(store, name, version)
+    return _ref_from_row(store, name, row)
+
+
+def _read_column(store: Store, digest: str) -> pa.ChunkedArray:
+    return pq.read_table(store.objects.path(digest)).column(_COLUMN)
+
+
+def load_table(store: Store, name: str, version: int | str | None = None) -> pa.Table:
+    name, row, digests = _resolve(store, name, version)
+    schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
+    with ThreadPoolExecutor(_workers(len(digests))) as pool:
+        columns = list(pool.map(lambda d: _read_column(store, d), digests))
+    columns = [c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def load(store: Store, name: str, version: int | str | None = None) -> pd.DataFrame:
+    return table_to_pandas(load_table(store, name, version))
+
+
+def table_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas, restoring object-dtype string columns as object dtype.
+
+    pandas 3 reads Arrow strings as its ``str`` dtype; a column that was
+    ``object`` when snapshotted comes back as ``object`` with ``None`` for
+    missing values.
+    """
+    import pandas as pd
+
+    df = table.to_pandas()
+    meta = table.schema.pandas_metadata or {}
+    for col in meta.get("columns", []):
+        field_name = col.get("field_name")
+        if (
+            col.get("numpy_type") == "object"
+            and col.get("pandas_type") in ("unicode", "bytes")
+            and field_name in table.column_names
+            and col.get("name") in df.columns
+            and df[col["name"]].dtype != object
+        ):
+            values = table.column(field_name).to_numpy(zero_copy_only=False)
+            df[col["name"]] = pd.Series(values, index=df.index, dtype=object)
+    return df
+
+
+def history(store: Store, name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    name, _ = parse_ref(name, None, _KIND)
+    with store.catalog.read() as conn:
+        dataset_id = _dataset_id(conn, name)
+        rows = conn.execute(
+            sa.select(cat.snapshots)
+            .where(cat.snapshots.c.dataset_id == dataset_id)
+            .order_by(cat.snapshots.c.version)
+        ).all()
+    return pd.DataFrame(
+        {
+            "version": [r.version for r in rows],
+            "digest": [r.digest for r in rows],
+            "rows": [r.rows for r in rows],
+            "columns": [r.n_columns for r in rows],
+            "created": pd.to_datetime([cat.as_utc(r.created) for r in rows], utc=True),
+            "message": [r.message for r in rows],
+            "author": [r.author for r in rows],
+            "bytes_written": [r.bytes_written for r in rows],
+        }
+    )
+
+
+def datasets(store: Store) -> pd.DataFrame:
+    import pandas as pd
+
+    s, d = cat.snapshots, cat.datasets
+    latest = (
+        sa.select(s.c.dataset_id, sa.func.max(s.c.version).label("latest"), sa.func.count().label("versions"))
+        .group_by(s.c.dataset_id)
+        .subquery()
+    )
+    query = (
+        sa.select(d.c.name, latest.c.versions, latest.c.latest, s.c.rows, s.c.n_columns, s.c.created, s.c.digest)
+        .join(latest, latest.c.dataset_id == d.c.id)
+        .join(s, sa.and_(s.c.dataset_id == d.c.id, s.c.version == latest.c.latest))
+        .order_by(d.c.name)
+    )
+    with store.catalog.read() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(
+        {
+            "name": [r.name for r in rows],
+            "versions": [r.versions for r in rows],
+            "latest": [r.latest for r in rows],
+            "rows": [r.rows for r in rows],
+            "columns": [r.n_columns for r in rows],
+            "updated": pd.to_datetime([cat.as_utc(r.created) for r in rows], utc=True),
+            "digest": [r.digest for r in rows],
+        }
+    )
+
+
+# -- comparing -----------------------------------------------------------------
+def diff(
+    store: Store,
+    name: str,
+    a: int | None = None,
+    b: int | None = None,
+    keys: str | Sequence[str] | None = None,
+) -> SnapshotDiff:
+    name, ref_version = parse_ref(name, None, _KIND)
+    b_ref = get_ref(store, name, b if b is not None else ref_version)
+    a_version = a if a is not None else b_ref.version - 1
+    if a_version < 1:
+        raise NotFoundError(f"snapshot {name!r} has only version {b_ref.version}; there is nothing to compare with")
+    table_a = load_table(store, name, a_version)
+    table_b = load_table(store, name, b_ref.version)
+    key_list = [keys] if isinstance(keys, str) else list(keys or [])
+    return compare_tables(name, a_version, b_ref.version, table_a, table_b, key_list)
+
+
+def compare_tables(
+    name: str, a: int, b: int, table_a: pa.Table, table_b: pa.Table, keys: Sequence[str] = ()
+) -> SnapshotDiff:
+    """Row and schema changes between two tables, counted in DuckDB."""
+    import duckdb
+
+    types_a = {f.name: f.type for f in table_a.schema}
+    types_b = {f.name: f.type for f in table_b.schema}
+    changes = [ColumnChange(c, "removed", str(types_a[c]), None) for c in types_a if c not in types_b]
+    changes += [ColumnChange(c, "added", None, str(types_b[c])) for c in types_b if c not in types_a]
+    changes += [
+        ColumnChange(c, "type", str(types_a[c]), str(types_b[c]))
+        for c in types_a
+        if c in types_b and types_a[c] != types_b[c]
+    ]
+    for key in keys:
+        if key not in types_a or key not in types_b:
+            raise InvalidInputError(
+                f"key column {key!r} is not in both versions; columns in v{a}: {', '.join(types_a)}; "
+                f"in v{b}: {', '.join(types_b)}"
+            )
+    common = [c for c in types_a if c in types_b and types_a[c] == types_b[c]]
+    values = [c for c in common if c not in keys]
+
+    def q(col: str) -> str:
+        return '"' + col.replace('"', '""') + '"'
+
+    con = duckdb.connect()
+    try:
+        con.register("ta", table_a.select(common) if common else pa.table({"_n": [0] * table_a.num_rows}))
+        con.register("tb", table_b.select(common) if common else pa.table({"_n": [0] * table_b.num_rows}))
+        hashed = ", ".join(q(c) for c in values) or "1"
+        if keys:
+            key_cols = ", ".join(q(k) for k in keys)
+            on = " AND ".join(f"a.{q(k)} IS NOT DISTINCT FROM b.{q(k)}" for k in keys)
+            sql = f"""
+                WITH a AS (SELECT {key_cols}, hash({hashed}) AS h FROM ta),
+                     b AS (SELECT {key_cols}, hash({hashed}) AS h FROM tb)
+                SELECT
+                    count(*) FILTER (WHERE a.h IS NULL),
+                    count(*) FILTER (WHERE b.h IS NULL),
+                    count(*) FILTER (WHERE a.h IS NOT NULL AND b.h IS NOT NULL AND a.h <> b.h),
+                    count(*) FILTER (WHERE a.h = b.h)
+                FROM a FULL OUTER JOIN b ON {on}
+            """
+            added, removed, changed, unchanged = con.execute(sql).fetchone()  # type: ignore[misc]
+        else:
+            all_cols = ", ".join(q(c) for c in common) or "1"
+            sql = f"""
+                WITH a AS (SELECT hash({all_cols}) AS h, count(*) AS n FROM ta GROUP BY h),
+                     b AS (SELECT hash({all_cols}) AS h, count(*) AS n FROM tb GROUP BY h)
+                SELECT
+                    coalesce(sum(greatest(coalesce(b.n, 0) - coalesce(a.n, 0), 0)), 0),
+                    coalesce(sum(greatest(coalesce(a.n, 0) - coalesce(b.n, 0), 0)), 0),
+                    coalesce(sum(least(coalesce(a.n, 0), coalesce(b.n, 0))), 0)
+                FROM a FULL OUTER JOIN b ON a.h = b.h
+            """
+            added, removed, unchanged = con.execute(sql).fetchone()  # type: ignore[misc]
+            changed = 0
+    finally:
+        con.close()
+    return SnapshotDiff(
+        name=name,
+        a=a,
+        b=b,
+        rows_a=table_a.num_rows,
+        rows_b=table_b.num_rows,
+        added=int(added),
+        removed=int(removed),
+        changed=int(changed),
+        unchanged=int(unchanged),
+        keys=tuple(keys),
+        schema_changes=tuple(changes),
+    )
+
+
+# -- verifying -----------------------------------------------------------------
+def verify(store: Store) -> VerifyReport:
+    from nbops.store import VerifyReport
+
+    report = VerifyReport()
+    with store.catalog.read() as conn:
+        known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
+        versions = conn.execute(
+            sa.select(cat.snapshots.c.id, cat.datasets.c.name, cat.snapshots.c.version, cat.snapshots.c.digest,
+                      cat.snapshots.c.arrow_schema)
+            .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
+        ).all()
+        columns: dict[int, list[str]] = {}
+        for sid, digest in conn.execute(
+            sa.select(cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.object_digest).order_by(
+                cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.position
+            )
+        ):
+            columns.setdefault(sid, []).append(digest)
+
+    on_disk = dict(store.objects.iter_objects())
+    for digest in sorted(known):
+        path = on_disk.get(digest)
+        if path is None:
+            report.missing_objects.append(f"{digest} ({store.objects.path(digest)})")
+            continue
+        report.objects_checked += 1
+        try:
+            actual = column_digest(_read_column(store, digest))
+        except Exception as exc:  # a torn or corrupted Parquet file
+            report.unreadable_objects.append(f"{path}: {exc}")
+            continue
+        if actual != digest:
+            report.mismatched_objects.append(f"{path} (content hashes to {actual})")
+    for digest, path in on_disk.items():
+        if digest not in known:
+            report.orphans.append(str(path))
+    report.tmp_files = [str(p) for p in store.objects.iter_tmp()]
+    for row in versions:
+        report.versions_checked += 1
+        schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
+        expected = combine_digest(schema, columns.get(row.id, []))
+        if expected != row.digest or len(columns.get(row.id, [])) != len(schema):
+            report.mismatched_versions.append(f"{row.name}@{row.version}")
+    return report

@@ -1,0 +1,252 @@
+"""The store: a folder holding a catalog and immutable data objects.
+
+Found the way git finds ``.git``::
+
+    store = nbops.open()                 # NBOPS_HOME, else nearest .nbops/ upward, else ./.nbops
+    store = nbops.open("path/to/.nbops") # this folder (created if missing)
+
+A store folder holds ``catalog.db`` (SQLite), ``objects/`` (content-addressed
+Parquet files) and ``tmp/`` (files being written).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from nbops import catalog as cat
+from nbops.catalog import Catalog
+from nbops.errors import IntegrityError, StoreError
+from nbops.objects import ObjectStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from nbops.refs import SnapshotDiff, SnapshotRef
+
+STORE_DIRNAME = ".nbops"
+HOME_ENV = "NBOPS_HOME"
+CATALOG_FILE = "catalog.db"
+DEFAULT_GC_GRACE_SECONDS = 15 * 60
+
+
+def find_store_root(start: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the store is: ``$NBOPS_HOME``, else the nearest ``.nbops/`` upward, else ``./.nbops``."""
+    env = os.environ if environ is None else environ
+    if env.get(HOME_ENV):
+        return Path(env[HOME_ENV]).expanduser().resolve()
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / STORE_DIRNAME
+        if candidate.is_dir():
+            return candidate
+    return here / STORE_DIRNAME
+
+
+def open(path: str | os.PathLike[str] | None = None) -> Store:  # noqa: A001 - the public verb
+    """Open (creating if needed) the store at ``path``, or the one found from here."""
+    root = Path(path).expanduser().resolve() if path is not None else find_store_root()
+    return Store(root)
+
+
+class Store:
+    """Snapshots (and, as nbops grows, features, runs and pipelines) in one folder."""
+
+    def __init__(self, root: Path) -> None:
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root} is a file, not a store folder")
+        if root.is_dir() and not (root / CATALOG_FILE).exists() and any(root.iterdir()):
+            raise StoreError(
+                f"{root} is not an nbops store (it has no {CATALOG_FILE}) and is not empty; "
+                "pass a new or empty folder, or the .nbops folder of an existing store"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.objects = ObjectStore(root)
+        self.catalog = Catalog.for_store_root(root)
+
+    def __repr__(self) -> str:
+        return f"<nbops.Store {self.root}>"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.catalog.dispose()
+
+    # -- snapshots ---------------------------------------------------------
+    def snapshot(self, df: pd.DataFrame | pa.Table, name: str, message: str | None = None) -> SnapshotRef:
+        """Store ``df`` as the next version of dataset ``name`` (or return the latest if unchanged)."""
+        from nbops import snapshots
+
+        return snapshots.snapshot(self, df, name, message)
+
+    def load(self, name: str, version: int | str | None = None) -> pd.DataFrame:
+        """A version of a dataset as a DataFrame: latest, ``load(name, 3)`` or ``load("name@3")``."""
+        from nbops import snapshots
+
+        return snapshots.load(self, name, version)
+
+    def load_table(self, name: str, version: int | str | None = None) -> pa.Table:
+        """Like :meth:`load`, as a ``pyarrow.Table`` (no pandas conversion)."""
+        from nbops import snapshots
+
+        return snapshots.load_table(self, name, version)
+
+    def ref(self, name: str, version: int | str | None = None) -> SnapshotRef:
+        """The reference (digest, rows, columns, ...) of a version, without loading data."""
+        from nbops import snapshots
+
+        return snapshots.get_ref(self, name, version)
+
+    def history(self, name: str) -> pd.DataFrame:
+        """Every version of a dataset, oldest first."""
+        from nbops import snapshots
+
+        return snapshots.history(self, name)
+
+    def diff(
+        self,
+        name: str,
+        a: int | None = None,
+        b: int | None = None,
+        keys: str | Sequence[str] | None = None,
+    ) -> SnapshotDiff:
+        """Schema and row changes from version ``a`` to ``b`` (default: previous to latest)."""
+        from nbops import snapshots
+
+        return snapshots.diff(self, name, a, b, keys)
+
+    def datasets(self) -> pd.DataFrame:
+        """One row per dataset: name, versions, latest version, its rows and time."""
+        from nbops import snapshots
+
+        return snapshots.datasets(self)
+
+    # -- housekeeping ------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Where the store is and what it holds, as plain data."""
+        with self.catalog.read() as conn:
+            n_datasets = conn.execute(sa.select(sa.func.count()).select_from(cat.datasets)).scalar_one()
+            n_versions = conn.execute(sa.select(sa.func.count()).select_from(cat.snapshots)).scalar_one()
+            n_objects, n_bytes = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(cat.objects.c.bytes), 0))
+            ).one()
+        return {
+            "root": str(self.root),
+            "catalog": self.catalog.url,
+            "datasets": n_datasets,
+            "snapshot_versions": n_versions,
+            "objects": n_objects,
+            "bytes": int(n_bytes),
+        }
+
+    def verify(self) -> VerifyReport:
+        """Re-hash every object and every version; report what does not match."""
+        from nbops import snapshots
+
+        return snapshots.verify(self)
+
+    def gc(self, grace_seconds: float = DEFAULT_GC_GRACE_SECONDS, dry_run: bool = False) -> GcReport:
+        """Remove objects no catalog row refers to, and stale temporary files.
+
+        Only files older than ``grace_seconds`` go, so a writer between
+        publishing its files and committing its catalog row is never robbed.
+        """
+        with self.catalog.read() as conn:
+            known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
+        report = GcReport(dry_run=dry_run)
+        for digest, path in self.objects.iter_objects():
+            if digest in known:
+                continue
+            if not ObjectStore.older_than(path, grace_seconds):
+                report.kept_recent.append(str(path))
+                continue
+            report.bytes_freed += path.stat().st_size
+            report.removed_orphans.append(str(path))
+            if not dry_run:
+                path.unlink(missing_ok=True)
+        for path in self.objects.iter_tmp():
+            if not ObjectStore.older_than(path, grace_seconds):
+                report.kept_recent.append(str(path))
+                continue
+            report.bytes_freed += path.stat().st_size
+            report.removed_tmp.append(str(path))
+            if not dry_run:
+                path.unlink(missing_ok=True)
+        return report
+
+
+@dataclass
+class VerifyReport:
+    """What ``store.verify()`` found. ``ok`` is False on any mismatch or missing object."""
+
+    objects_checked: int = 0
+    versions_checked: int = 0
+    mismatched_objects: list[str] = field(default_factory=list)
+    missing_objects: list[str] = field(default_factory=list)
+    unreadable_objects: list[str] = field(default_factory=list)
+    mismatched_versions: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    tmp_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.mismatched_objects or self.missing_objects or self.unreadable_objects or self.mismatched_versions
+        )
+
+    def raise_for_problems(self) -> None:
+        if not self.ok:
+            raise IntegrityError(self.text())
+
+    def text(self) -> str:
+        lines = [
+            f"checked {self.objects_checked} objects and {self.versions_checked} versions: "
+            + ("OK" if self.ok else "PROBLEMS FOUND")
+        ]
+        for label, items in (
+            ("object content does not match its digest", self.mismatched_objects),
+            ("object referenced by the catalog is missing", self.missing_objects),
+            ("object cannot be read", self.unreadable_objects),
+            ("version digest does not match its columns", self.mismatched_versions),
+            ("orphan object (no catalog row; `nbops gc` removes it)", self.orphans),
+            ("temporary file (`nbops gc` removes it)", self.tmp_files),
+        ):
+            for item in items:
+                lines.append(f"  {label}: {item}")
+        return "\n".join(lines)
+
+
+@dataclass
+class GcReport:
+    """What ``store.gc()`` removed (or would remove, with ``dry_run``)."""
+
+    dry_run: bool = False
+    removed_orphans: list[str] = field(default_factory=list)
+    removed_tmp: list[str] = field(default_factory=list)
+    kept_recent: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+    def text(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        text = (
+            f"{verb} {len(self.removed_orphans)} orphan objects and {len(self.removed_tmp)} temporary files "
+            f"({self.bytes_freed:,} bytes)"
+        )
+        if self.kept_recent:
+            text += (
+                f"; kept {len(self.kept_recent)} recent files that a running writer may still commit "
+                "(use --grace 0 when no writer is running)"
+            )
+        return text
