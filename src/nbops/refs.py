@@ -167,6 +167,9 @@ class SnapshotDiff:
     def __str__(self) -> str:
         return f"{self.name} v{self.a}..v{self.b}: {self.summary()}"
 
+    def _repr_pretty_(self, p: object, cycle: bool) -> None:
+        p.text(f"<SnapshotDiff {self}>")  # type: ignore[attr-defined]
+
     def _repr_html_(self) -> str:
         rows: list[tuple[str, object]] = [
             ("rows", f"{self.rows_a:,} -> {self.rows_b:,}"),

@@ -1,0 +1,87 @@
+"""The ``nbops`` command: inspect, check and clean a store; run the demo.
+
+    nbops ls                 datasets in the store
+    nbops show NAME          versions of one dataset
+    nbops verify             re-hash every object; exit 1 on any mismatch
+    nbops gc [--grace S]     remove orphan objects and stale temporary files
+    nbops demo [--dir D]     run the quickstart notebook on a fresh store
+
+Every command takes ``--store PATH``; without it the store is found as git
+finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from nbops._version import __version__
+from nbops.errors import NbopsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbops", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"nbops {__version__}")
+    parser.add_argument("--store", metavar="PATH", help="the store folder (default: found from here)")
+    verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    verbs.add_parser("ls", help="list datasets: name, versions, latest rows and time")
+    show = verbs.add_parser("show", help="list the versions of one dataset")
+    show.add_argument("name", help="dataset name")
+    verbs.add_parser("verify", help="re-hash every stored object and version; exit 1 on any problem")
+    gc = verbs.add_parser("gc", help="remove orphan objects and stale temporary files")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep files younger than this, which a running writer may still commit (default: 900)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    demo = verbs.add_parser("demo", help="run the quickstart notebook headless on a fresh store")
+    demo.add_argument("--dir", metavar="DIR", help="work folder (default: a new temporary folder)")
+    demo.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook cell (default: 600)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except NbopsError as exc:
+        print(f"nbops: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from nbops.demo import run_demo
+
+        return run_demo(args.dir, timeout=args.timeout)
+
+    import pandas as pd
+
+    import nbops
+
+    store = nbops.open(args.store)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        if args.command == "ls":
+            table = store.datasets()
+            print(f"store: {store.root}")
+            print(table.to_string(index=False) if len(table) else "no datasets yet")
+        elif args.command == "show":
+            print(store.history(args.name).to_string(index=False))
+        elif args.command == "verify":
+            report = store.verify()
+            print(report.text())
+            return 0 if report.ok else 1
+        elif args.command == "gc":
+            from nbops.store import DEFAULT_GC_GRACE_SECONDS
+
+            grace = args.grace if args.grace is not None else DEFAULT_GC_GRACE_SECONDS
+            print(store.gc(grace_seconds=grace, dry_run=args.dry_run).text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""IPython magics: thin layers over the Python API, one ``Magics`` class per domain.
+
+``load(shell)`` registers them and ``unload(shell)`` removes exactly what
+``load`` added; both are safe to call twice.  Nothing heavy is imported here:
+the store, pandas and pyarrow load when a magic first needs them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from IPython.core.magic import Magics
+
+from nbops.magics.session import KernelSession
+
+_LOADED: weakref.WeakKeyDictionary[Any, tuple[KernelSession, list[Magics]]] = weakref.WeakKeyDictionary()
+
+
+def load(shell: Any) -> None:
+    if shell in _LOADED:
+        return
+    from nbops.magics.snapshots import SnapshotMagics
+    from nbops.magics.store import StoreMagics
+
+    session = KernelSession(shell)
+    instances: list[Magics] = [StoreMagics(shell, session=session), SnapshotMagics(shell, session=session)]
+    for magics in instances:
+        shell.register_magics(magics)
+    _LOADED[shell] = (session, instances)
+
+
+def unload(shell: Any) -> None:
+    entry = _LOADED.pop(shell, None)
+    if entry is None:
+        return
+    session, instances = entry
+    manager = shell.magics_manager
+    for magics in instances:
+        for kind, table in magics.magics.items():
+            for name, method in table.items():
+                if manager.magics[kind].get(name) == method:
+                    del manager.magics[kind][name]
+        if manager.registry.get(type(magics).__name__) is magics:
+            del manager.registry[type(magics).__name__]
+        if hasattr(shell, "configurables") and magics in shell.configurables:
+            shell.configurables.remove(magics)
+    session.close()
+
+
+def is_loaded(shell: Any) -> bool:
+    return shell in _LOADED

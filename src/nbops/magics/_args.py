@@ -1,0 +1,51 @@
+"""Argument parsing shared by the magics: errors are plain ``UsageError``s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from nbops.errors import NbopsError
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turn the API's own errors into a ``UsageError`` with the same message."""
+    try:
+        yield
+    except NbopsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def variable_name(text: str, what: str) -> str:
+    """A user-namespace variable name, checked (never evaluated as code)."""
+    import keyword
+
+    if not text.isidentifier() or keyword.iskeyword(text):
+        raise UsageError(f"{what} must be a Python variable name, e.g. df; got {text!r}")
+    return text
+
+
+def lookup(shell: Any, name: str, what: str = "a DataFrame") -> Any:
+    variable_name(name, "the variable")
+    if name not in shell.user_ns:
+        raise UsageError(f"no variable named {name!r} in this notebook; give the name of a variable holding {what}")
+    return shell.user_ns[name]
+
+
+def parse_line(magic: Callable[..., Any], line: str) -> Any:
+    """Parse a magic's line with its ``magic_arguments`` parser, shell-style.
+
+    Unlike ``parse_argstring`` this removes the quotes around a quoted
+    argument (``-m "march dump"`` gives ``march dump``).
+    """
+    from IPython.utils.process import arg_split
+
+    try:
+        words = arg_split(line, posix=True)
+    except ValueError as exc:  # e.g. an unclosed quote
+        raise UsageError(f"cannot read the arguments: {exc}; check the quotes") from None
+    return magic.parser.parse_args(words)  # type: ignore[attr-defined]

@@ -1,0 +1,140 @@
+"""The magics, driven in a fresh real InteractiveShell per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+import nbops
+
+
+@pytest.fixture
+def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.setenv("NBOPS_HOME", str(tmp_path / ".nbops"))
+    InteractiveShell.clear_instance()
+    ip = InteractiveShell.instance()
+    ip.extension_manager.load_extension("nbops")
+    ip.run_cell("import pandas as pd\ndf = pd.DataFrame({'id': [1, 2, 3], 'x': [0.5, 1.5, 2.5]})")
+    yield ip
+    ip.extension_manager.unload_extension("nbops")
+    InteractiveShell.clear_instance()
+
+
+def test_snapshot_stores_the_variable_under_its_own_name(shell: InteractiveShell, tmp_path: Path) -> None:
+    ref = shell.run_line_magic("snapshot", 'df -m "march dump"')
+    assert (ref.name, ref.version, ref.rows, ref.columns) == ("df", 1, 3, ("id", "x"))
+    assert ref.message == "march dump"  # quotes are removed, spaces kept
+    assert ref.changes == "first version"
+    with nbops.open(tmp_path / ".nbops") as store:
+        pd.testing.assert_frame_equal(store.load("df"), shell.user_ns["df"])
+
+
+def test_snapshot_summary_counts_changes_against_previous_version(shell: InteractiveShell) -> None:
+    shell.run_line_magic("snapshot", "df --name raw")
+    shell.run_cell("df.loc[1, 'x'] = 9.0\ndf.loc[3] = [4, 4.5]\ndf['y'] = 1")
+    ref = shell.run_line_magic("snapshot", "df --name raw --keys id")
+    assert ref.version == 2
+    assert ref.changes == "vs v1: +1 rows, -0 rows, ~1 changed; columns +y"
+    assert "raw@2" in ref.summary() and ref.short_digest in ref.summary()
+
+
+def test_unchanged_snapshot_says_so_and_keeps_the_version(shell: InteractiveShell) -> None:
+    first = shell.run_line_magic("snapshot", "df")
+    again = shell.run_line_magic("snapshot", "df")
+    assert again.version == first.version and not again.new
+    assert "unchanged" in again.summary()
+
+
+def test_load_into_a_variable(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run_line_magic("snapshot", "df --name raw")
+    shell.run_cell("df['x'] = 0.0")
+    shell.run_line_magic("snapshot", "df --name raw")
+    shell.run_line_magic("snapshot", "--load raw@1 --as old")
+    assert shell.user_ns["old"]["x"].tolist() == [0.5, 1.5, 2.5]
+    assert "loaded raw@1 into old" in capsys.readouterr().out
+    shell.run_line_magic("snapshot", "--load raw")
+    assert shell.user_ns["raw"]["x"].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("", "name the DataFrame to snapshot"),
+        ("missing", "no variable named 'missing'"),
+        ("df.x", "must be a Python variable name"),
+        ("__import__('os')", "must be a Python variable name"),
+        ("df --name ../x", r"invalid snapshot name '../x'.*rule: separator"),
+        ("df --name 'a b'", r"rule: charset"),
+        ("n", "needs a pandas DataFrame or a pyarrow Table, not int"),
+        ("--load nothing", "no snapshot named 'nothing'; known: none yet"),
+        ("--load df@x", "rule: version"),
+        ("--load df --as 1x", "--as must be a Python variable name"),
+        ("df --as y", "--as only goes with --load"),
+        ("df -m 'unclosed", "check the quotes"),
+    ],
+)
+def test_bad_input_is_a_plain_usage_error_and_stores_nothing(
+    shell: InteractiveShell, tmp_path: Path, line: str, message: str
+) -> None:
+    shell.user_ns["n"] = 3
+    with pytest.raises(UsageError, match=message):
+        shell.run_line_magic("snapshot", line)
+    with nbops.open(tmp_path / ".nbops") as store:
+        assert store.summary()["snapshot_versions"] == 0
+
+
+def test_unknown_version_lists_what_exists(shell: InteractiveShell) -> None:
+    shell.run_line_magic("snapshot", "df")
+    with pytest.raises(UsageError, match=r"snapshot 'df' has no version 7; it has versions 1..1"):
+        shell.run_line_magic("snapshot", "--load df@7")
+
+
+def test_magic_lines_are_not_expanded_or_executed(shell: InteractiveShell, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    shell.user_ns["marker"] = str(marker)
+    for line in ["df -m '{open(marker, \"w\")}'", "df -m '$marker'"]:
+        ref = shell.run_line_magic("snapshot", line)
+        assert "{" in ref.message or "$" in ref.message
+    assert not marker.exists()
+
+
+def test_nbops_shows_and_switches_the_store(
+    shell: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run_line_magic("snapshot", "df")
+    shell.run_line_magic("nbops", "")
+    out = capsys.readouterr().out
+    assert str(tmp_path / ".nbops") in out and "1 (1 snapshot versions)" in out
+    other = tmp_path / "other store" / ".nbops"
+    shell.run_line_magic("nbops", f"use '{other}'")
+    assert f"now uses the store at {other}" in capsys.readouterr().out
+    shell.run_line_magic("snapshot", "df --name elsewhere")
+    with nbops.open(other) as store:
+        assert store.datasets()["name"].tolist() == ["elsewhere"]
+    with pytest.raises(UsageError, match="invalid choice"):
+        shell.run_line_magic("nbops", "frobnicate")
+
+
+def test_nbops_use_refuses_a_folder_that_is_not_a_store(shell: InteractiveShell, tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="is not an nbops store"):
+        shell.run_line_magic("nbops", f"use {tmp_path / 'notes'}")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_help_is_the_docstring(shell: InteractiveShell) -> None:
+    doc = shell.find_line_magic("snapshot").__doc__
+    assert "--load NAME[@V]" in doc and "Snapshot a DataFrame" in doc
+
+
+def test_show_changes_is_configurable(shell: InteractiveShell) -> None:
+    shell.run_line_magic("config", "SnapshotMagics.show_changes = False")
+    shell.run_line_magic("snapshot", "df")
+    shell.run_cell("df['x'] = 1.0")
+    assert shell.run_line_magic("snapshot", "df").changes is None
