@@ -82,7 +82,7 @@ def _differs(a: Any, b: Any) -> bool:
 
 
 # -- any single change changes the digest --------------------------------------------------
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=datas(), pick=st.data())
 def test_changing_any_single_value_changes_the_digest(data: Data, pick: st.DataObject) -> None:
     col = pick.draw(st.integers(0, len(data.kinds) - 1), label="column")
@@ -238,7 +238,7 @@ def _bools_with_garbage(values: list[bool | None], garbage: list[bool]) -> pa.Ar
     return pa.Array.from_buffers(pa.bool_(), len(values), [_validity(values), filled.buffers()[1]])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(pick=st.data(), n=st.integers(1, 20))
 def test_bytes_under_null_slots_do_not_change_the_digest(pick: st.DataObject, n: int) -> None:
     nullable = lambda s: st.lists(st.none() | s, min_size=n, max_size=n)  # noqa: E731
@@ -272,6 +272,7 @@ def test_bytes_under_null_slots_do_not_change_the_digest(pick: st.DataObject, n:
     strict=True,
     reason="BUG: column_digest raises ArrowNotImplementedError for string_view/binary_view columns "
     "with nulls (Array.filter has no view kernel)",
+    raises=pa.ArrowNotImplementedError,
 )
 @pytest.mark.parametrize("typ", [pa.string_view(), pa.binary_view()], ids=str)
 def test_view_columns_with_nulls_can_be_digested(typ: pa.DataType) -> None:
