@@ -99,6 +99,11 @@ def _hash_array(h: Any, array: pa.Array) -> None:
     typ = array.type
     h.update(str(typ).encode())
     _update_int(h, len(array))
+    if pa.types.is_string_view(typ) or pa.types.is_binary_view(typ):
+        # View layouts have no filter kernel and point into shared buffers;
+        # hash their values in the offsets layout instead.
+        typ = pa.large_string() if pa.types.is_string_view(typ) else pa.large_binary()
+        array = array.cast(typ)
     if array.null_count:
         h.update(b"V")
         _hash_bitmap(h, pc.is_valid(array))

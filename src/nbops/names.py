@@ -9,8 +9,9 @@ of them::
 
 A name is 1 to 128 characters of ASCII letters, digits, ``_`` and ``-``, and
 starts with a letter or ``_``.  That excludes path separators, ``..``, drive
-letters, control characters, percent-encoding, look-alike Unicode and the
-reference delimiters ``@``, ``:`` and ``.``.  The error names the broken rule.
+letters, control characters, percent-encoding, look-alike Unicode, Windows
+device names (``CON``, ``NUL``, ...) and the reference delimiters ``@``, ``:``
+and ``.``.  The error names the broken rule.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from nbops.errors import InvalidNameError
 
 MAX_NAME_LENGTH = 128
 _ALLOWED = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)]
+)
 _IDENTIFIER_HINT = "use ASCII letters, digits, '_' and '-', starting with a letter or '_'"
 
 
@@ -43,6 +47,10 @@ def validate_name(name: object, kind: str = "dataset") -> str:
         raise InvalidNameError(kind, name, "traversal", "'.' and '..' are not allowed")
     if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
         raise InvalidNameError(kind, name, "drive", "a drive prefix such as 'C:' is not allowed")
+    if name.split(".")[0].upper() in _WINDOWS_DEVICES:
+        raise InvalidNameError(
+            kind, name, "reserved", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+        )
     if not name.isascii():
         raise InvalidNameError(kind, name, "ascii", f"only ASCII characters are allowed; {_IDENTIFIER_HINT}")
     if not _ALLOWED.fullmatch(name):
