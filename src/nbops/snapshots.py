@@ -14,19 +14,15 @@ Index: a default ``RangeIndex`` is stored as metadata only; any other index
 
 from __future__ import annotations
 
-import getpass
-import os
 import socket
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from nbops import catalog as cat
+from nbops.columns import author, object_rows, publish_columns, read_column, read_table
 from nbops.errors import InvalidInputError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
 from nbops.names import validate_name
@@ -37,18 +33,14 @@ if TYPE_CHECKING:
 
     from nbops.store import Store, VerifyReport
 
-PARQUET_COMPRESSION = "zstd"
-_COLUMN = "v"  # the single column name inside each object file
 _KIND = "snapshot"
-
-
-def _workers(n: int) -> int:
-    return max(1, min(n, os.cpu_count() or 1))
 
 
 def to_arrow(data: object) -> pa.Table:
     """A pandas DataFrame (or an Arrow table) as an Arrow table; anything else is an error."""
     if isinstance(data, pa.Table):
+        if data.num_columns == 0:
+            raise InvalidInputError("this table has no columns; a snapshot needs at least one")
         return data
     import pandas as pd
 
@@ -57,6 +49,8 @@ def to_arrow(data: object) -> pa.Table:
         raise InvalidInputError(
             f"a snapshot needs a pandas DataFrame or a pyarrow Table, not {type(data).__name__}{hint}"
         )
+    if len(data.columns) == 0:
+        raise InvalidInputError("this DataFrame has no columns; a snapshot needs at least one")
     duplicated = data.columns[data.columns.duplicated()].tolist()
     if duplicated:
         raise InvalidInputError(f"column names must be unique; repeated: {', '.join(map(str, duplicated))}")
@@ -81,7 +75,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
     if latest is not None and latest.digest == digest:
         return _ref_from_row(store, name, latest, new=False)
 
-    bytes_written = _publish_columns(store, table, digests)
+    bytes_written = publish_columns(store, table, digests)
 
     now = cat.utcnow()
     with store.catalog.write() as conn:
@@ -98,10 +92,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
         store.catalog.insert_ignore(
             conn,
             cat.objects,
-            [
-                {"digest": d, "rows": table.num_rows, "bytes": _size(store.objects.path(d)), "created": now}
-                for d in dict.fromkeys(digests)
-            ],
+            object_rows(store, table, digests, now),
         )
         version = latest_version + 1
         snapshot_id = conn.execute(
@@ -113,7 +104,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
                 n_columns=table.num_columns,
                 arrow_schema=table.schema.serialize().to_pybytes(),
                 message=message,
-                author=_author(),
+                author=author(),
                 host=socket.gethostname(),
                 bytes_written=bytes_written,
                 created=now,
@@ -134,45 +125,15 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
         columns=tuple(table.column_names),
         created=cat.as_utc(now),
         message=message,
-        author=_author(),
+        author=author(),
         bytes_written=bytes_written,
         new=True,
     )
 
 
-def _publish_columns(store: Store, table: pa.Table, digests: Sequence[str]) -> int:
-    todo = {d: table.column(i) for i, d in enumerate(digests) if not store.objects.exists(d)}
-
-    def publish(item: tuple[str, pa.ChunkedArray]) -> int:
-        digest, column = item
-        return store.objects.publish(
-            digest,
-            lambda path: pq.write_table(pa.table({_COLUMN: column}), path, compression=PARQUET_COMPRESSION),
-        )
-
-    if not todo:
-        return 0
-    with ThreadPoolExecutor(_workers(len(todo))) as pool:
-        return sum(pool.map(publish, todo.items()))
-
-
 def _get_or_create_dataset(store: Store, conn: sa.Connection, name: str, now: Any) -> int:
     store.catalog.insert_ignore(conn, cat.datasets, [{"name": name, "created": now}])
     return int(conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar_one())
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _author() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in some containers
-        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 # -- reading -------------------------------------------------------------------
@@ -257,17 +218,9 @@ def get_ref(store: Store, name: str, version: int | str | None = None) -> Snapsh
     return _ref_from_row(store, name, row)
 
 
-def _read_column(store: Store, digest: str) -> pa.ChunkedArray:
-    return pq.read_table(store.objects.path(digest)).column(_COLUMN)
-
-
 def load_table(store: Store, name: str, version: int | str | None = None) -> pa.Table:
     name, row, digests = _resolve(store, name, version)
-    schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
-    with ThreadPoolExecutor(_workers(len(digests))) as pool:
-        columns = list(pool.map(lambda d: _read_column(store, d), digests))
-    columns = [c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema, strict=True)]
-    return pa.Table.from_arrays(columns, schema=schema)
+    return read_table(store, pa.ipc.read_schema(pa.py_buffer(row.arrow_schema)), digests)
 
 
 def load(store: Store, name: str, version: int | str | None = None) -> pd.DataFrame:
@@ -487,7 +440,7 @@ def verify(store: Store) -> VerifyReport:
             continue
         report.objects_checked += 1
         try:
-            column = _read_column(store, digest)
+            column = read_column(store, digest)
             expected_type = object_types.get(digest, column.type)
             actual = column_digest(column if column.type == expected_type else column.cast(expected_type))
         except Exception as exc:  # a torn or corrupted Parquet file
