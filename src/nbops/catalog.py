@@ -27,8 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 from nbops.errors import StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
-SCHEMA_HEAD = "0001"
-_KNOWN_REVISIONS = ("0001",)
+SCHEMA_HEAD = "0002"
+_KNOWN_REVISIONS = ("0001", "0002")
 BUSY_TIMEOUT_SECONDS = 60
 
 metadata = sa.MetaData()
@@ -75,6 +75,84 @@ snapshot_columns = sa.Table(
     sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("object_digest", sa.String(32), sa.ForeignKey("objects.digest"), nullable=False),
+)
+
+feature_groups = sa.Table(
+    "feature_groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created", sa.DateTime, nullable=False),
+)
+
+feature_group_versions = sa.Table(
+    "feature_group_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("feature_groups.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("keys", sa.Text, nullable=False),  # JSON list of key columns
+    sa.Column("event_time", sa.String(256), nullable=False),
+    sa.Column("arrow_schema", sa.LargeBinary, nullable=False),  # without pandas metadata
+    sa.Column("online", sa.Boolean, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("expectations", sa.Text),  # JSON, see nbops.expectations
+    sa.Column("author", sa.String(256)),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("group_id", "version", name="uq_feature_group_versions"),
+)
+
+feature_commits = sa.Table(
+    "feature_commits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("group_version_id", sa.Integer, sa.ForeignKey("feature_group_versions.id"), nullable=False),
+    sa.Column("commit_no", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(32), nullable=False),  # of the rows this commit wrote
+    sa.Column("arrow_schema", sa.LargeBinary, nullable=False),  # of those rows, with pandas metadata
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("inserted", sa.BigInteger, nullable=False),
+    sa.Column("updated", sa.BigInteger, nullable=False),
+    sa.Column("total_rows", sa.BigInteger, nullable=False),  # visible as of this commit
+    sa.Column("statistics", sa.Text),  # JSON, of the group as of this commit
+    sa.Column("validation", sa.Text),  # JSON report
+    sa.Column("lineage", sa.Text),  # JSON: notebook, cell hash, reads
+    sa.Column("bytes_written", sa.BigInteger, nullable=False),
+    sa.Column("author", sa.String(256)),
+    sa.Column("host", sa.String(256)),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("group_version_id", "commit_no", name="uq_feature_commits"),
+)
+
+feature_commit_columns = sa.Table(
+    "feature_commit_columns",
+    metadata,
+    sa.Column("commit_id", sa.Integer, sa.ForeignKey("feature_commits.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("object_digest", sa.String(32), sa.ForeignKey("objects.digest"), nullable=False),
+)
+
+online_features = sa.Table(
+    "online_features",
+    metadata,
+    sa.Column("group_version_id", sa.Integer, sa.ForeignKey("feature_group_versions.id"), primary_key=True),
+    sa.Column("entity_key", sa.Text, primary_key=True),  # canonical JSON of the key values
+    sa.Column("event_time_us", sa.BigInteger, nullable=False),
+    sa.Column("commit_no", sa.Integer, nullable=False),
+    sa.Column("feature_values", sa.Text, nullable=False),  # JSON list, in feature order
+)
+
+lineage_edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("parent_kind", sa.String(32), nullable=False),
+    sa.Column("parent_ref", sa.String(512), nullable=False),
+    sa.Column("child_kind", sa.String(32), nullable=False),
+    sa.Column("child_ref", sa.String(512), nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("parent_kind", "parent_ref", "child_kind", "child_ref", name="uq_lineage_edges"),
 )
 
 

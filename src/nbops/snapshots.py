@@ -22,6 +22,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from nbops import catalog as cat
+from nbops import lineage
 from nbops.columns import author, object_rows, publish_columns, read_column, read_table
 from nbops.errors import InvalidInputError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
@@ -78,6 +79,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
     bytes_written = publish_columns(store, table, digests)
 
     now = cat.utcnow()
+    reads = store.take_reads()
     with store.catalog.write() as conn:
         dataset_id = _get_or_create_dataset(store, conn, name, now)
         latest_version, latest_digest = conn.execute(
@@ -117,6 +119,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
                 for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
             ],
         )
+        lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), reads, now)
     return SnapshotRef(
         name=name,
         version=version,
@@ -218,9 +221,13 @@ def get_ref(store: Store, name: str, version: int | str | None = None) -> Snapsh
     return _ref_from_row(store, name, row)
 
 
-def load_table(store: Store, name: str, version: int | str | None = None) -> pa.Table:
+def load_table(store: Store, name: str, version: int | str | None = None, record: bool = True) -> pa.Table:
+    """A version as Arrow; ``record`` notes the read for the lineage of the next write."""
     name, row, digests = _resolve(store, name, version)
-    return read_table(store, pa.ipc.read_schema(pa.py_buffer(row.arrow_schema)), digests)
+    table = read_table(store, pa.ipc.read_schema(pa.py_buffer(row.arrow_schema)), digests)
+    if record:
+        store.record_read("snapshot", f"{name}@{row.version}")
+    return table
 
 
 def load(store: Store, name: str, version: int | str | None = None) -> pd.DataFrame:
@@ -320,8 +327,8 @@ def diff(
     a_version = a if a is not None else b_ref.version - 1
     if a_version < 1:
         raise NotFoundError(f"snapshot {name!r} has only version {b_ref.version}; there is nothing to compare with")
-    table_a = load_table(store, name, a_version)
-    table_b = load_table(store, name, b_ref.version)
+    table_a = load_table(store, name, a_version, record=False)
+    table_b = load_table(store, name, b_ref.version, record=False)
     key_list = [keys] if isinstance(keys, str) else list(keys or [])
     return compare_tables(name, a_version, b_ref.version, table_a, table_b, key_list)
 

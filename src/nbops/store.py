@@ -11,6 +11,7 @@ Parquet files) and ``tmp/`` (files being written).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from nbops.features import FeatureGroupRef
     from nbops.refs import SnapshotDiff, SnapshotRef
 
 STORE_DIRNAME = ".nbops"
@@ -71,6 +73,11 @@ class Store:
         self.root = root
         self.objects = ObjectStore(root)
         self.catalog = Catalog.for_store_root(root)
+        #: Facts about the code that is writing (notebook, cell hash), set by the
+        #: kernel layer; recorded with each write's lineage.
+        self.context: dict[str, Any] = {}
+        self._reads: list[tuple[str, str]] = []
+        self._online: Any = None
 
     def __repr__(self) -> str:
         return f"<nbops.Store {self.root}>"
@@ -82,7 +89,24 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
         self.catalog.dispose()
+
+    # -- lineage bookkeeping -----------------------------------------------
+    def record_read(self, kind: str, ref: str) -> None:
+        """Note that an artifact was read; the next write names it as a parent."""
+        if (kind, ref) not in self._reads:
+            self._reads.append((kind, ref))
+
+    def take_reads(self) -> list[tuple[str, str]]:
+        """The artifacts read since the last write (or cell start), and forget them."""
+        reads, self._reads = self._reads, []
+        return reads
+
+    def clear_reads(self) -> None:
+        self._reads = []
 
     # -- snapshots ---------------------------------------------------------
     def snapshot(self, df: pd.DataFrame | pa.Table, name: str, message: str | None = None) -> SnapshotRef:
@@ -132,6 +156,95 @@ class Store:
         from nbops import snapshots
 
         return snapshots.datasets(self)
+
+    # -- features ----------------------------------------------------------
+    def register_features(
+        self,
+        df: pd.DataFrame | pa.Table,
+        group: str,
+        keys: str | Sequence[str],
+        event_time: str,
+        description: str | None = None,
+        online: bool | None = None,
+        expectations: object = None,
+        version: int | None = None,
+    ) -> FeatureGroupRef:
+        """Add a data commit to a feature group (creating it, or a new ``version=``).
+
+        Rows upsert on (keys, event time). A frame whose columns differ from
+        the latest version needs an explicit ``version=`` (the error lists the
+        changed columns). ``expectations`` (rules from ``nbops.expect`` and/or
+        a pandera schema) are checked first; a failure writes nothing.
+        ``online=True`` also keeps the latest row per key for
+        :meth:`online_features`.
+        """
+        from nbops import features
+
+        return features.register_features(
+            self, df, group, keys, event_time, description, online, expectations, version
+        )
+
+    def features(
+        self, group: str, version: int | None = None, as_of: int | str | dt.datetime | None = None
+    ) -> pd.DataFrame:
+        """A group version's rows as of a commit number or a time (default: latest)."""
+        from nbops import features
+
+        return features.features(self, group, version, as_of)
+
+    def feature_groups(self) -> pd.DataFrame:
+        """The catalog: one row per group version."""
+        from nbops import features
+
+        return features.feature_groups(self)
+
+    def feature_commits(self, group: str, version: int | None = None) -> pd.DataFrame:
+        """Every data commit of a group version."""
+        from nbops import features
+
+        return features.commits(self, group, version)
+
+    def feature_statistics(self, group: str, version: int | None = None, commit: int | None = None) -> dict[str, Any]:
+        """Statistics stored with a commit (default: the latest)."""
+        from nbops import features
+
+        return features.statistics(self, group, version, commit)
+
+    def training_data(
+        self,
+        spine: pd.DataFrame,
+        features: Sequence[str],
+        event_time: str,
+        label: str | None = None,
+        ttl: dt.timedelta | str | None = None,
+        save_as: str | None = None,
+    ) -> pd.DataFrame:
+        """Point-in-time correct features for each spine row (one row out per row in)."""
+        from nbops import features as feature_store
+
+        return feature_store.training_data(self, spine, features, event_time, label, ttl, save_as)
+
+    def online_features(self, features: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+        """The latest feature values of the given keys, in the order asked."""
+        from nbops import features as feature_store
+
+        return feature_store.online_features(self, features, keys)
+
+    def online_reader(self) -> Any:
+        if self._online is None:
+            from nbops.features import OnlineReader
+
+            self._online = OnlineReader(self)
+        return self._online
+
+    def drift(
+        self, group: str, a: object = None, b: object = None, version: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """PSI and KS per feature between two commits or versions, or a frame and a version."""
+        from nbops import features
+
+        return features.drift(self, group, a, b, version, columns)
 
     # -- housekeeping ------------------------------------------------------
     def summary(self) -> dict[str, Any]:

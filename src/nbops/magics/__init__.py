@@ -20,13 +20,19 @@ _LOADED: weakref.WeakKeyDictionary[Any, tuple[KernelSession, list[Magics]]] = we
 def load(shell: Any) -> None:
     if shell in _LOADED:
         return
+    from nbops.magics.features import FeatureMagics
     from nbops.magics.snapshots import SnapshotMagics
     from nbops.magics.store import StoreMagics
 
     session = KernelSession(shell)
-    instances: list[Magics] = [StoreMagics(shell, session=session), SnapshotMagics(shell, session=session)]
+    instances: list[Magics] = [
+        StoreMagics(shell, session=session),
+        SnapshotMagics(shell, session=session),
+        FeatureMagics(shell, session=session),
+    ]
     for magics in instances:
         shell.register_magics(magics)
+    shell.events.register("pre_run_cell", session.pre_run_cell)
     _LOADED[shell] = (session, instances)
 
 
@@ -35,6 +41,7 @@ def unload(shell: Any) -> None:
     if entry is None:
         return
     session, instances = entry
+    shell.events.unregister("pre_run_cell", session.pre_run_cell)
     manager = shell.magics_manager
     for magics in instances:
         for kind, table in magics.magics.items():

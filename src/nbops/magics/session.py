@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ class KernelSession:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self._store: Store | None = None
+        self._cell: dict[str, Any] = {}
 
     @property
     def store(self) -> Store:
@@ -22,13 +24,31 @@ class KernelSession:
             from nbops.store import open as open_store
 
             self._store = open_store()
+            self._store.context.update(self._cell)
         return self._store
+
+    def notebook_path(self) -> str | None:
+        """The notebook this kernel runs, when the front end says (JupyterLab does)."""
+        return self.shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or None
+
+    def pre_run_cell(self, info: Any) -> None:
+        """A new cell: lineage starts afresh ("read in the same cell")."""
+        source = getattr(info, "raw_cell", "") or ""
+        self._cell = {
+            "notebook": self.notebook_path(),
+            "cell_id": getattr(info, "cell_id", None),
+            "cell_sha256": hashlib.sha256(source.encode()).hexdigest(),
+        }
+        if self._store is not None:
+            self._store.clear_reads()
+            self._store.context.update(self._cell)
 
     def use(self, path: str | os.PathLike[str]) -> Store:
         from nbops.store import open as open_store
 
         new = open_store(path)
         self.close()
+        new.context.update(self._cell)
         self._store = new
         return new
 

@@ -1,0 +1,48 @@
+"""Lineage edges: which artifact was made from which.
+
+Artifacts are named by kind and reference, e.g. ``("snapshot", "raw_tx@3")``
+or ``("feature_commit", "tx_features:1@4")``.  Writers add an edge from every
+artifact read in the same cell (in a notebook) or since the last write (in a
+script) to the artifact they write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from nbops import catalog as cat
+from nbops.catalog import Catalog
+
+Artifact = tuple[str, str]  # (kind, reference)
+
+
+def add_edges(catalog: Catalog, conn: sa.Connection, child: Artifact, parents: Iterable[Artifact], now: dt.datetime) -> None:
+    rows = [
+        {"parent_kind": pk, "parent_ref": pr, "child_kind": child[0], "child_ref": child[1], "created": now}
+        for pk, pr in dict.fromkeys(parents)
+        if (pk, pr) != child
+    ]
+    catalog.insert_ignore(conn, cat.lineage_edges, rows)
+
+
+def parents(catalog: Catalog, child: Artifact) -> list[Artifact]:
+    with catalog.read() as conn:
+        rows = conn.execute(
+            sa.select(cat.lineage_edges.c.parent_kind, cat.lineage_edges.c.parent_ref)
+            .where(cat.lineage_edges.c.child_kind == child[0], cat.lineage_edges.c.child_ref == child[1])
+            .order_by(cat.lineage_edges.c.id)
+        ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def children(catalog: Catalog, parent: Artifact) -> list[Artifact]:
+    with catalog.read() as conn:
+        rows = conn.execute(
+            sa.select(cat.lineage_edges.c.child_kind, cat.lineage_edges.c.child_ref)
+            .where(cat.lineage_edges.c.parent_kind == parent[0], cat.lineage_edges.c.parent_ref == parent[1])
+            .order_by(cat.lineage_edges.c.id)
+        ).all()
+    return [(r[0], r[1]) for r in rows]

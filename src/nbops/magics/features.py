@@ -1,0 +1,114 @@
+"""``%%features``: register a cell's feature frame; ``%features`` and ``%drift`` show the catalog."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from nbops.magics._args import parse_line, usage_errors
+from nbops.magics.session import KernelSession
+
+
+def run_for_last_value(shell: Any, cell: str) -> Any:
+    """Run a cell in the user namespace and return its last expression's value.
+
+    The statements before the last expression run as a normal cell (magics
+    inside the cell work, errors show as usual); the last expression is
+    evaluated, not displayed.
+    """
+    source = shell.transform_cell(cell)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise UsageError(f"the cell does not parse: {exc}") from None
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        raise UsageError("the last line of a %%features cell must be the feature DataFrame, e.g. `features`")
+    last = tree.body[-1]
+    lines = source.splitlines(keepends=True)
+    head = "".join(lines[: last.lineno - 1]) + lines[last.lineno - 1][: last.col_offset]
+    if head.strip():
+        result = shell.run_cell(head, store_history=False)
+        if not result.success:
+            raise UsageError("the cell raised an error (shown above); nothing was registered")
+    expression = ast.Expression(last.value)
+    code = compile(expression, "<%%features cell>", "eval")
+    return eval(code, shell.user_ns)  # noqa: S307 - the user's own cell, as IPython would run it
+
+
+@magics_class
+class FeatureMagics(Magics):
+    def __init__(self, shell: Any, session: KernelSession) -> None:
+        super().__init__(shell)
+        self.session = session
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("group", nargs="?", help="feature group name")
+    @argument("-k", "--keys", help="key column(s), comma-separated, e.g. --keys cc_num")
+    @argument("-t", "--event-time", dest="event_time", help="the event-time column, e.g. --event-time ts")
+    @argument("--online", action="store_true", help="also keep the latest row per key for online serving")
+    @argument("--version", type=int, help="write into this version; a new number creates a new schema version")
+    @argument("-d", "--description", help="what the group holds")
+    @line_cell_magic
+    def features(self, line: str, cell: str | None = None) -> Any:
+        """Register the cell's last expression as a commit of a feature group.
+
+        ``%%features tx_features --keys cc_num --event-time ts [--online]``
+        runs the cell; its last expression must be the feature DataFrame.
+        Shows group, version, commit, rows, the validation result and a
+        statistics preview.  Without a cell body, ``%features [GROUP]`` lists
+        the catalog (every group version, or one group's commits).
+        """
+        args = parse_line(self.features, line)
+        store = self.session.store
+        if cell is None:
+            with usage_errors():
+                if args.group:
+                    return store.feature_commits(args.group, args.version)
+                return store.feature_groups()
+        if not args.group or not args.keys or not args.event_time:
+            raise UsageError("usage: %%features GROUP --keys K[,K] --event-time COL [--online] [--version V]")
+        frame = run_for_last_value(self.shell, cell)
+        keys = [k.strip() for k in args.keys.split(",") if k.strip()]
+        with usage_errors():
+            return store.register_features(
+                frame,
+                args.group,
+                keys=keys,
+                event_time=args.event_time,
+                description=args.description,
+                online=True if args.online else None,
+                version=args.version,
+            )
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("group", help="feature group, e.g. tx_features or tx_features:2")
+    @argument("a", nargs="?", help="reference side: a commit number, GROUP:V[@C], or a DataFrame variable")
+    @argument("b", nargs="?", help="current side: a commit number, GROUP:V[@C], or a DataFrame variable")
+    @line_magic
+    def drift(self, line: str) -> Any:
+        """PSI and KS per feature between two commits or versions of a group.
+
+        ``%drift tx_features`` compares the last two commits; ``%drift
+        tx_features 3 4`` commits 3 and 4; ``%drift tx_features tx:1 tx:2``
+        two versions; ``%drift tx_features df`` a DataFrame variable against
+        the latest commit.  Drifting features come first.
+        """
+        args = parse_line(self.drift, line)
+        sides = [self._side(v) for v in (args.a, args.b)]
+        with usage_errors():
+            return self.session.store.drift(args.group, sides[0], sides[1])
+
+    def _side(self, value: str | None) -> Any:
+        if value is None:
+            return None
+        if value.isdigit():
+            return int(value)
+        if value.isidentifier() and value in self.shell.user_ns:
+            return self.shell.user_ns[value]
+        return value
