@@ -40,6 +40,8 @@ BAD_NAMES: list[tuple[object, str]] = [
     ("a@1", "charset"),
     ("a:b", "drive"),  # a one-letter prefix and ':' is a Windows drive-relative path
     ("ab:c", "charset"),
+    ("NUL", "reserved"),
+    ("con", "reserved"),
     ("a.b", "charset"),
     ("1abc", "charset"),
     ("-x", "charset"),
@@ -92,15 +94,17 @@ def test_charset_error_lists_the_offending_characters() -> None:
         validate_name("1abc")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Windows device names (CON, NUL, AUX, PRN, COM1, LPT1) pass validation; "
-    "a file such as exports/NUL.parquet is the null device on Windows",
-)
-@pytest.mark.parametrize("name", ["CON", "nul", "Aux", "PRN", "COM1", "lpt1"])
-def test_windows_device_names_are_rejected(name: str) -> None:
-    with pytest.raises(InvalidNameError):
+@pytest.mark.parametrize("name", ["CON", "nul", "Aux", "PRN", "COM1", "lpt9"])
+def test_windows_device_names_are_rejected_in_any_case(name: str) -> None:
+    """``exports/NUL.parquet`` would be the null device on Windows."""
+    with pytest.raises(InvalidNameError, match=r"device name on Windows .*\(rule: reserved\)") as info:
         validate_name(name)
+    assert info.value.rule == "reserved"
+
+
+@pytest.mark.parametrize("name", ["CONSOLE", "nul_", "AUX-1", "COM10", "LPT0", "com"])
+def test_names_that_merely_start_like_device_names_are_accepted(name: str) -> None:
+    assert validate_name(name) == name
 
 
 def _assert_single_safe_component(name: str, root: Path) -> None:
@@ -123,7 +127,9 @@ def test_any_text_is_either_returned_unchanged_or_rejected(name: str, tmp_path: 
     try:
         result = validate_name(name)
     except InvalidNameError as err:
-        assert err.rule in {"type", "empty", "length", "control", "separator", "traversal", "drive", "ascii", "charset"}
+        assert err.rule in {
+            "type", "empty", "length", "control", "separator", "traversal", "drive", "reserved", "ascii", "charset",
+        }  # fmt: skip
         assert f"(rule: {err.rule})" in str(err)
         return
     assert result is name

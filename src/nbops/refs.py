@@ -32,10 +32,12 @@ def parse_ref(ref: str, version: int | str | None = None, kind: str = "dataset")
     if version is not None:
         explicit = _parse_version(str(version), ref, kind) if not isinstance(version, int) else version
         if ref_version is not None and explicit != ref_version:
-            raise ValueError(f"{ref!r} names version {ref_version} but version={version!r} was passed")
+            raise InvalidNameError(
+                kind, ref, "version", f"it names version {ref_version} but version={version!r} was passed"
+            )
         ref_version = explicit
     if ref_version is not None and ref_version < 1:
-        raise ValueError(f"versions start at 1; got {ref_version} in {ref!r}")
+        raise InvalidNameError(kind, ref, "version", f"versions start at 1, not {ref_version}")
     return name, ref_version
 
 
