@@ -12,9 +12,19 @@ from typing import TYPE_CHECKING, Any
 from nbops._version import __version__
 
 if TYPE_CHECKING:
+    from nbops import expectations as expect
+    from nbops.features import split_by_time
     from nbops.store import Store, open
 
-__all__ = ["Store", "__version__", "load_ipython_extension", "open", "unload_ipython_extension"]
+__all__ = [
+    "Store",
+    "__version__",
+    "expect",
+    "load_ipython_extension",
+    "open",
+    "split_by_time",
+    "unload_ipython_extension",
+]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -36,4 +46,12 @@ def __getattr__(name: str) -> Any:
         from nbops import store
 
         return getattr(store, name)
+    if name == "expect":  # nbops.expect.not_null("amount"), ...
+        from nbops import expectations
+
+        return expectations
+    if name == "split_by_time":
+        from nbops.features import split_by_time
+
+        return split_by_time
     raise AttributeError(f"module 'nbops' has no attribute {name!r}")

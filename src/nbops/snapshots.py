@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from nbops import catalog as cat
 from nbops import lineage
-from nbops.columns import author, object_rows, publish_columns, read_column, read_table
+from nbops.columns import author, object_rows, publish_columns, read_table
 from nbops.errors import InvalidInputError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
 from nbops.names import validate_name
@@ -32,7 +32,7 @@ from nbops.refs import ColumnChange, SnapshotDiff, SnapshotRef, parse_ref
 if TYPE_CHECKING:
     import pandas as pd
 
-    from nbops.store import Store, VerifyReport
+    from nbops.store import Store
 
 _KIND = "snapshot"
 
@@ -425,62 +425,3 @@ def compare_tables(
         keys=tuple(keys),
         schema_changes=tuple(changes),
     )
-
-
-# -- verifying -----------------------------------------------------------------
-def verify(store: Store) -> VerifyReport:
-    from nbops.store import VerifyReport
-
-    report = VerifyReport()
-    with store.catalog.read() as conn:
-        known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
-        versions = conn.execute(
-            sa.select(cat.snapshots.c.id, cat.datasets.c.name, cat.snapshots.c.version, cat.snapshots.c.digest,
-                      cat.snapshots.c.arrow_schema)
-            .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
-        ).all()
-        columns: dict[int, list[str]] = {}
-        for sid, digest in conn.execute(
-            sa.select(cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.object_digest).order_by(
-                cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.position
-            )
-        ):
-            columns.setdefault(sid, []).append(digest)
-
-    # Parquet does not keep every Arrow type exactly (a dictionary of
-    # large_string reads back as a dictionary of string), so each object is
-    # cast to the type its versions record before it is hashed, as load does.
-    schemas = {row.id: pa.ipc.read_schema(pa.py_buffer(row.arrow_schema)) for row in versions}
-    object_types: dict[str, pa.DataType] = {}
-    for sid, digests in columns.items():
-        if sid in schemas and len(digests) == len(schemas[sid]):
-            for field, digest in zip(schemas[sid], digests, strict=True):
-                object_types.setdefault(digest, field.type)
-
-    on_disk = dict(store.objects.iter_objects())
-    for digest in sorted(known):
-        path = on_disk.get(digest)
-        if path is None:
-            report.missing_objects.append(f"{digest} ({store.objects.path(digest)})")
-            continue
-        report.objects_checked += 1
-        try:
-            column = read_column(store, digest)
-            expected_type = object_types.get(digest, column.type)
-            actual = column_digest(column if column.type == expected_type else column.cast(expected_type))
-        except Exception as exc:  # a torn or corrupted Parquet file
-            report.unreadable_objects.append(f"{path}: {exc}")
-            continue
-        if actual != digest:
-            report.mismatched_objects.append(f"{path} (content hashes to {actual})")
-    for digest, path in on_disk.items():
-        if digest not in known:
-            report.orphans.append(str(path))
-    report.tmp_files = [str(p) for p in store.objects.iter_tmp()]
-    for row in versions:
-        report.versions_checked += 1
-        schema = schemas[row.id]
-        digests = columns.get(row.id, [])
-        if len(digests) != len(schema) or combine_digest(schema, digests) != row.digest:
-            report.mismatched_versions.append(f"{row.name}@{row.version}")
-    return report

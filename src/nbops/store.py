@@ -255,20 +255,24 @@ class Store:
             n_objects, n_bytes = conn.execute(
                 sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(cat.objects.c.bytes), 0))
             ).one()
+            n_groups = conn.execute(sa.select(sa.func.count()).select_from(cat.feature_groups)).scalar_one()
+            n_commits = conn.execute(sa.select(sa.func.count()).select_from(cat.feature_commits)).scalar_one()
         return {
             "root": str(self.root),
             "catalog": self.catalog.url,
             "datasets": n_datasets,
             "snapshot_versions": n_versions,
+            "feature_groups": n_groups,
+            "feature_commits": n_commits,
             "objects": n_objects,
             "bytes": int(n_bytes),
         }
 
     def verify(self) -> VerifyReport:
         """Re-hash every object and every version; report what does not match."""
-        from nbops import snapshots
+        from nbops.verify import verify
 
-        return snapshots.verify(self)
+        return verify(self)
 
     def gc(self, grace_seconds: float = DEFAULT_GC_GRACE_SECONDS, dry_run: bool = False) -> GcReport:
         """Remove objects no catalog row refers to, and stale temporary files.

@@ -53,6 +53,7 @@ class StoreMagics(Magics):
             f"nbops store: {info['root']}\n"
             f"  catalog:   {info['catalog']}\n"
             f"  datasets:  {info['datasets']} ({info['snapshot_versions']} snapshot versions)\n"
+            f"  features:  {info['feature_groups']} groups ({info['feature_commits']} commits)\n"
             f"  objects:   {info['objects']} ({info['bytes']:,} bytes)"
         )
 
