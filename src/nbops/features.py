@@ -528,12 +528,17 @@ def _version_for_write(
 
 # -- reading -------------------------------------------------------------------------
 def _commit_tables(
-    store: Store, conn: sa.Connection, version_id: int, as_of: int | dt.datetime | None
+    store: Store, conn: sa.Connection, version_id: int, as_of: int | dt.datetime | None, only: bool = False
 ) -> list[tuple[int, pa.Table]]:
-    """The rows each commit wrote, oldest first, up to ``as_of`` (a commit number or a time)."""
+    """The rows each commit wrote, oldest first, up to ``as_of`` (a commit number or a time).
+
+    With ``only``, just the commit numbered ``as_of``.
+    """
     c = cat.feature_commits
     query = sa.select(c.c.id, c.c.commit_no, c.c.arrow_schema).where(c.c.group_version_id == version_id)
-    if isinstance(as_of, int):
+    if only:
+        query = query.where(c.c.commit_no == as_of)
+    elif isinstance(as_of, int):
         query = query.where(c.c.commit_no <= as_of)
     elif isinstance(as_of, dt.datetime):
         query = query.where(c.c.created <= _naive_utc(as_of))
@@ -592,6 +597,16 @@ def _distinct_pairs(ids: pa.Table, cols: Sequence[str]) -> int:
     if ids.num_rows == 0:
         return 0
     return int(ids.group_by(list(cols), use_threads=False).aggregate([]).num_rows)
+
+
+def _commit_rows(store: Store, gv: _Version, commit: int) -> pa.Table:
+    """The rows one commit wrote (not the state as of it)."""
+    with store.catalog.read() as conn:
+        commits = _commit_tables(store, conn, gv.id, commit, only=True)
+        if not commits:
+            last = _latest_commit(conn, gv.id)
+            raise NotFoundError(f"version {gv.version} has no commit {commit}; its commits are 1..{last}")
+    return commits[0][1]
 
 
 def _version_row(conn: sa.Connection, group: str, version: int | None) -> _Version:
@@ -1063,9 +1078,11 @@ def drift(
     """PSI and KS per feature between two commits or versions, or a frame and a version.
 
     ``a`` and ``b`` are commit numbers of ``version`` (default: the latest
-    version), references such as ``"tx:1"`` or ``"tx:2@3"``, or DataFrames.
+    version) — each compares the rows that commit wrote, e.g. last week's
+    batch against this week's — or references such as ``"tx:1"`` or
+    ``"tx:2@3"`` — each the whole group as of then — or DataFrames.
     Defaults: the previous commit against the latest. ``store.drift(group, df)``
-    compares ``df`` with the latest commit.
+    compares ``df`` with the whole group as of its latest commit.
     """
     import pandas as pd
 
@@ -1086,8 +1103,7 @@ def drift(
         if isinstance(value, int) and not isinstance(value, bool):
             if value < 1:
                 raise NotFoundError(f"{group_name}:{gv.version} has only commit {latest}; pass two commits to compare")
-            _, c, t = read_group_table(store, group_name, gv.version, value)
-            return f"{group_name}:{gv.version}@{c}", t
+            return f"{group_name}:{gv.version}@{value} (its rows)", _commit_rows(store, gv, value)
         if isinstance(value, str):
             g, v, c = parse_group_ref(value)
             _, c2, t = read_group_table(store, g, v, c)
@@ -1096,7 +1112,7 @@ def drift(
 
     if isinstance(a, (pd.DataFrame, pa.Table)) and b is None:
         a, b = None, a
-        a_label, ref_table = side(None, latest)
+        a_label, ref_table = side(f"{group_name}:{gv.version}@{latest}", latest)
     else:
         a_label, ref_table = side(a, latest - 1)
     b_label, cur_table = side(b, latest)
