@@ -53,6 +53,7 @@ import platform
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -168,6 +169,26 @@ def process_peak_bytes() -> int:
     """Peak RSS of the whole run: ru_maxrss, and the VmHWM marks seen before each reset."""
     _reset_peak()  # folds the current mark into _PROCESS_PEAK_KIB
     return max(ru_maxrss_bytes(), _PROCESS_PEAK_KIB * 1024)
+
+
+def _git_state() -> str:
+    """The commit of the checkout this file is in, with "+dirty" when src/ has local changes."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=here, capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+    return head + ("+dirty" if dirty else "")
+
+
+def _loadavg() -> str:
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def dir_size(path: Path) -> int:
@@ -308,10 +329,12 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         "pyarrow": pa.__version__,
         "numpy": np.__version__,
         "nbops": nbops.__version__,
+        "git": _git_state(),
         "cpus": os.cpu_count(),
         "arrow_cpu_threads": pa.cpu_count(),
         "arrow_io_threads": pa.io_thread_count(),
         "workdir": str(work),
+        "loadavg_start": _loadavg(),
     }
     print("nbops snapshot benchmark  " + "  ".join(f"{k}={v}" for k, v in env.items()))
 
@@ -509,8 +532,10 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
 
     # -- report --------------------------------------------------------------
     maxrss = process_peak_bytes()
+    env["loadavg_end"] = _loadavg()
     print(f"\nResults: {args.rows:,} rows x 10 columns, best of {repeats} (seconds), "
-          f"frame {_fmt_bytes(df_bytes)} in memory")
+          f"frame {_fmt_bytes(df_bytes)} in memory, load average {env['loadavg_start']} -> "
+          f"{env['loadavg_end']} (1/5/15 min; other load on the machine skews times)")
     print("\nTimings")
     print(f"{'operation':<42} {'best':>9} {'all rounds':<30} {'peak RSS':>10} {'+peak':>10}")
     for op in ops_by_name.values():
