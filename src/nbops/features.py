@@ -44,8 +44,7 @@ import datetime as dt
 import json
 import re
 import socket
-import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +54,7 @@ import sqlalchemy as sa
 
 from nbops import catalog as cat
 from nbops import lineage
+from nbops import online as online_store
 from nbops.columns import author, object_rows, publish_columns, read_table
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
@@ -366,7 +366,7 @@ def register_features(
         if gv.online:
             # A version turned online by this call is backfilled from its whole state.
             source = state if gv.newly_online else table
-            _upsert_online(store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols))
+            online_store.upsert(store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols))
         child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
         lineage.add_edges(store.catalog, conn, child, reads, now)
 
@@ -765,188 +765,7 @@ def statistics(store: Store, group: str, version: int | None = None, commit: int
     return dict(json.loads(row.statistics or "{}"))
 
 
-# -- online serving ------------------------------------------------------------------
-def _online_encodable(table: pa.Table) -> pa.Table:
-    """Columns as JSON-friendly Arrow types (times as integers, categories as values)."""
-    arrays = []
-    for col in table.columns:
-        typ = col.type
-        if pa.types.is_dictionary(typ):
-            col = col.cast(typ.value_type)
-            typ = col.type
-        if pa.types.is_timestamp(typ) or pa.types.is_date(typ) or pa.types.is_time(typ) or pa.types.is_duration(typ):
-            col = col.cast(pa.int64())
-        elif pa.types.is_decimal(typ):
-            col = col.cast(pa.string())
-        arrays.append(col)
-    return pa.Table.from_arrays(arrays, names=table.column_names)
-
-
-def _entity_key(values: Iterable[Any]) -> str:
-    return json.dumps([v.item() if hasattr(v, "item") else v for v in values], separators=(",", ":"))
-
-
-def _upsert_online(
-    store: Store,
-    conn: sa.Connection,
-    version_id: int,
-    commit_no: int,
-    table: pa.Table,
-    keys: Sequence[str],
-    event_time: str,
-    feature_cols: Sequence[str],
-) -> None:
-    """Keep the latest row per key (by event time; a later commit wins a tie)."""
-    if table.num_rows == 0:
-        return
-    times = table.column(event_time).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    order = pc.sort_indices(
-        pa.table({"t": times, "i": pa.array(range(table.num_rows), pa.int64())}),
-        sort_keys=[("t", "descending"), ("i", "descending")],
-    )
-    ordered = table.take(order)
-    ordered_times = pc.take(times, order).to_pylist()
-    key_rows = list(zip(*[ordered.column(k).to_pylist() for k in keys], strict=True))
-    encoded = _online_encodable(ordered.select(list(feature_cols)))
-    value_rows = list(zip(*[c.to_pylist() for c in encoded.columns], strict=True))
-    seen: set[str] = set()
-    rows = []
-    for key, t, values in zip(key_rows, ordered_times, value_rows, strict=True):
-        entity = _entity_key(key)
-        if entity in seen:
-            continue
-        seen.add(entity)
-        rows.append(
-            {
-                "group_version_id": version_id,
-                "entity_key": entity,
-                "event_time_us": t,
-                "commit_no": commit_no,
-                "feature_values": json.dumps(values, default=str),
-            }
-        )
-    if store.catalog.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-    stmt = dialect_insert(cat.online_features)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["group_version_id", "entity_key"],
-        set_={
-            "event_time_us": stmt.excluded.event_time_us,
-            "commit_no": stmt.excluded.commit_no,
-            "feature_values": stmt.excluded.feature_values,
-        },
-        where=stmt.excluded.event_time_us >= cat.online_features.c.event_time_us,
-    )
-    for start in range(0, len(rows), 20_000):
-        conn.execute(stmt, rows[start : start + 20_000])
-
-
-class OnlineReader:
-    """Point lookups in the online table on a dedicated read-only connection.
-
-    A lookup of one key is one indexed SQLite query; SQLAlchemy is bypassed on
-    this path because its per-statement overhead alone is ~100 µs.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._sqlite: sqlite3.Connection | None = None
-        self._meta: dict[tuple[str, int | None], tuple[float, _Version]] = {}
-
-    def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._sqlite is None:
-            path = self.store.root / "catalog.db"
-            self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            self._sqlite.execute("PRAGMA busy_timeout = 60000")
-        return self._sqlite
-
-    def version(self, group: str, version: int | None) -> _Version:
-        with self.store.catalog.read() as conn:
-            return _version_row(conn, group, version)
-
-    def lookup(self, version_id: int, entity_keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        if self.store.catalog.is_sqlite:
-            db = self._connection()
-            for start in range(0, len(entity_keys), 500):
-                chunk = entity_keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    db.execute(
-                        "SELECT entity_key, feature_values FROM online_features "
-                        f"WHERE group_version_id = ? AND entity_key IN ({marks})",
-                        (version_id, *chunk),
-                    ).fetchall()
-                )
-            return found
-        o = cat.online_features
-        with self.store.catalog.read() as conn:
-            for start in range(0, len(entity_keys), 500):
-                chunk = list(entity_keys[start : start + 500])
-                found.update(
-                    conn.execute(
-                        sa.select(o.c.entity_key, o.c.feature_values).where(
-                            o.c.group_version_id == version_id, o.c.entity_key.in_(chunk)
-                        )
-                    ).all()
-                )
-        return found
-
-
-def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    import pandas as pd
-
-    if isinstance(refs, str):
-        refs = [refs]
-    if not isinstance(keys, Mapping) or not keys:
-        raise InvalidInputError("keys must be a dict of key column -> values, e.g. keys={'cc_num': [1, 2]}")
-    key_lists = {k: list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else [v] for k, v in keys.items()}
-    lengths = {len(v) for v in key_lists.values()}
-    if len(lengths) != 1:
-        raise InvalidInputError(f"every key column needs the same number of values; got {dict((k, len(v)) for k, v in key_lists.items())}")
-    n = lengths.pop()
-    reader = store.online_reader()
-    parsed = [FeatureRef.parse(r) for r in refs]
-    plan = _plan_outputs(store, parsed, reader=reader, taken=set(key_lists))
-    out: dict[str, Any] = {k: v for k, v in key_lists.items()}
-    for gv, group, wanted in plan:
-        if not gv.online:
-            raise InvalidInputError(
-                f"{group}:{gv.version} is not online; register it with online=True to serve its features"
-            )
-        missing = [k for k in gv.keys if k not in key_lists]
-        if missing:
-            raise InvalidInputError(f"{group} is keyed by {gv.keys}; pass values for {missing} in keys=")
-        entity_keys = [_entity_key(vals) for vals in zip(*[key_lists[k] for k in gv.keys], strict=True)]
-        found = reader.lookup(gv.id, entity_keys)
-        feature_cols = [c for c in gv.schema.names if c not in gv.keys and c != gv.event_time]
-        positions = {c: i for i, c in enumerate(feature_cols)}
-        rows = [json.loads(found[e]) if e in found else None for e in entity_keys]
-        template = _online_encodable(pa.table({c: pa.array([], gv.schema.field(c).type) for c in feature_cols}))
-        for source, output in wanted.items():
-            i = positions[source]
-            values = [r[i] if r is not None else None for r in rows]
-            arr = pa.array(values, type=template.schema.field(source).type).cast(gv.schema.field(source).type)
-            out[output] = arr
-    table = pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v)) for k, v in out.items()}) if n else None
-    if table is None:
-        return pd.DataFrame({k: [] for k in out})
-    frame = table.to_pandas()
-    for k in key_lists:  # keys come back as they were given
-        frame[k] = pd.Series(key_lists[k], index=frame.index) if len(key_lists[k]) else frame[k]
-    return frame
-
-
-def _plan_outputs(
-    store: Store, refs: Sequence[FeatureRef], reader: OnlineReader | None = None, taken: set[str] | None = None
-) -> list[tuple[_Version, str, dict[str, str]]]:
+def plan_outputs(store: Store, refs: Sequence[FeatureRef], taken: set[str] | None = None) -> list[tuple[_Version, str, dict[str, str]]]:
     """Group feature references by group version and name the output columns.
 
     A feature name that more than one group provides, or that a spine or key
@@ -1008,7 +827,7 @@ def training_data(
     if save_as is not None:
         validate_name(save_as, "snapshot")
     ttl_delta = pd.Timedelta(ttl).to_pytimedelta() if ttl is not None else None
-    plan = _plan_outputs(store, [FeatureRef.parse(r) for r in refs], taken={str(c) for c in spine.columns})
+    plan = plan_outputs(store, [FeatureRef.parse(r) for r in refs], taken={str(c) for c in spine.columns})
     sources = []
     parents: list[tuple[str, str]] = []
     for gv, group, mapping in plan:

@@ -19,8 +19,10 @@ counted).  Then, by kind:
     as pandas' ``Series.std``); it is ``None`` with fewer than two values.
     Quantiles interpolate linearly between order statistics (DuckDB's
     ``quantile_cont``, the same as numpy's default ``method="linear"``).
-    A float NaN counts as null, as in pandas; infinities are values (they
-    make ``mean``/``std`` ``None`` and fall into the outer histogram bins).
+    A float NaN counts as null, as in pandas.  Infinities are values: an
+    infinite ``min``, ``max``, ``mean``, ``std`` or quantile is ``None``, and
+    they fall into the outer histogram bins, whose edges span the finite
+    values.
 ``datetime`` (timestamps and dates)
     ``min`` and ``max`` as ISO 8601 text: a time-zone aware column in UTC
     (``2024-05-01T12:00:00+00:00``), a naive one as it is stored, without an
@@ -48,7 +50,9 @@ A column without values has ``{"edges": [], "counts": []}`` and ``None`` for
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -251,10 +255,10 @@ def feature_statistics(
     import duckdb
 
     con = duckdb.connect(":memory:")
+    _no_replacement_scans(con)
     try:
         if prepared:
-            con.register("t", pa.table(prepared))
-            _summarise(con, plans, result, table.num_rows, bins, top_k)
+            _summarise(con, pa.table(prepared), plans, result, bins, top_k)
         for plan in plans:
             if plan.kind == OTHER:
                 result[plan.name]["distinct"] = _other_distinct(con, table.column(plan.name))
@@ -263,51 +267,79 @@ def feature_statistics(
     return result
 
 
+def _no_replacement_scans(con: duckdb.DuckDBPyConnection) -> None:
+    """Make a query fail rather than read a Python variable that shares a table's name."""
+    con.execute("SET python_enable_replacements = false")
+
+
 def _summarise(
     con: duckdb.DuckDBPyConnection,
+    prepared: pa.Table,
     plans: list[_Plan],
     result: dict[str, dict[str, Any]],
+    bins: int,
+    top_k: int,
+) -> None:
+    """Fill ``result`` for the columns of ``prepared``, a few queries per column.
+
+    Columns are summarised side by side, each on its own cursor and on
+    ``cpus / workers`` DuckDB threads.  On 1M rows x 10 float columns and 2
+    cores the per-column aggregate queries took 0.54 s this way, 0.87 s one after
+    the other with DuckDB's own parallelism, and 2.9 s as one wide query
+    (DuckDB runs the count(DISTINCT) of an ungrouped query one by one).
+    """
+    columns = [plan for plan in plans if plan.kind != OTHER]
+    cpus = os.cpu_count() or 1
+    workers = max(1, min(len(columns), cpus))
+    con.execute(f"SET threads = {max(1, cpus // workers)}")
+
+    def summarise(plan: _Plan) -> None:
+        cursor = con.cursor()
+        try:
+            _no_replacement_scans(cursor)
+            # A registered table is visible to its own connection only.
+            cursor.register("t", prepared)
+            _summarise_column(cursor, plan, result[plan.name], prepared.num_rows, bins, top_k)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(summarise, columns))
+
+
+def _summarise_column(
+    cursor: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    out: dict[str, Any],
     num_rows: int,
     bins: int,
     top_k: int,
 ) -> None:
-    # One query per column rather than one wide query: DuckDB runs a wide
-    # ungrouped query with several count(DISTINCT)/quantile aggregates about
-    # three times slower (measured on 1M rows x 10 columns).
-    histograms: list[tuple[_Plan, float, float]] = []
-    for plan in plans:
-        if plan.kind == OTHER:
-            continue
-        out = result[plan.name]
-        [(count, distinct, *rest)] = con.execute(_column_query(plan)).fetchall()
-        out["count"], out["nulls"], out["distinct"] = int(count), num_rows - int(count), int(distinct)
-        if plan.kind == NUMERIC:
-            low, high, mean, std, quantiles = rest
-            out["min"], out["max"] = _plain(low), _plain(high)
-            out["mean"], out["std"] = _plain(mean), _plain(std)
-            values = quantiles or [None] * len(QUANTILES)
-            out["quantiles"] = {k: _plain(v) for k, v in zip(QUANTILES, values, strict=True)}
-            out["histogram"] = {"edges": [], "counts": []}
-            if low is not None and not math.isfinite(low - high):
-                # Histogram edges need finite ends; infinities go to the outer bins.
-                c = plan.alias
-                [(low, high)] = con.execute(
-                    f"SELECT min({c}), max({c}) FROM t WHERE isfinite({c})"
-                ).fetchall()
-            if low is not None:
-                histograms.append((plan, float(low), float(high)))
-        elif plan.kind == DATETIME:
-            low, high = rest
-            out["min"], out["max"] = _iso(low, plan.type), _iso(high, plan.type)
-            out["histogram"] = {"edges": [], "counts": []}
-            if low is not None:
-                histograms.append((plan, float(low), float(high)))
-        elif plan.kind == BOOL:
-            out["true_share"] = _plain(rest[0])
-        elif plan.kind == CATEGORICAL:
-            out["top"], out["share_other"] = _top_values(con, plan, out["count"], top_k)
-    if histograms:
-        _histograms(con, histograms, result, bins)
+    [(count, distinct, *rest)] = cursor.execute(_column_query(plan)).fetchall()
+    # NaN became null in _prepare, so nulls come from the count, not from Arrow.
+    out["count"], out["nulls"] = int(count), num_rows - int(count)
+    out["distinct"] = int(distinct)
+    if plan.kind == NUMERIC:
+        low, high, mean, std, quantiles = rest
+        out["min"], out["max"] = _plain(low), _plain(high)
+        out["mean"], out["std"] = _plain(mean), _plain(std)
+        values = quantiles or [None] * len(QUANTILES)
+        out["quantiles"] = {k: _plain(v) for k, v in zip(QUANTILES, values, strict=True)}
+        if low is not None and not math.isfinite(low - high):
+            # Histogram edges need finite ends; infinities go to the outer bins.
+            c = plan.alias
+            [(low, high)] = cursor.execute(
+                f"SELECT min({c}), max({c}) FROM t WHERE isfinite({c})"
+            ).fetchall()
+        out["histogram"] = _histogram(cursor, plan, low, high, bins)
+    elif plan.kind == DATETIME:
+        low, high = rest
+        out["min"], out["max"] = _iso(low, plan.type), _iso(high, plan.type)
+        out["histogram"] = _histogram(cursor, plan, low, high, bins)
+    elif plan.kind == BOOL:
+        out["true_share"] = _plain(rest[0])
+    elif plan.kind == CATEGORICAL:
+        out["top"], out["share_other"] = _top_values(cursor, plan, out["count"], top_k)
 
 
 def _column_query(plan: _Plan) -> str:
@@ -329,66 +361,43 @@ def _column_query(plan: _Plan) -> str:
     return f"SELECT {', '.join(parts)} FROM t"
 
 
-def _histogram_edges(low: float, high: float, bins: int) -> np.ndarray:
-    """``numpy.histogram``'s edges for a column whose values lie in [low, high]."""
-    if low == high:
-        low, high = low - 0.5, high + 0.5
-    return np.linspace(low, high, bins + 1)
+def _histogram(
+    cursor: duckdb.DuckDBPyConnection, plan: _Plan, low: float | None, high: float | None, bins: int
+) -> dict[str, list[Any]]:
+    """Equal-width bin counts from ``low`` to ``high``, bin for bin as ``numpy.histogram``.
 
-
-def _histograms(
-    con: duckdb.DuckDBPyConnection,
-    columns: list[tuple[_Plan, float, float]],
-    result: dict[str, dict[str, Any]],
-    bins: int,
-) -> None:
-    """Bin counts of several columns in one query, bin for bin as ``numpy.histogram``.
-
-    The bin index is first estimated from ``(v - low) / (high - low) * bins``,
-    then moved by one where rounding put ``v`` on the wrong side of an edge,
-    exactly as numpy does; edge *k* is ``low + k * step`` as in
-    ``numpy.linspace``.  So the counts agree with the reported edges.
+    DuckDB's ``histogram(x, boundaries)`` counts right-closed bins
+    ``(b[j-1], b[j]]``; numpy's bins are left-closed ``[e[k], e[k+1])``.
+    Counting ``-v`` against the negated edges in reverse order turns one into
+    the other with exact comparisons (negation does not round), so the
+    counts agree with the reported edges to the last value.
     """
-    selects: list[str] = []
-    params: dict[str, Any] = {}
-    edges_of: dict[int, np.ndarray] = {}
-    for i, (plan, low, high) in enumerate(columns):
-        edges = _histogram_edges(low, high, bins)
-        edges_of[i] = edges
-        params |= {f"lo{i}": float(edges[0]), f"hi{i}": float(edges[-1])}
-        params[f"st{i}"] = (float(edges[-1]) - float(edges[0])) / bins
-        lo, hi, st, last = f"$lo{i}", f"$hi{i}", f"$st{i}", bins - 1
-        guess = f"least(greatest(floor((v - {lo}) / ({hi} - {lo}) * {bins}), 0), {last})"
-        fixed = (
-            f"greatest(least(b - (v < {lo} + b * {st})::INTEGER"
-            f" + (b < {last} AND v >= {lo} + (b + 1) * {st})::INTEGER, {last}), 0)"
-        )
-        selects.append(
-            f"SELECT {i} AS col, {fixed}::INTEGER AS bin, count(*) AS n FROM "
-            f"(SELECT v, {guess} AS b FROM "
-            f"(SELECT {plan.alias}::DOUBLE AS v FROM t WHERE {plan.alias} IS NOT NULL)) "
-            "GROUP BY ALL"
-        )
-    rows = con.execute(" UNION ALL ".join(selects), params).fetchall()
-    counts = {i: [0] * bins for i in edges_of}
-    for col, bin_, n in rows:
-        counts[col][bin_] = int(n)
-    for i, (plan, _, _) in enumerate(columns):
-        edges = edges_of[i]
-        if plan.kind == DATETIME:
-            num, den = _SECONDS_PER_TICK[_unit(plan.type)]
-            edges = edges * num / den
-        result[plan.name]["histogram"] = {
-            "edges": [_plain(float(e)) for e in edges],
-            "counts": counts[i],
-        }
+    if low is None or high is None:
+        return {"edges": [], "counts": []}
+    if low == high:  # numpy's rule, so that the one value sits in a bin of width 1
+        low, high = low - 0.5, high + 0.5
+    edges = np.linspace(float(low), float(high), bins + 1)
+    boundaries = [float(-e) for e in edges[::-1]]
+    [(reversed_counts,)] = cursor.execute(
+        f"SELECT map_values(histogram(-({plan.alias}::DOUBLE), $b)) FROM t", {"b": boundaries}
+    ).fetchall()
+    # reversed_counts[0]: v >= max (the closed end of numpy's last bin);
+    # reversed_counts[j]: edges[bins - j] <= v < edges[bins - j + 1];
+    # a last extra entry, if any: v < min, which only -inf can be.
+    counts = [int(n) for n in reversed_counts[bins:0:-1]]
+    counts[-1] += int(reversed_counts[0])
+    counts[0] += sum(int(n) for n in reversed_counts[bins + 1 :])
+    if plan.kind == DATETIME:
+        num, den = _SECONDS_PER_TICK[_unit(plan.type)]
+        edges = edges * num / den
+    return {"edges": [_plain(float(e)) for e in edges], "counts": counts}
 
 
 def _top_values(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, count: int, top_k: int
+    cursor: duckdb.DuckDBPyConnection, plan: _Plan, count: int, top_k: int
 ) -> tuple[list[list[Any]], float | None]:
     c = plan.alias
-    rows = con.execute(
+    rows = cursor.execute(
         f"SELECT {c}, count(*) AS n FROM t WHERE {c} IS NOT NULL "
         f"GROUP BY {c} ORDER BY n DESC, {c} LIMIT {top_k}"
     ).fetchall()

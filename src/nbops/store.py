@@ -226,13 +226,13 @@ class Store:
 
     def online_features(self, features: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The latest feature values of the given keys, in the order asked."""
-        from nbops import features as feature_store
+        from nbops import online
 
-        return feature_store.online_features(self, features, keys)
+        return online.online_features(self, features, keys)
 
     def online_reader(self) -> Any:
         if self._online is None:
-            from nbops.features import OnlineReader
+            from nbops.online import OnlineReader
 
             self._online = OnlineReader(self)
         return self._online
