@@ -95,7 +95,8 @@ def test_store_option_and_nbops_home(project: Path, tmp_path_factory: pytest.Tem
 def test_demo_runs_the_quickstart_on_a_fresh_store(tmp_path: Path) -> None:
     result = run("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "raw_tx" in result.stdout and "2 versions" in result.stdout
+    assert "raw_tx" in result.stdout and "3 versions" in result.stdout
+    assert "tx_features" in result.stdout and "1 feature groups (2 commits)" in result.stdout
     assert (tmp_path / "demo" / "quickstart.ipynb").exists()
     with nbops.open(tmp_path / "demo" / ".nbops") as store:
         assert store.verify().ok

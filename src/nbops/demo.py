@@ -59,11 +59,17 @@ def run_demo(directory: str | os.PathLike[str] | None = None, timeout: int = 600
 
     with nbops.open(store_root) as store:
         info = store.summary()
-        table = store.datasets()
+        datasets = store.datasets()
+        groups = store.feature_groups()
     print(f"executed in {elapsed:.1f} s; the executed notebook is {out}")
-    print(f"store {info['root']}: {info['datasets']} datasets, {info['snapshot_versions']} versions, "
-          f"{info['objects']} objects ({info['bytes']:,} bytes)")
-    if len(table):
-        print(table[["name", "versions", "latest", "rows", "columns", "digest"]].to_string(index=False))
+    print(
+        f"store {info['root']}: {info['datasets']} datasets ({info['snapshot_versions']} versions), "
+        f"{info['feature_groups']} feature groups ({info['feature_commits']} commits), "
+        f"{info['objects']} objects ({info['bytes']:,} bytes)"
+    )
+    if len(datasets):
+        print("\ndatasets:\n" + datasets[["name", "versions", "latest", "rows", "columns", "digest"]].to_string(index=False))
+    if len(groups):
+        print("\nfeature groups:\n" + groups[["group", "version", "keys", "features", "commits", "rows", "online"]].to_string(index=False))
     print(f"look around: NBOPS_HOME={store_root} nbops ls")
     return 0
