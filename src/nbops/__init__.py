@@ -13,6 +13,7 @@ from nbops._version import __version__
 
 if TYPE_CHECKING:
     from nbops import expectations as expect
+    from nbops.api import log, register_model, track
     from nbops.features import split_by_time
     from nbops.store import Store, open
 
@@ -22,7 +23,10 @@ __all__ = [
     "expect",
     "load_ipython_extension",
     "open",
+    "log",
+    "register_model",
     "split_by_time",
+    "track",
     "unload_ipython_extension",
 ]
 
@@ -50,6 +54,10 @@ def __getattr__(name: str) -> Any:
         from nbops import expectations
 
         return expectations
+    if name in ("track", "log", "register_model"):
+        from nbops import api
+
+        return getattr(api, name)
     if name == "split_by_time":
         from nbops.features import split_by_time
 

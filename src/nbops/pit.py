@@ -5,10 +5,12 @@ spine row and every :class:`FeatureSource`, the join picks the feature row
 with equal keys and the greatest event time **at or before** the spine row's
 time, so no value from the future of a row leaks into it::
 
-    >>> import datetime, pandas as pd, pyarrow as pa
-    >>> spine = pd.DataFrame({"user": [1, 1, 2], "ts": pd.to_datetime(["2024-01-02", "2024-01-05", "2024-01-05"])})
-    >>> clicks = pa.table({"user": [1, 1], "ts": pd.to_datetime(["2024-01-01", "2024-01-03"]), "n": [10, 20]})
-    >>> point_in_time_join(spine, "ts", [FeatureSource(clicks, ("user",), "ts", {"n": "clicks"})])["clicks"].tolist()
+    >>> import pandas as pd, pyarrow as pa
+    >>> days = lambda *d: pd.to_datetime([f"2024-01-{x:02}" for x in d])
+    >>> spine = pd.DataFrame({"user": [1, 1, 2], "ts": days(2, 5, 5)})
+    >>> clicks = pa.table({"user": [1, 1], "ts": days(1, 3), "n": [10, 20]})
+    >>> source = FeatureSource(clicks, ("user",), "ts", {"n": "clicks"})
+    >>> point_in_time_join(spine, "ts", [source])["clicks"].tolist()
     [10, 20, <NA>]
 
 Promises:
@@ -36,11 +38,18 @@ Promises:
   ``boolean``, ...) instead of silently turning into float64 or object.
   Strings, categoricals and datetimes keep their types, with missing values.
 
-The matching runs in DuckDB (one ``ASOF LEFT JOIN`` per source, chained in
-one query) over narrow Arrow tables of keys, integer times and row numbers on
-a private in-memory connection.  The feature values themselves never pass
-through DuckDB: they are gathered from the source tables by the matched row
-numbers, which is what keeps their exact types.
+How: the matching runs in DuckDB (one ``ASOF LEFT JOIN`` per source, chained
+in one query, on a private in-memory connection) over narrow Arrow tables of
+keys, int64 order keys and row numbers; the result is scattered back to spine
+order by row number.  The feature values never pass through DuckDB: they are
+gathered from the source tables by the matched row numbers, which is what
+keeps their exact types.  DuckDB's ASOF join picks among rows tied on the
+order key in whatever order its threads sorted them (duckdb/duckdb#25536), so
+ties are settled before it: the order key carries the row number in its low
+bits when the source's time span (divided by the times' common step) and row
+count fit in 63 bits -- e.g. 1M rows of microsecond times over 100 days, or of
+hourly stamps over 100 years -- and otherwise a ``GROUP BY`` keeps the last
+row of each (keys, time) first, which costs about a fifth more.
 """
 
 from __future__ import annotations
@@ -87,8 +96,9 @@ class FeatureSource:
             object.__setattr__(self, "keys", tuple(self.keys))
         if not isinstance(self.features, Mapping):
             if isinstance(self.features, str):
+                one = self.features
                 raise InvalidInputError(
-                    f"features must map feature columns to output names, e.g. {{{self.features!r}: {self.features!r}}}"
+                    f"features must map feature columns to output names, e.g. {{{one!r}: {one!r}}}"
                 )
             object.__setattr__(self, "features", {name: name for name in self.features})
         if not isinstance(self.table, pa.Table):
@@ -98,22 +108,30 @@ class FeatureSource:
             )
         if self.ttl is not None:
             if not isinstance(self.ttl, datetime.timedelta):
-                raise InvalidInputError(f"ttl must be a datetime.timedelta or None, not {type(self.ttl).__name__}")
+                raise InvalidInputError(
+                    f"ttl must be a datetime.timedelta or None, not {type(self.ttl).__name__}"
+                )
             if self.ttl < datetime.timedelta(0):
                 raise InvalidInputError(f"ttl must not be negative, got {self.ttl}")
 
 
-
 @dataclass(frozen=True)
 class _Plan:
-    """What one source contributes to the query: narrow tables of keys, integer times, row numbers."""
+    """What one source adds to the query: narrow tables of keys, int64 order keys, row numbers."""
 
     source: FeatureSource
-    #: Spine side: the key arrays (converted to compare with the feature keys), then the time.
-    spine_columns: tuple[pa.ChunkedArray, ...]
-    #: Feature side: columns k0.., t (int64 in the spine time's unit) and fi (row number).
+    #: Spine key arrays, each made comparable with the feature key of the same position.
+    spine_keys: tuple[pa.ChunkedArray, ...]
+    #: Order key of each spine row: a feature row matches when its order key is <= this.
+    spine_order: pa.ChunkedArray
+    #: Feature side: k0.. (keys), o (order key) and, when ``row_bits`` is 0, fi (row number).
     feature_rows: pa.Table
-    #: The ttl in time units, rounded down (exact, since times are integers), or None.
+    #: > 0: ``o`` carries the row number in its low bits, so ties cannot occur; 0: ``o`` is
+    #: the time and a GROUP BY keeps the last of tied rows.
+    row_bits: int
+    #: Both times as int64 in one unit, and the ttl in that unit (rounded down), or None.
+    spine_times: pa.ChunkedArray
+    feature_times: pa.ChunkedArray
     ttl_units: int | None
     #: False when a key column is all-null by type: nothing can match, no join is needed.
     joinable: bool
@@ -121,7 +139,7 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _Matches:
-    """Matched feature row per spine row: ``positions`` (0 where none) and ``missing`` (None: none)."""
+    """Matched feature row per spine row: ``positions`` (0 where none), ``missing`` (None: none)."""
 
     positions: np.ndarray
     missing: np.ndarray | None
@@ -139,6 +157,7 @@ def point_in_time_join(
     """
     import pandas as pd
 
+    spine_frame: pd.DataFrame
     if isinstance(spine, pa.Table):
         spine_frame = spine.to_pandas()
         arrow_spine: pa.Table | None = spine
@@ -181,12 +200,7 @@ def point_in_time_join(
         if arrow_spine is not None:
             column = arrow_spine.column(name)
         else:
-            try:
-                column = pa.chunked_array([pa.array(spine_frame[name])])
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                raise InvalidInputError(
-                    f"spine column {name!r} cannot be used to join: {exc}"
-                ) from exc
+            column = _spine_arrow(spine_frame[name], name)
         arrow_columns[name] = _decoded(column)
         return arrow_columns[name]
 
@@ -214,13 +228,29 @@ def point_in_time_join(
         table = plan.source.table
         declared = _declared_dtypes(table)
         for column_name, output in plan.source.features.items():
-            columns[output] = _gathered(table.column(column_name), matches, declared.get(column_name))
+            columns[output] = _gathered(
+                table.column(column_name), matches, declared.get(column_name)
+            )
     if not columns:
         return spine_frame.copy(deep=False)
     # Arrays, not Series, so nothing aligns on the index (it may hold duplicates);
     # copy=False so that pandas neither copies nor consolidates the new columns.
     features = pd.DataFrame(columns, index=spine_frame.index, copy=False)
     return pd.concat([spine_frame, features], axis=1)
+
+
+def _spine_arrow(series: pd.Series, name: str) -> pa.ChunkedArray:
+    """One spine column as Arrow, zero-copy where pandas allows."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        # Same instants as naive UTC wall clocks (naive means UTC here), and
+        # pyarrow's own conversion of zoned columns warns under pandas 3.1.
+        series = series.dt.tz_convert(None)
+    try:
+        return pa.chunked_array([pa.array(series, from_pandas=True)])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidInputError(f"spine column {name!r} cannot be used to join: {exc}") from exc
 
 
 def _check_output_names(spine_columns: Any, sources: Sequence[FeatureSource]) -> None:
@@ -230,7 +260,7 @@ def _check_output_names(spine_columns: Any, sources: Sequence[FeatureSource]) ->
             if output in spine_columns:
                 raise InvalidInputError(
                     f"feature {column!r} of sources[{i}] would become column {output!r}, which the "
-                    f"spine already has; rename it, e.g. features={{{column!r}: {output + '_f'!r}}}"
+                    f"spine already has; rename it, e.g. features={{{column!r}: '{output}_f'}}"
                 )
             if output in taken_by:
                 raise InvalidInputError(
@@ -254,7 +284,8 @@ def _plan(
         found = table.schema.get_all_field_indices(name)
         if not found:
             raise InvalidInputError(
-                f"{where} has no {role} column {name!r}; its columns: {_listing(table.column_names)}"
+                f"{where} has no {role} column {name!r}; "
+                f"its columns: {_listing(table.column_names)}"
             )
         if len(found) > 1:
             raise InvalidInputError(f"{where} has more than one column named {name!r}")
@@ -269,7 +300,7 @@ def _plan(
     for name in source.features:
         feature_column(name, "feature")
 
-    spine_columns: list[pa.ChunkedArray] = []
+    spine_keys: list[pa.ChunkedArray] = []
     feature_columns: dict[str, pa.ChunkedArray] = {}
     joinable = True
     for k, key in enumerate(source.keys):
@@ -287,18 +318,79 @@ def _plan(
             key_unit = _finer(spine_key.type.unit, feature_key.type.unit)
             spine_key = _epoch_ints(spine_key, key_unit, f"spine key {key!r}")
             feature_key = _epoch_ints(feature_key, key_unit, f"key {key!r} of {where}")
-        spine_columns.append(spine_key)
+        spine_keys.append(spine_key)
         feature_columns[f"k{k}"] = feature_key
     unit = _finer(spine_unit, time.type.unit)
-    spine_columns.append(spine_time_ints(unit))
-    feature_columns["t"] = _epoch_ints(time, unit, f"column {source.event_time!r} of {where}")
-    feature_columns["fi"] = pa.chunked_array([pa.array(np.arange(table.num_rows, dtype=np.int64))])
+    spine_times = spine_time_ints(unit)
+    feature_times = _epoch_ints(time, unit, f"column {source.event_time!r} of {where}")
+    composite = _composite_order(feature_times, spine_times)
+    if composite is None:
+        spine_order, row_bits = spine_times, 0
+        feature_columns["o"] = feature_times
+        feature_columns["fi"] = pa.chunked_array([pa.array(np.arange(table.num_rows))])
+    else:
+        spine_order, feature_columns["o"], row_bits = composite
     return _Plan(
         source=source,
-        spine_columns=tuple(spine_columns),
+        spine_keys=tuple(spine_keys),
+        spine_order=spine_order,
         feature_rows=pa.table(feature_columns),
+        row_bits=row_bits,
+        spine_times=spine_times,
+        feature_times=feature_times,
         ttl_units=None if source.ttl is None else _timedelta_ns(source.ttl) // _UNIT_NS[unit],
         joinable=joinable,
+    )
+
+
+#: Composite order keys must stay below this (tests lower it to force the GROUP BY route).
+_ORDER_KEY_LIMIT = 1 << 63
+
+
+def _composite_order(
+    feature_times: pa.ChunkedArray, spine_times: pa.ChunkedArray
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray, int] | None:
+    """Order keys with the feature row number below the time, or None when they do not fit.
+
+    A feature row's key is ``(t - first) // step << bits | row``; a spine row's
+    is ``(min(t, last) - first) // step << bits | (2**bits - 1)``, or -1 before
+    ``first``.  ``feature key <= spine key`` holds exactly when the feature time
+    is at or before the spine time, and among rows tied on keys and time the
+    last row has the greatest key, so the ASOF join itself keeps it: DuckDB's
+    own pick among ties changes from run to run (duckdb/duckdb#25536), and
+    this avoids a GROUP BY.  ``step``, the times' common divisor, shrinks
+    coarse stamps (daily, hourly) so that more tables fit in 63 bits.
+    """
+    rows = len(feature_times)
+    if rows == 0 or feature_times.null_count == rows:
+        return None
+    bounds = pc.min_max(feature_times)
+    first, last = bounds["min"].as_py(), bounds["max"].as_py()
+    span, bits = last - first, max(1, (rows - 1).bit_length())
+    if span >= 1 << 62:  # t - first would not fit in int64
+        return None
+    relative = pc.fill_null(feature_times, first).to_numpy() - first
+    step = 1
+    if (span + 1) << bits > _ORDER_KEY_LIMIT:
+        step = int(np.gcd.reduce(relative)) or 1
+        if (span // step + 1) << bits > _ORDER_KEY_LIMIT:
+            return None
+    if step > 1:
+        relative //= step
+    feature_keys = (relative << bits) | np.arange(rows, dtype=np.int64)
+    feature_nulls = feature_times.is_null().to_numpy(zero_copy_only=False)
+
+    spine = pc.fill_null(spine_times, first).to_numpy()
+    # Clipped first, so that no difference overflows, however far the spine times lie.
+    spine_keys = ((np.clip(spine, first, last) - first) // step << bits) | ((1 << bits) - 1)
+    spine_keys[spine < first] = -1
+    spine_nulls = spine_times.is_null().to_numpy(zero_copy_only=False)
+    return (
+        pa.chunked_array([pa.array(spine_keys, mask=spine_nulls if spine_nulls.any() else None)]),
+        pa.chunked_array(
+            [pa.array(feature_keys, mask=feature_nulls if feature_nulls.any() else None)]
+        ),
+        bits,
     )
 
 
@@ -326,25 +418,22 @@ def _match(n: int, plans: Sequence[_Plan]) -> list[_Matches]:
     for j in joined:
         plan = plans[j]
         keys = [f"k{k}" for k in range(len(plan.source.keys))]
-        spine_keys = [spine_name(column) for column in plan.spine_columns[:-1]]
-        spine_t = spine_name(plan.spine_columns[-1])
-        # Ties on (keys, time) keep the table's last row: deterministic, unlike the
-        # ASOF join's own pick among equal times.
-        not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*keys, "t"])
-        group = ", ".join([*keys, "t"])
-        ctes.append(
-            f"f{j} AS (SELECT {group}, max(fi) AS fi FROM src{j} WHERE {not_null} GROUP BY {group})"
-        )
-        on = [f"s.{s} = f{j}.{k}" for s, k in zip(spine_keys, keys, strict=True)]
-        joins.append(f"ASOF LEFT JOIN f{j} ON {' AND '.join([*on, f's.{spine_t} >= f{j}.t'])}")
-        if plan.ttl_units is None:
-            selects.append(f"f{j}.fi AS i{j}")
+        spine_keys = [spine_name(column) for column in plan.spine_keys]
+        spine_order = spine_name(plan.spine_order)
+        not_null = " AND ".join(f"{c} IS NOT NULL" for c in [*keys, "o"])
+        if plan.row_bits:
+            ctes.append(f"f{j} AS (SELECT * FROM src{j} WHERE {not_null})")
+            selects.append(f"coalesce(f{j}.o & {(1 << plan.row_bits) - 1}, -1) AS i{j}")
         else:
-            # HUGEINT: the difference of two int64 times can overflow int64.
-            selects.append(
-                f"CASE WHEN CAST(s.{spine_t} AS HUGEINT) - f{j}.t <= {int(plan.ttl_units)} "
-                f"THEN f{j}.fi END AS i{j}"
+            # Times alone can tie: keep the last row of each (keys, time) first.
+            group = ", ".join([*keys, "o"])
+            ctes.append(
+                f"f{j} AS (SELECT {group}, max(fi) AS fi FROM src{j} "
+                f"WHERE {not_null} GROUP BY {group})"
             )
+            selects.append(f"coalesce(f{j}.fi, -1) AS i{j}")
+        on = [f"s.{s} = f{j}.{k}" for s, k in zip(spine_keys, keys, strict=True)]
+        joins.append(f"ASOF LEFT JOIN f{j} ON {' AND '.join([*on, f's.{spine_order} >= f{j}.o'])}")
     query = (
         f"WITH {', '.join(ctes)} SELECT s.rn, {', '.join(selects)} "
         f"FROM spine AS s {' '.join(joins)}"
@@ -354,6 +443,8 @@ def _match(n: int, plans: Sequence[_Plan]) -> list[_Matches]:
 
     connection = duckdb.connect()
     try:
+        # Rows are put back in spine order by row number, so DuckDB need not keep any order.
+        connection.execute("SET preserve_insertion_order = false")
         connection.register("spine", pa.table(spine_columns))
         for j in joined:
             connection.register(f"src{j}", plans[j].feature_rows)
@@ -364,19 +455,34 @@ def _match(n: int, plans: Sequence[_Plan]) -> list[_Matches]:
     # The join returns rows in any order: scatter them back by spine row number.
     row_numbers = found.column("rn").to_numpy()
     if len(row_numbers) != n:
-        raise RuntimeError(f"point-in-time join returned {len(row_numbers)} rows for {n} spine rows")
+        raise RuntimeError(
+            f"point-in-time join returned {len(row_numbers)} rows for {n} spine rows"
+        )
     for j in joined:
         positions = np.full(n, -2, dtype=np.int64)
-        positions[row_numbers] = pc.fill_null(found.column(f"i{j}"), -1).to_numpy()
+        positions[row_numbers] = found.column(f"i{j}").to_numpy()  # -1: no match
         if (positions == -2).any():
             raise RuntimeError("point-in-time join lost spine rows")
         missing = positions < 0
-        if missing.any():
-            positions[missing] = 0
-            result[j] = _Matches(positions, missing)
-        else:
-            result[j] = _Matches(positions, None)
+        positions[missing] = 0
+        ttl_units = plans[j].ttl_units
+        if ttl_units is not None:
+            missing |= _expired(plans[j], positions, ttl_units)
+        result[j] = _Matches(positions, missing if missing.any() else None)
     return result
+
+
+def _expired(plan: _Plan, positions: np.ndarray, ttl_units: int) -> np.ndarray:
+    """Spine rows whose matched feature row is older than the ttl (garbage where unmatched)."""
+    if len(plan.feature_times) == 0:  # nothing matched, nothing to expire
+        return np.zeros(len(positions), dtype=bool)
+    spine = pc.fill_null(plan.spine_times, 0).to_numpy()
+    matched = pc.fill_null(plan.feature_times, 0).to_numpy().take(positions)
+    # A match is never later than its spine row, so the age is in [0, 2**64) and
+    # exact in uint64 even where the int64 difference would overflow.
+    age = spine.view(np.uint64) - matched.view(np.uint64)
+    expired: np.ndarray = age > min(ttl_units, (1 << 64) - 1)
+    return expired
 
 
 def _gathered(column: pa.ChunkedArray, matches: _Matches, declared: Any) -> Any:
@@ -415,7 +521,7 @@ def _gathered(column: pa.ChunkedArray, matches: _Matches, declared: Any) -> Any:
 
 
 def _numeric_route(arrow_type: pa.DataType, declared: Any) -> str | None:
-    """How _gathered builds a column: "numpy", "declared" (a pandas masked dtype) or None (Arrow)."""
+    """How _gathered builds a column: "numpy", "declared" (pandas masked dtype) or None (Arrow)."""
     import pandas as pd
 
     if pa.types.is_integer(arrow_type):
@@ -441,7 +547,7 @@ def _nullable_dtype(arrow_type: pa.DataType) -> Any:
 
 
 def _pandas_values(column: pa.ChunkedArray, declared: Any) -> Any:
-    """One output column as a pandas array: declared extension dtype, else nullable if it must be."""
+    """An output column as a pandas array: declared extension dtype, else nullable if need be."""
     candidates = []
     if declared is not None:
         candidates.append(declared)
@@ -503,7 +609,7 @@ def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _family(arrow_type: pa.DataType) -> str:
-    """Key types that compare by value in DuckDB share a family; anything else must match exactly."""
+    """Key types that DuckDB compares by value share a family; other types must match exactly."""
     if (
         pa.types.is_integer(arrow_type)
         or pa.types.is_floating(arrow_type)
@@ -553,7 +659,9 @@ def _epoch_ints(column: pa.ChunkedArray, unit: str, what: str) -> pa.ChunkedArra
 def _timedelta_ns(delta: datetime.timedelta) -> int:
     """Exact nanoseconds of a timedelta (pandas.Timedelta keeps its nanoseconds too)."""
     nanoseconds = int(getattr(delta, "nanoseconds", 0))
-    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000 + nanoseconds
+    return (
+        (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    ) * 1_000 + nanoseconds
 
 
 def _listing(names: Any, limit: int = 20) -> str:

@@ -120,6 +120,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
             ],
         )
         lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), reads, now)
+    store.record_write("snapshot", f"{name}@{version}")
     return SnapshotRef(
         name=name,
         version=version,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from nbops import catalog as cat
 from nbops.catalog import Catalog
 from nbops.errors import IntegrityError, StoreError
 from nbops.objects import ObjectStore
+from nbops.paths import HOME_ENV, STORE_DIRNAME, find_store_root, point_mlflow_at
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,29 +34,37 @@ if TYPE_CHECKING:
     from nbops.features import FeatureGroupRef
     from nbops.refs import SnapshotDiff, SnapshotRef
 
-STORE_DIRNAME = ".nbops"
-HOME_ENV = "NBOPS_HOME"
 CATALOG_FILE = "catalog.db"
 DEFAULT_GC_GRACE_SECONDS = 15 * 60
 
 
-def find_store_root(start: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """Where the store is: ``$NBOPS_HOME``, else the nearest ``.nbops/`` upward, else ``./.nbops``."""
-    env = os.environ if environ is None else environ
-    if env.get(HOME_ENV):
-        return Path(env[HOME_ENV]).expanduser().resolve()
-    here = Path(start if start is not None else os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / STORE_DIRNAME
-        if candidate.is_dir():
-            return candidate
-    return here / STORE_DIRNAME
+__all__ = ["HOME_ENV", "STORE_DIRNAME", "Store", "current", "find_store_root", "open"]
 
 
 def open(path: str | os.PathLike[str] | None = None) -> Store:  # noqa: A001 - the public verb
-    """Open (creating if needed) the store at ``path``, or the one found from here."""
+    """Open (creating if needed) the store at ``path``, or the one found from here.
+
+    Opening also points MLflow at the store's tracking database (unless
+    ``MLFLOW_TRACKING_URI`` is set) and marks KILLED any run of this host whose
+    process died.
+    """
     root = Path(path).expanduser().resolve() if path is not None else find_store_root()
     return Store(root)
+
+
+#: Stores opened in this process, newest last: ``nbops.track()`` without a
+#: store uses the newest one still open.
+_opened: list[weakref.ref[Store]] = []
+
+
+def current() -> Store:
+    """The store most recently opened in this process (opened from here if none)."""
+    while _opened:
+        store = _opened[-1]()
+        if store is not None and not store.closed:
+            return store
+        _opened.pop()
+    return open()
 
 
 class Store:
@@ -77,7 +87,14 @@ class Store:
         #: kernel layer; recorded with each write's lineage.
         self.context: dict[str, Any] = {}
         self._reads: list[tuple[str, str]] = []
+        self._listeners: list[Any] = []
         self._online: Any = None
+        self._closed = False
+        _opened.append(weakref.ref(self))
+        point_mlflow_at(root)
+        from nbops.tracking import reap_dead_runs
+
+        reap_dead_runs(self)
 
     def __repr__(self) -> str:
         return f"<nbops.Store {self.root}>"
@@ -88,7 +105,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         if self._online is not None:
             self._online.close()
             self._online = None
@@ -99,6 +121,21 @@ class Store:
         """Note that an artifact was read; the next write names it as a parent."""
         if (kind, ref) not in self._reads:
             self._reads.append((kind, ref))
+        for listener in self._listeners:
+            listener._on_read(kind, ref)
+
+    def record_write(self, kind: str, ref: str) -> None:
+        """Note that an artifact was written (active runs log it as an output)."""
+        for listener in self._listeners:
+            listener._on_write(kind, ref)
+
+    def add_listener(self, listener: Any) -> None:
+        """Tell ``listener`` (a tracked run) of every read and write from now on."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def take_reads(self) -> list[tuple[str, str]]:
         """The artifacts read since the last write (or cell start), and forget them."""
@@ -245,6 +282,19 @@ class Store:
         from nbops import features
 
         return features.drift(self, group, a, b, version, columns)
+
+    # -- tracking ------------------------------------------------------------
+    def runs(self, experiment: str | None = None) -> pd.DataFrame:
+        """MLflow runs (of one experiment, or all) with params, metrics, status and data inputs."""
+        from nbops import tracking
+
+        return tracking.runs(self, experiment)
+
+    def lineage(self, ref: str) -> dict[str, Any]:
+        """Parents and children of ``raw_tx@2``, ``tx:1@3``, ``run:<id>`` or ``model:<name>@<v>``."""
+        from nbops import tracking
+
+        return tracking.lineage_graph(self, ref)
 
     # -- housekeeping ------------------------------------------------------
     def summary(self) -> dict[str, Any]:

@@ -23,16 +23,19 @@ def load(shell: Any) -> None:
     from nbops.magics.features import FeatureMagics
     from nbops.magics.snapshots import SnapshotMagics
     from nbops.magics.store import StoreMagics
+    from nbops.magics.tracking import TrackingMagics
 
     session = KernelSession(shell)
     instances: list[Magics] = [
         StoreMagics(shell, session=session),
         SnapshotMagics(shell, session=session),
         FeatureMagics(shell, session=session),
+        TrackingMagics(shell, session=session),
     ]
     for magics in instances:
         shell.register_magics(magics)
     shell.events.register("pre_run_cell", session.pre_run_cell)
+    session.point_mlflow()
     _LOADED[shell] = (session, instances)
 
 
@@ -53,6 +56,9 @@ def unload(shell: Any) -> None:
         if hasattr(shell, "configurables") and magics in shell.configurables:
             shell.configurables.remove(magics)
     session.close()
+    from nbops.paths import release_mlflow
+
+    release_mlflow()
 
 
 def is_loaded(shell: Any) -> bool:

@@ -27,6 +27,14 @@ class KernelSession:
             self._store.context.update(self._cell)
         return self._store
 
+    def point_mlflow(self) -> None:
+        """Let MLflow's own API use the store's backend from the start, if the store exists."""
+        from nbops.paths import find_store_root, point_mlflow_at
+
+        root = find_store_root()
+        if root.is_dir():
+            point_mlflow_at(root)
+
     def notebook_path(self) -> str | None:
         """The notebook this kernel runs, when the front end says (JupyterLab does)."""
         return self.shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or None

@@ -1,0 +1,113 @@
+"""``%%track``: run a cell inside an MLflow run; ``%track start`` / ``%track stop`` span cells."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from nbops.magics._args import parse_line, usage_errors
+from nbops.magics.session import KernelSession
+
+
+@magics_class
+class TrackingMagics(Magics):
+    def __init__(self, shell: Any, session: KernelSession) -> None:
+        super().__init__(shell)
+        self.session = session
+        self.run: Any = None  # the run %track start opened
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("verb", nargs="?", choices=["start", "stop"], help="line form only: start or stop a run")
+    @argument("-e", "--experiment", help="MLflow experiment (default: the notebook's name)")
+    @argument("-r", "--run-name", dest="run_name", help="name of the run")
+    @argument("--register-model", dest="register_model", metavar="NAME", help="register the model the run logs")
+    @argument("--autolog", action="store_true", help="turn on MLflow autologging (model logging stays off)")
+    @line_cell_magic
+    def track(self, line: str, cell: str | None = None) -> Any:
+        """Run the cell inside an MLflow run that records the data it reads and writes.
+
+        ``%%track --experiment fraud --run-name rf`` runs the cell in a run:
+        FINISHED when it succeeds, FAILED when it raises (the error shows as
+        usual), KILLED when interrupted.  Your own ``mlflow.log_*`` calls land
+        in that run; ``nbops.log(auc=...)`` buffers metrics and writes them
+        at the end.  The cell's source is stored as an artifact, and every
+        snapshot and feature group it reads or writes as a dataset input.
+        ``%track start [...]`` and ``%track stop`` do the same across cells.
+        """
+        args = parse_line(self.track, line)
+        if cell is not None:
+            if args.verb:
+                raise UsageError("%%track takes no start/stop; use %track start / %track stop on a line")
+            return self._run_cell(args, cell)
+        if args.verb == "start":
+            return self._start(args, source=None)
+        if args.verb == "stop":
+            return self._stop()
+        raise UsageError("use %%track on a cell, or %track start [--experiment E] / %track stop")
+
+    def _experiment(self, args: Any) -> str:
+        if args.experiment:
+            return str(args.experiment)
+        path = self.session.notebook_path()
+        if path:
+            from pathlib import Path
+
+            return Path(path).stem
+        return "Default"
+
+    def _start(self, args: Any, source: str | None) -> Any:
+        from nbops import api, tracking
+
+        if self.run is not None:
+            raise UsageError(f"run {self.run.run_id} is still open; %track stop it first")
+        with usage_errors():
+            run = tracking.start_run(
+                self.session.store,
+                experiment=self._experiment(args),
+                run_name=args.run_name,
+                register_model=args.register_model,
+                autolog=args.autolog,
+                source=source,
+            )
+        api.start(run)
+        if source is None:
+            self.run = run
+            print(f"run {run.run_id} ({run.name}) started in experiment {run.experiment!r}; %track stop ends it")
+        return run
+
+    def _stop(self, status: str = "FINISHED") -> Any:
+        from nbops import api, tracking
+
+        if self.run is None:
+            raise UsageError("no run was started with %track start")
+        run, self.run = self.run, None
+        api.stop(run)
+        with usage_errors():
+            tracking.end_run(run, status)
+        print(f"run {run.run_id} ({run.name}) {run.status}")
+        return None
+
+    def _run_cell(self, args: Any, cell: str) -> Any:
+        from nbops import api, tracking
+
+        run = self._start(args, source=cell)
+        status = "FINISHED"
+        try:
+            result = self.shell.run_cell(cell, store_history=False)
+            error = result.error_before_exec or result.error_in_exec
+            if isinstance(error, KeyboardInterrupt):
+                status = "KILLED"
+            elif error is not None:
+                status = "FAILED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            api.stop(run)
+            tracking.end_run(run, status)
+        print(f"run {run.run_id} ({run.name}) {run.status} in experiment {run.experiment!r}")
+        return None

@@ -1,0 +1,491 @@
+"""Experiment tracking on MLflow, tied to the data in the store.
+
+MLflow is the tracking and model-registry engine; nbops points it at the
+store and records, for every run, the data it read and wrote:
+
+    >>> with nbops.track(experiment="fraud", run_name="rf") as run:   # doctest: +SKIP
+    ...     model.fit(train[features], train["is_fraud"])
+    ...     nbops.log(auc=0.91)
+
+Backend.  Unless the user set ``MLFLOW_TRACKING_URI`` themselves, runs go to
+``<store>/mlflow.db`` (SQLite in WAL mode) with artifacts in
+``<store>/mlartifacts``.  :func:`point_mlflow_at` makes MLflow's own API
+(``mlflow.log_metric``, ``mlflow.sklearn.load_model("models:/m@champion")``)
+use it: it sets ``MLFLOW_TRACKING_URI`` for this process, which is MLflow's
+documented switch, and which does not import MLflow.  The database itself is
+created on first use (a few seconds: MLflow runs its migrations), with a
+message.
+
+Runs.  A run ends FINISHED when its body returns, FAILED when it raises (the
+exception goes on unchanged), KILLED on KeyboardInterrupt.  A run whose
+process died (kill -9, a crashed kernel) is marked KILLED the next time the
+store is opened on the same host: each live run has a row in the catalog's
+``active_runs`` with its host, pid and process start time.
+
+Inputs.  Every snapshot, feature commit and training set read or written
+during a run is logged as an MLflow dataset input named ``name@version`` with
+the nbops digest, straight from the catalog (no schema inference, so logging
+a 1M-row input costs the same as a 10-row one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from nbops import catalog as cat
+from nbops import lineage
+from nbops._version import __version__
+from nbops.paths import TRACKING_DB
+from nbops.errors import InvalidInputError, NbopsError, NotFoundError
+from nbops.paths import point_mlflow_at, store_tracking_uri, user_set_uri
+from nbops.names import validate_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nbops.store import Store
+
+ARTIFACT_DIR = "mlartifacts"
+_TAG = "nbops."
+
+
+class TrackingError(NbopsError):
+    """A run could not be started, ended or registered."""
+
+
+def ensure_backend(store: Store) -> Any:
+    """Import MLflow, create the store's tracking database if needed, and return ``mlflow``."""
+    uri = point_mlflow_at(store)
+    import mlflow
+
+    if uri == store_tracking_uri(store) and not (store.root / TRACKING_DB).exists():
+        _create_database(store, uri)
+    mlflow.set_tracking_uri(uri)
+    return mlflow
+
+
+def _create_database(store: Store, uri: str) -> None:
+    import sqlite3
+
+    started = time.perf_counter()
+    print(f"nbops: creating the MLflow tracking database in {store.root} (first use, a few seconds)...", file=sys.stderr)
+    db = sqlite3.connect(store.root / TRACKING_DB)
+    try:
+        # WAL is a property of the file: every later connection, MLflow's too, uses it.
+        db.execute("PRAGMA journal_mode = WAL")
+    finally:
+        db.close()
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    SqlAlchemyStore(uri, (store.root / ARTIFACT_DIR).as_uri())  # runs MLflow's migrations once
+    print(f"nbops: MLflow database ready ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+
+
+def experiment_id(store: Store, name: str) -> str:
+    """Get or create an experiment whose artifacts live in the store (race-free)."""
+    mlflow = ensure_backend(store)
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    location = None
+    if not user_set_uri():
+        location = (store.root / ARTIFACT_DIR / name).as_uri()
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except MlflowException:
+        found = client.get_experiment_by_name(name)  # another process created it first
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+# -- process liveness ------------------------------------------------------------------
+def _process_started(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return None
+
+
+def reap_dead_runs(store: Store) -> list[str]:
+    """Mark KILLED every run of this host whose process is gone; return their ids."""
+    host = socket.gethostname()
+    with store.catalog.read() as conn:
+        rows = conn.execute(sa.select(cat.active_runs).where(cat.active_runs.c.host == host)).all()
+    dead = []
+    for row in rows:
+        started = _process_started(row.pid)
+        alive = started is not None and abs(started - row.process_started) < 1.0
+        if not alive:
+            dead.append(row)
+    if not dead:
+        return []
+    killed = []
+    import mlflow
+
+    for row in dead:
+        try:
+            client = mlflow.MlflowClient(tracking_uri=row.tracking_uri)
+            run = client.get_run(row.run_id)
+            if run.info.status == "RUNNING":
+                client.set_terminated(row.run_id, status="KILLED")
+                client.set_tag(row.run_id, f"{_TAG}ended_by", "reaped: its process died")
+            killed.append(row.run_id)
+        except Exception as exc:  # an unreachable server must not stop the store from opening
+            print(f"nbops: could not mark run {row.run_id} KILLED: {exc}", file=sys.stderr)
+            continue
+        with store.catalog.write() as conn:
+            conn.execute(cat.active_runs.delete().where(cat.active_runs.c.run_id == row.run_id))
+    return killed
+
+
+# -- runs ------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A live MLflow run started by nbops; collects metrics and data inputs."""
+
+    store: Store
+    run_id: str
+    experiment: str
+    experiment_id: str
+    name: str | None
+    register_model: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    steps: list[tuple[str, float, int | None]] = field(default_factory=list)
+    reads: list[tuple[str, str]] = field(default_factory=list)
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    status: str = "RUNNING"
+
+    @property
+    def info(self) -> Any:
+        import mlflow
+
+        return mlflow.MlflowClient().get_run(self.run_id).info
+
+    def log(self, step: int | None = None, **metrics: float) -> None:
+        """Buffer metrics; they are written as one ``log_batch`` when the run ends."""
+        for key, value in metrics.items():
+            validate_metric_name(key)
+            if step is None:
+                self.metrics[key] = float(value)
+            self.steps.append((key, float(value), step))
+
+    def _on_read(self, kind: str, ref: str) -> None:
+        if (kind, ref) not in self.reads:
+            self.reads.append((kind, ref))
+
+    def _on_write(self, kind: str, ref: str) -> None:
+        if (kind, ref) not in self.writes:
+            self.writes.append((kind, ref))
+
+    def __repr__(self) -> str:
+        return f"<nbops Run {self.run_id} experiment={self.experiment!r} name={self.name!r} {self.status}>"
+
+
+def validate_metric_name(name: str) -> None:
+    if not name or len(name) > 250 or any(c in name for c in "\0\n\r"):
+        raise InvalidInputError(f"{name!r} is not a usable metric name")
+
+
+def start_run(
+    store: Store,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    register_model: str | None = None,
+    autolog: bool = False,
+    tags: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> Run:
+    """Start an MLflow run in the store's backend and begin recording data inputs."""
+    experiment = experiment or "Default"
+    if register_model is not None:
+        validate_name(register_model, "model")
+    mlflow = ensure_backend(store)
+    if mlflow.active_run() is not None:
+        active = mlflow.active_run()
+        raise TrackingError(
+            f"run {active.info.run_id} is still active; end it first (%track stop, or mlflow.end_run())"
+        )
+    exp_id = experiment_id(store, experiment)
+    all_tags = {
+        f"{_TAG}version": __version__,
+        f"{_TAG}host": socket.gethostname(),
+        f"{_TAG}pid": str(os.getpid()),
+        f"{_TAG}store": str(store.root),
+        **{f"{_TAG}{k}": str(v) for k, v in store.context.items() if v is not None},
+        **(dict(tags) if tags else {}),
+    }
+    commit = _git_commit()
+    if commit:
+        all_tags["mlflow.source.git.commit"] = commit
+    active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=all_tags)
+    run = Run(store, active.info.run_id, experiment, exp_id, active.info.run_name, register_model)
+    with store.catalog.write() as conn:
+        conn.execute(
+            cat.active_runs.insert().values(
+                run_id=run.run_id,
+                tracking_uri=mlflow.get_tracking_uri(),
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                process_started=_process_started(os.getpid()) or 0.0,
+                started=cat.utcnow(),
+            )
+        )
+    store.add_listener(run)
+    if source is not None:
+        mlflow.log_text(source, "cell.py")
+    if autolog:
+        mlflow.autolog(log_models=False, silent=True)
+    return run
+
+
+def end_run(run: Run, status: str = "FINISHED") -> None:
+    """Flush metrics, log data inputs and lineage, register the model, end the run."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    store = run.store
+    store.remove_listener(run)
+    client = mlflow.MlflowClient()
+    try:
+        if run.steps:
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, v, now, s or 0) for k, v, s in run.steps]
+            for start in range(0, len(metrics), 1000):
+                client.log_batch(run.run_id, metrics=metrics[start : start + 1000], synchronous=True)
+        _log_inputs(run, client)
+        if status == "FINISHED" and run.register_model:
+            register_model(store, run.register_model, run_id=run.run_id)
+    finally:
+        if mlflow.active_run() is not None and mlflow.active_run().info.run_id == run.run_id:
+            mlflow.end_run(status=status)
+        else:
+            client.set_terminated(run.run_id, status=status)
+        run.status = status
+        with store.catalog.write() as conn:
+            conn.execute(cat.active_runs.delete().where(cat.active_runs.c.run_id == run.run_id))
+
+
+@contextmanager
+def track(
+    store: Store,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    register_model: str | None = None,
+    autolog: bool = False,
+    tags: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> Iterator[Run]:
+    run = start_run(store, experiment, run_name, register_model, autolog, tags, source)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        end_run(run, "KILLED")
+        raise
+    except BaseException:
+        end_run(run, "FAILED")
+        raise
+    else:
+        end_run(run, "FINISHED")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+# -- inputs and lineage ------------------------------------------------------------------
+def artifact_digest(store: Store, kind: str, ref: str) -> tuple[str, int | None]:
+    """(digest, rows) of a snapshot ``name@v`` or a feature commit ``group:v@c``."""
+    with store.catalog.read() as conn:
+        if kind == "snapshot":
+            name, version = ref.rsplit("@", 1)
+            row = conn.execute(
+                sa.select(cat.snapshots.c.digest, cat.snapshots.c.rows)
+                .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
+                .where(cat.datasets.c.name == name, cat.snapshots.c.version == int(version))
+            ).first()
+        elif kind == "feature_commit":
+            group_version, commit = ref.rsplit("@", 1)
+            group, version = group_version.split(":")
+            c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
+            row = conn.execute(
+                sa.select(c.c.digest, c.c.total_rows)
+                .join(v, v.c.id == c.c.group_version_id)
+                .join(g, g.c.id == v.c.group_id)
+                .where(g.c.name == group, v.c.version == int(version), c.c.commit_no == int(commit))
+            ).first()
+        else:
+            row = None
+    if row is None:
+        return "", None
+    return str(row[0]), int(row[1])
+
+
+def _log_inputs(run: Run, client: Any) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for role, items in (("input", run.reads), ("output", run.writes)):
+        for kind, ref in items:
+            digest, rows = artifact_digest(run.store, kind, ref)
+            source = json.dumps({"store": str(run.store.root), "kind": kind, "ref": ref, "rows": rows})
+            inputs.append(
+                DatasetInput(
+                    Dataset(name=ref, digest=digest[:36] or "unknown", source_type="nbops", source=source),
+                    tags=[InputTag("mlflow.data.context", role), InputTag("nbops.kind", kind)],
+                )
+            )
+    if inputs:
+        client.log_inputs(run.run_id, datasets=inputs)
+    now = cat.utcnow()
+    with run.store.catalog.write() as conn:
+        child = ("run", run.run_id)
+        lineage.add_edges(run.store.catalog, conn, child, run.reads, now)
+        for artifact in run.writes:
+            lineage.add_edges(run.store.catalog, conn, artifact, [child], now)
+
+
+# -- models --------------------------------------------------------------------------------
+def register_model(
+    store: Store, name: str, run_id: str | None = None, alias: str | None = None, model_uri: str | None = None
+) -> Any:
+    """Register the model a run logged (its only or latest logged model) under ``name``."""
+    validate_name(name, "model")
+    mlflow = ensure_backend(store)
+    if model_uri is None:
+        if run_id is None:
+            last = mlflow.last_active_run()
+            if last is None:
+                raise TrackingError("no run to register a model from; pass run_id=")
+            run_id = last.info.run_id
+        models = mlflow.search_logged_models(
+            filter_string=f"source_run_id = '{run_id}'", order_by=[{"field_name": "creation_time", "ascending": False}],
+            output_format="list",
+        )
+        if not models:
+            raise TrackingError(
+                f"run {run_id} logged no model; log one (e.g. mlflow.sklearn.log_model(model, name='model')) first"
+            )
+        model_uri = f"models:/{models[0].model_id}"
+    version = mlflow.register_model(model_uri, name)
+    client = mlflow.MlflowClient()
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    now = cat.utcnow()
+    with store.catalog.write() as conn:
+        parents = [("run", run_id)] if run_id else []
+        lineage.add_edges(store.catalog, conn, ("model", f"{name}@{version.version}"), parents, now)
+    return version
+
+
+# -- reading ------------------------------------------------------------------------------
+def runs(store: Store, experiment: str | None = None) -> pd.DataFrame:
+    """Runs with params, metrics, status and data inputs, newest first."""
+    import pandas as pd
+
+    mlflow = ensure_backend(store)
+    client = mlflow.MlflowClient()
+    if experiment is None:
+        experiments = client.search_experiments()
+    else:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            names = [e.name for e in client.search_experiments()]
+            raise NotFoundError(f"no experiment named {experiment!r}; known: {', '.join(names) or 'none yet'}")
+        experiments = [found]
+    ids = [e.experiment_id for e in experiments]
+    names = {e.experiment_id: e.name for e in experiments}
+    records = []
+    if ids:
+        for r in client.search_runs(ids, max_results=50_000, order_by=["attributes.start_time DESC"]):
+            record: dict[str, Any] = {
+                "run_id": r.info.run_id,
+                "experiment": names.get(r.info.experiment_id),
+                "run_name": r.info.run_name,
+                "status": r.info.status,
+                "start_time": pd.Timestamp(r.info.start_time, unit="ms", tz="UTC") if r.info.start_time else pd.NaT,
+                "end_time": pd.Timestamp(r.info.end_time, unit="ms", tz="UTC") if r.info.end_time else pd.NaT,
+                "inputs": [d.dataset.name for d in r.inputs.dataset_inputs] if r.inputs else [],
+            }
+            record.update({f"params.{k}": v for k, v in r.data.params.items()})
+            record.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+            records.append(record)
+    base = ["run_id", "experiment", "run_name", "status", "start_time", "end_time", "inputs"]
+    frame = pd.DataFrame.from_records(records)
+    return frame if len(frame) else pd.DataFrame(columns=base)
+
+
+def lineage_graph(store: Store, ref: str) -> dict[str, Any]:
+    """The graph of ancestors and descendants of an artifact, as plain data.
+
+    ``ref`` is ``name@v`` (snapshot), ``group:v@c`` (feature commit),
+    ``run:<id>`` or ``model:<name>@<v>``.  Returns ``{"root": node, "nodes":
+    [{"id", "kind", "ref"}], "edges": [{"parent", "child"}]}``.
+    """
+    root = _parse_artifact(ref)
+    nodes: dict[tuple[str, str], dict[str, str]] = {}
+    edges: list[dict[str, str]] = []
+
+    def node_id(a: tuple[str, str]) -> str:
+        return f"{a[0]}:{a[1]}"
+
+    def add(a: tuple[str, str]) -> None:
+        nodes.setdefault(a, {"id": node_id(a), "kind": a[0], "ref": a[1]})
+
+    add(root)
+    for direction in ("up", "down"):
+        frontier, seen = [root], {root}
+        while frontier:
+            current = frontier.pop()
+            nxt = lineage.parents(store.catalog, current) if direction == "up" else lineage.children(store.catalog, current)
+            for other in nxt:
+                add(other)
+                parent, child = (other, current) if direction == "up" else (current, other)
+                edge = {"parent": node_id(parent), "child": node_id(child)}
+                if edge not in edges:
+                    edges.append(edge)
+                if other not in seen:
+                    seen.add(other)
+                    frontier.append(other)
+    return {"root": node_id(root), "nodes": list(nodes.values()), "edges": edges}
+
+
+def _parse_artifact(ref: str) -> tuple[str, str]:
+    if not isinstance(ref, str) or not ref:
+        raise InvalidInputError(f"{ref!r} is not an artifact reference")
+    for prefix in ("run:", "model:", "snapshot:", "feature_commit:"):
+        if ref.startswith(prefix):
+            return (prefix[:-1], ref[len(prefix) :])
+    if ":" in ref and "@" in ref:
+        return ("feature_commit", ref)
+    if "@" in ref:
+        return ("snapshot", ref)
+    raise InvalidInputError(
+        f"{ref!r} is not an artifact reference; write name@3 (snapshot), group:1@2 (feature commit), "
+        "run:<id> or model:<name>@<version>"
+    )
+
+
+__all__ = ["Run", "TrackingError", "end_run", "register_model", "runs", "start_run", "track"]
