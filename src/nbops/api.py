@@ -43,14 +43,11 @@ def track(
     from nbops import tracking
 
     with tracking.track(_store(store), experiment, run_name, register_model, autolog, tags) as run:
-        _active.append(run)
-        try:
-            yield run
-        finally:
-            _active.remove(run)
+        yield run
 
 
 def start(run: Run) -> None:
+    """Called by tracking.start_run: the run now hears every read and write."""
     _active.append(run)
 
 
@@ -61,6 +58,11 @@ def stop(run: Run) -> None:
 
 def active() -> Run | None:
     return _active[-1] if _active else None
+
+
+def active_runs() -> list[Run]:
+    """Every nbops run in progress in this process (they all record reads and writes)."""
+    return list(_active)
 
 
 def log(step: int | None = None, **metrics: float) -> None:

@@ -87,7 +87,6 @@ class Store:
         #: kernel layer; recorded with each write's lineage.
         self.context: dict[str, Any] = {}
         self._reads: list[tuple[str, str]] = []
-        self._listeners: list[Any] = []
         self._online: Any = None
         self._closed = False
         _opened.append(weakref.ref(self))
@@ -121,21 +120,18 @@ class Store:
         """Note that an artifact was read; the next write names it as a parent."""
         if (kind, ref) not in self._reads:
             self._reads.append((kind, ref))
-        for listener in self._listeners:
-            listener._on_read(kind, ref)
+        # Runs record what the process reads, from any store object.
+        from nbops import api
+
+        for run in api.active_runs():
+            run._on_read(self, kind, ref)
 
     def record_write(self, kind: str, ref: str) -> None:
         """Note that an artifact was written (active runs log it as an output)."""
-        for listener in self._listeners:
-            listener._on_write(kind, ref)
+        from nbops import api
 
-    def add_listener(self, listener: Any) -> None:
-        """Tell ``listener`` (a tracked run) of every read and write from now on."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Any) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        for run in api.active_runs():
+            run._on_write(self, kind, ref)
 
     def take_reads(self) -> list[tuple[str, str]]:
         """The artifacts read since the last write (or cell start), and forget them."""

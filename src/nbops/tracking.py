@@ -86,9 +86,17 @@ def _create_database(store: Store, uri: str) -> None:
         db.execute("PRAGMA journal_mode = WAL")
     finally:
         db.close()
+    import logging
+
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    SqlAlchemyStore(uri, (store.root / ARTIFACT_DIR).as_uri())  # runs MLflow's migrations once
+    quiet = logging.getLogger("mlflow.store.db.utils")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # our message says it; MLflow's migration log is noise here
+    try:
+        SqlAlchemyStore(uri, (store.root / ARTIFACT_DIR).as_uri())  # runs MLflow's migrations once
+    finally:
+        quiet.setLevel(level)
     print(f"nbops: MLflow database ready ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
 
 
@@ -168,8 +176,9 @@ class Run:
     register_model: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     steps: list[tuple[str, float, int | None]] = field(default_factory=list)
-    reads: list[tuple[str, str]] = field(default_factory=list)
-    writes: list[tuple[str, str]] = field(default_factory=list)
+    #: (store, kind, ref) of every artifact read or written while the run is active
+    reads: list[tuple[Store, str, str]] = field(default_factory=list)
+    writes: list[tuple[Store, str, str]] = field(default_factory=list)
     status: str = "RUNNING"
 
     @property
@@ -186,13 +195,13 @@ class Run:
                 self.metrics[key] = float(value)
             self.steps.append((key, float(value), step))
 
-    def _on_read(self, kind: str, ref: str) -> None:
-        if (kind, ref) not in self.reads:
-            self.reads.append((kind, ref))
+    def _on_read(self, store: Store, kind: str, ref: str) -> None:
+        if not any(s.root == store.root and (k, r) == (kind, ref) for s, k, r in self.reads):
+            self.reads.append((store, kind, ref))
 
-    def _on_write(self, kind: str, ref: str) -> None:
-        if (kind, ref) not in self.writes:
-            self.writes.append((kind, ref))
+    def _on_write(self, store: Store, kind: str, ref: str) -> None:
+        if not any(s.root == store.root and (k, r) == (kind, ref) for s, k, r in self.writes):
+            self.writes.append((store, kind, ref))
 
     def __repr__(self) -> str:
         return f"<nbops Run {self.run_id} experiment={self.experiment!r} name={self.name!r} {self.status}>"
@@ -247,7 +256,9 @@ def start_run(
                 started=cat.utcnow(),
             )
         )
-    store.add_listener(run)
+    from nbops import api
+
+    api.start(run)
     if source is not None:
         mlflow.log_text(source, "cell.py")
     if autolog:
@@ -260,8 +271,10 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
     import mlflow
     from mlflow.entities import Metric
 
+    from nbops import api
+
     store = run.store
-    store.remove_listener(run)
+    api.stop(run)
     client = mlflow.MlflowClient()
     try:
         if run.steps:
@@ -348,9 +361,9 @@ def _log_inputs(run: Run, client: Any) -> None:
 
     inputs = []
     for role, items in (("input", run.reads), ("output", run.writes)):
-        for kind, ref in items:
-            digest, rows = artifact_digest(run.store, kind, ref)
-            source = json.dumps({"store": str(run.store.root), "kind": kind, "ref": ref, "rows": rows})
+        for store, kind, ref in items:
+            digest, rows = artifact_digest(store, kind, ref)
+            source = json.dumps({"store": str(store.root), "kind": kind, "ref": ref, "rows": rows})
             inputs.append(
                 DatasetInput(
                     Dataset(name=ref, digest=digest[:36] or "unknown", source_type="nbops", source=source),
@@ -359,12 +372,17 @@ def _log_inputs(run: Run, client: Any) -> None:
             )
     if inputs:
         client.log_inputs(run.run_id, datasets=inputs)
+    # Lineage edges live in the store that holds each artifact.
     now = cat.utcnow()
-    with run.store.catalog.write() as conn:
-        child = ("run", run.run_id)
-        lineage.add_edges(run.store.catalog, conn, child, run.reads, now)
-        for artifact in run.writes:
-            lineage.add_edges(run.store.catalog, conn, artifact, [child], now)
+    child = ("run", run.run_id)
+    stores = {s.root: s for s, _, _ in run.reads + run.writes}
+    for root, store in stores.items():
+        with store.catalog.write() as conn:
+            parents = [(k, r) for s, k, r in run.reads if s.root == root]
+            lineage.add_edges(store.catalog, conn, child, parents, now)
+            for s, kind, ref in run.writes:
+                if s.root == root:
+                    lineage.add_edges(store.catalog, conn, (kind, ref), [child], now)
 
 
 # -- models --------------------------------------------------------------------------------
@@ -380,8 +398,11 @@ def register_model(
             if last is None:
                 raise TrackingError("no run to register a model from; pass run_id=")
             run_id = last.info.run_id
+        experiment = mlflow.MlflowClient().get_run(run_id).info.experiment_id
         models = mlflow.search_logged_models(
-            filter_string=f"source_run_id = '{run_id}'", order_by=[{"field_name": "creation_time", "ascending": False}],
+            experiment_ids=[experiment],
+            filter_string=f"source_run_id = '{run_id}'",
+            order_by=[{"field_name": "creation_time", "ascending": False}],
             output_format="list",
         )
         if not models:

@@ -60,7 +60,7 @@ class TrackingMagics(Magics):
         return "Default"
 
     def _start(self, args: Any, source: str | None) -> Any:
-        from nbops import api, tracking
+        from nbops import tracking
 
         if self.run is not None:
             raise UsageError(f"run {self.run.run_id} is still open; %track stop it first")
@@ -73,26 +73,24 @@ class TrackingMagics(Magics):
                 autolog=args.autolog,
                 source=source,
             )
-        api.start(run)
         if source is None:
             self.run = run
             print(f"run {run.run_id} ({run.name}) started in experiment {run.experiment!r}; %track stop ends it")
         return run
 
     def _stop(self, status: str = "FINISHED") -> Any:
-        from nbops import api, tracking
+        from nbops import tracking
 
         if self.run is None:
             raise UsageError("no run was started with %track start")
         run, self.run = self.run, None
-        api.stop(run)
         with usage_errors():
             tracking.end_run(run, status)
         print(f"run {run.run_id} ({run.name}) {run.status}")
         return None
 
     def _run_cell(self, args: Any, cell: str) -> Any:
-        from nbops import api, tracking
+        from nbops import tracking
 
         run = self._start(args, source=cell)
         status = "FINISHED"
@@ -107,7 +105,7 @@ class TrackingMagics(Magics):
             status = "KILLED"
             raise
         finally:
-            api.stop(run)
-            tracking.end_run(run, status)
+            with usage_errors():
+                tracking.end_run(run, status)
         print(f"run {run.run_id} ({run.name}) {run.status} in experiment {run.experiment!r}")
         return None
