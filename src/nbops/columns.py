@@ -81,6 +81,16 @@ def read_table(store: Store, schema: pa.Schema, digests: Sequence[str]) -> pa.Ta
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def arrow_from_pandas(frame: Any, preserve_index: bool | None) -> pa.Table:
+    """``pa.Table.from_pandas`` without pandas 3.1's warning about pyarrow's own use of
+    ``Series.values`` on tz-aware columns (pyarrow's internals, not the user's code)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray that drops timezone")
+        return pa.Table.from_pandas(frame, preserve_index=preserve_index)
+
+
 def author() -> str:
     """Who writes: the OS user name (a uid where there is none, as in some containers)."""
     try:

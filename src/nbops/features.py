@@ -55,7 +55,7 @@ import sqlalchemy as sa
 from nbops import catalog as cat
 from nbops import lineage
 from nbops import online as online_store
-from nbops.columns import author, object_rows, publish_columns, read_table
+from nbops.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
 from nbops.names import validate_name
@@ -195,7 +195,7 @@ def features_to_arrow(data: object) -> pa.Table:
     if duplicated:
         raise InvalidInputError(f"column names must be unique; repeated: {', '.join(map(str, duplicated))}")
     try:
-        return pa.Table.from_pandas(data, preserve_index=False)
+        return arrow_from_pandas(data, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise InvalidInputError(
             f"this DataFrame cannot be stored as features: {exc}. Give each column one type and try again"

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from nbops import catalog as cat
 from nbops import lineage
-from nbops.columns import author, object_rows, publish_columns, read_table
+from nbops.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
 from nbops.errors import InvalidInputError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
 from nbops.names import validate_name
@@ -56,7 +56,7 @@ def to_arrow(data: object) -> pa.Table:
     if duplicated:
         raise InvalidInputError(f"column names must be unique; repeated: {', '.join(map(str, duplicated))}")
     try:
-        return pa.Table.from_pandas(data, preserve_index=None)
+        return arrow_from_pandas(data, preserve_index=None)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise InvalidInputError(
             f"this DataFrame cannot be stored as columns: {exc}. Give each column one type "

@@ -61,6 +61,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nbops.columns import arrow_from_pandas
 from nbops.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def as_table(data: object, argument: str = "table") -> pa.Table:
     if duplicated:
         raise InvalidInputError(f"{argument} has duplicate columns {duplicated}; rename them")
     try:
-        return pa.Table.from_pandas(data, preserve_index=False)
+        return arrow_from_pandas(data, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise InvalidInputError(
             f"{argument} cannot be read as Arrow columns: {exc}. Give each column one type"
