@@ -138,3 +138,75 @@ def test_show_changes_is_configurable(shell: InteractiveShell) -> None:
     shell.run_line_magic("snapshot", "df")
     shell.run_cell("df['x'] = 1.0")
     assert shell.run_line_magic("snapshot", "df").changes is None
+
+
+# -- %%features, %features, %drift ---------------------------------------------------------
+FEATURE_CELL = """
+feats = pd.DataFrame({
+    "cc_num": [1, 2, 1],
+    "ts": pd.to_datetime(["2026-01-01", "2026-01-01", "2026-01-02"], utc=True),
+    "amount_mean": [10.0, 20.0, 15.0],
+})
+# the last expression is the frame
+feats
+"""
+
+
+def test_features_cell_registers_its_last_expression(shell: InteractiveShell, tmp_path: Path) -> None:
+    ref = shell.run_cell_magic("features", "tx --keys cc_num --event-time ts --online -d 'card activity'", FEATURE_CELL)
+    assert (ref.group, ref.version, ref.commit, ref.rows) == ("tx", 1, 1, 3)
+    assert ref.online and "amount_mean" in ref.statistics
+    assert "feats" in shell.user_ns  # the cell ran in the user namespace
+    html = ref._repr_html_()
+    assert "tx:1@1" in html and "statistics" in html
+    with nbops.open(tmp_path / ".nbops") as store:
+        assert store.feature_groups()["description"].tolist() == ["card activity"]
+        assert store.online_features(["tx.amount_mean"], keys={"cc_num": [1]})["amount_mean"].tolist() == [15.0]
+    listing = shell.run_line_magic("features", "")
+    assert listing["group"].tolist() == ["tx"]
+    assert shell.run_line_magic("features", "tx")["commit"].tolist() == [1]
+
+
+def test_features_cell_records_what_the_cell_read(shell: InteractiveShell, tmp_path: Path) -> None:
+    shell.run_line_magic("snapshot", "df --name raw")
+    cell = "raw = nbops.open().load('raw')\n" + FEATURE_CELL
+    shell.run_cell("import nbops")
+    ref = shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", cell)
+    from nbops import lineage
+
+    with nbops.open(tmp_path / ".nbops") as store:
+        assert lineage.parents(store.catalog, ("feature_commit", ref.ref)) == [("snapshot", "raw@1")]
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "message"),
+    [
+        ("tx --event-time ts", FEATURE_CELL, "usage: %%features GROUP --keys"),
+        ("tx --keys cc_num --event-time ts", "x = 1", "last line of a %%features cell must be the feature DataFrame"),
+        ("tx --keys cc_num --event-time ts", "1 +", "the cell does not parse"),
+        ("tx --keys cc_num --event-time ts", "raise ValueError('boom')\nfeats", "the cell raised an error"),
+        ("tx --keys nope --event-time ts", FEATURE_CELL, "column 'nope' is not in the frame"),
+        ("../x --keys cc_num --event-time ts", FEATURE_CELL, "rule: separator"),
+        ("tx --keys cc_num --event-time ts", "[1, 2]", "need a pandas DataFrame"),
+    ],
+)
+def test_features_cell_errors_are_usage_errors_that_register_nothing(
+    shell: InteractiveShell, tmp_path: Path, line: str, cell: str, message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        shell.run_cell_magic("features", line, cell)
+    with nbops.open(tmp_path / ".nbops") as store:
+        assert store.summary()["feature_commits"] == 0
+
+
+def test_drift_magic_compares_commits_and_a_variable(shell: InteractiveShell) -> None:
+    shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", FEATURE_CELL)
+    later = FEATURE_CELL.replace("2026-01", "2026-02").replace("[10.0, 20.0, 15.0]", "[100.0, 200.0, 150.0]")
+    shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", later)
+    report = shell.run_line_magic("drift", "tx")
+    assert report["feature"].tolist() == ["amount_mean"] and bool(report["drifting"].iloc[0])
+    assert shell.run_line_magic("drift", "tx 1 2")["psi"].iloc[0] == report["psi"].iloc[0]
+    against_frame = shell.run_line_magic("drift", "tx feats")
+    assert len(against_frame) == 1
+    with pytest.raises(UsageError, match="no feature group named 'nope'"):
+        shell.run_line_magic("drift", "nope")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbops.errors import NbopsError
@@ -18,6 +19,38 @@ if TYPE_CHECKING:
 
 #: nbops runs in progress in this process, innermost last.
 _active: list[Run] = []
+#: Artifacts read since the last write (or cell start), per store folder.
+#: Process-wide because a cell may read through one store object and write
+#: through another (``nbops.open().load(...)`` then ``%%features``).
+_reads: dict[Path, list[tuple[str, str]]] = {}
+
+
+_context: dict[str, Any] = {}
+
+
+def context() -> dict[str, Any]:
+    return dict(_context)
+
+
+def set_context(values: Mapping[str, Any]) -> None:
+    """The kernel layer says which notebook and cell is running."""
+    _context.clear()
+    _context.update(values)
+
+
+def note_read(root: Path, kind: str, ref: str) -> None:
+    reads = _reads.setdefault(root, [])
+    if (kind, ref) not in reads:
+        reads.append((kind, ref))
+
+
+def take_reads(root: Path) -> list[tuple[str, str]]:
+    return _reads.pop(root, [])
+
+
+def clear_reads() -> None:
+    """A new cell starts: lineage is "what the same cell read"."""
+    _reads.clear()
 
 
 def _store(store: Store | None) -> Store:

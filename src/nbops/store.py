@@ -83,10 +83,6 @@ class Store:
         self.root = root
         self.objects = ObjectStore(root)
         self.catalog = Catalog.for_store_root(root)
-        #: Facts about the code that is writing (notebook, cell hash), set by the
-        #: kernel layer; recorded with each write's lineage.
-        self.context: dict[str, Any] = {}
-        self._reads: list[tuple[str, str]] = []
         self._online: Any = None
         self._closed = False
         _opened.append(weakref.ref(self))
@@ -105,6 +101,14 @@ class Store:
         self.close()
 
     @property
+    def context(self) -> dict[str, Any]:
+        """Facts about the code that is writing (notebook, cell id, cell hash), set by
+        the kernel layer for the whole process; recorded with each write's lineage."""
+        from nbops import api
+
+        return api.context()
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -118,11 +122,10 @@ class Store:
     # -- lineage bookkeeping -----------------------------------------------
     def record_read(self, kind: str, ref: str) -> None:
         """Note that an artifact was read; the next write names it as a parent."""
-        if (kind, ref) not in self._reads:
-            self._reads.append((kind, ref))
-        # Runs record what the process reads, from any store object.
         from nbops import api
 
+        api.note_read(self.root, kind, ref)
+        # Runs record what the process reads, from any store object.
         for run in api.active_runs():
             run._on_read(self, kind, ref)
 
@@ -135,11 +138,9 @@ class Store:
 
     def take_reads(self) -> list[tuple[str, str]]:
         """The artifacts read since the last write (or cell start), and forget them."""
-        reads, self._reads = self._reads, []
-        return reads
+        from nbops import api
 
-    def clear_reads(self) -> None:
-        self._reads = []
+        return api.take_reads(self.root)
 
     # -- snapshots ---------------------------------------------------------
     def snapshot(self, df: pd.DataFrame | pa.Table, name: str, message: str | None = None) -> SnapshotRef:

@@ -56,8 +56,11 @@ def unload(shell: Any) -> None:
         if hasattr(shell, "configurables") and magics in shell.configurables:
             shell.configurables.remove(magics)
     session.close()
+    from nbops import api
     from nbops.paths import release_mlflow
 
+    api.clear_reads()
+    api.set_context({})
     release_mlflow()
 
 

@@ -16,7 +16,6 @@ class KernelSession:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self._store: Store | None = None
-        self._cell: dict[str, Any] = {}
 
     @property
     def store(self) -> Store:
@@ -24,7 +23,6 @@ class KernelSession:
             from nbops.store import open as open_store
 
             self._store = open_store()
-            self._store.context.update(self._cell)
         return self._store
 
     def point_mlflow(self) -> None:
@@ -42,21 +40,22 @@ class KernelSession:
     def pre_run_cell(self, info: Any) -> None:
         """A new cell: lineage starts afresh ("read in the same cell")."""
         source = getattr(info, "raw_cell", "") or ""
-        self._cell = {
-            "notebook": self.notebook_path(),
-            "cell_id": getattr(info, "cell_id", None),
-            "cell_sha256": hashlib.sha256(source.encode()).hexdigest(),
-        }
-        if self._store is not None:
-            self._store.clear_reads()
-            self._store.context.update(self._cell)
+        from nbops import api
+
+        api.clear_reads()
+        api.set_context(
+            {
+                "notebook": self.notebook_path(),
+                "cell_id": getattr(info, "cell_id", None),
+                "cell_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            }
+        )
 
     def use(self, path: str | os.PathLike[str]) -> Store:
         from nbops.store import open as open_store
 
         new = open_store(path)
         self.close()
-        new.context.update(self._cell)
         self._store = new
         return new
 
