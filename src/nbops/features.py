@@ -46,8 +46,9 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -528,15 +529,21 @@ def _version_for_write(
 
 
 # -- reading -------------------------------------------------------------------------
+class _Commit(NamedTuple):
+    number: int
+    table: pa.Table  # the rows this commit wrote
+    updated: int  # how many of them replaced an earlier row
+
+
 def _commit_tables(
     store: Store, conn: sa.Connection, version_id: int, as_of: int | dt.datetime | None, only: bool = False
-) -> list[tuple[int, pa.Table]]:
+) -> list[_Commit]:
     """The rows each commit wrote, oldest first, up to ``as_of`` (a commit number or a time).
 
     With ``only``, just the commit numbered ``as_of``.
     """
     c = cat.feature_commits
-    query = sa.select(c.c.id, c.c.commit_no, c.c.arrow_schema).where(c.c.group_version_id == version_id)
+    query = sa.select(c.c.id, c.c.commit_no, c.c.arrow_schema, c.c.updated).where(c.c.group_version_id == version_id)
     if only:
         query = query.where(c.c.commit_no == as_of)
     elif isinstance(as_of, int):
@@ -554,7 +561,7 @@ def _commit_tables(
     ):
         columns.setdefault(commit_id, []).append(digest)
     return [
-        (r.commit_no, read_table(store, pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)), columns[r.id]))
+        _Commit(r.commit_no, read_table(store, pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)), columns[r.id]), r.updated)
         for r in commits
     ]
 
@@ -564,23 +571,26 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
 
 
 def _merge(
-    previous: Sequence[tuple[int, pa.Table]], new: pa.Table | None, keys: Sequence[str], event_time: str
+    previous: Sequence[_Commit], new: pa.Table | None, keys: Sequence[str], event_time: str
 ) -> tuple[pa.Table, int]:
     """The state after applying commits in order (later rows win per (keys, event time)).
 
     Returns the state and how many rows of ``new`` replaced an existing row.
     Rows keep commit order; a replaced row moves to its new commit's place.
     """
-    tables = [t for _, t in previous] + ([new] if new is not None else [])
+    tables = [c.table for c in previous] + ([new] if new is not None else [])
     if not tables:
         raise NotFoundError("no commits to read")
     schema = tables[-1].schema
     tables = [t.select(schema.names).cast(schema) if t.schema != schema else t for t in tables]
     if len(tables) == 1:
         return tables[0], 0
+    if new is None and not any(c.updated for c in previous[1:]):
+        # Every commit only added rows: the state is their concatenation.
+        return pa.concat_tables(tables), 0
     combined = pa.concat_tables(tables)
     cols = [*keys, event_time]
-    ids = combined.select(cols).append_column("__rid", pa.array(range(combined.num_rows), pa.int64()))
+    ids = combined.select(cols).append_column("__rid", pa.array(np.arange(combined.num_rows, dtype=np.int64)))
     last = ids.group_by(cols, use_threads=False).aggregate([("__rid", "max")])
     keep = pc.sort_indices(last["__rid_max"])
     rids = pc.take(last["__rid_max"], keep)

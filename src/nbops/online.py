@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -71,7 +72,7 @@ def upsert(
         return
     times = table.column(event_time).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     order = pc.sort_indices(
-        pa.table({"t": times, "i": pa.array(range(table.num_rows), pa.int64())}),
+        pa.table({"t": times, "i": pa.array(np.arange(table.num_rows, dtype=np.int64))}),
         sort_keys=[("t", "descending"), ("i", "descending")],
     )
     ordered = table.take(order)
