@@ -25,7 +25,7 @@ from nbops import catalog as cat
 from nbops.catalog import Catalog
 from nbops.errors import IntegrityError, StoreError
 from nbops.objects import ObjectStore
-from nbops.paths import HOME_ENV, STORE_DIRNAME, find_store_root, point_mlflow_at
+from nbops.paths import HOME_ENV, STORE_DIRNAME, find_store_root, point_mlflow_at, store_tracking_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,9 +86,10 @@ class Store:
         self._online: Any = None
         self._closed = False
         _opened.append(weakref.ref(self))
-        point_mlflow_at(root)
-        from nbops.tracking import reap_dead_runs
+        from nbops.tracking import prepare_database_file, reap_dead_runs
 
+        if point_mlflow_at(root) == store_tracking_uri(root):
+            prepare_database_file(root)
         reap_dead_runs(self)
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -69,23 +70,46 @@ def ensure_backend(store: Store) -> Any:
     uri = point_mlflow_at(store)
     import mlflow
 
-    if uri == store_tracking_uri(store) and not (store.root / TRACKING_DB).exists():
+    if uri == store_tracking_uri(store) and not _has_tables(store.root / TRACKING_DB):
         _create_database(store, uri)
     mlflow.set_tracking_uri(uri)
     return mlflow
 
 
-def _create_database(store: Store, uri: str) -> None:
+def prepare_database_file(root: Path) -> None:
+    """Create an empty ``mlflow.db`` in WAL mode (milliseconds), if there is none.
+
+    WAL is a property of the file, so every later connection — nbops' or
+    MLflow's own, whichever comes first — uses it.
+    """
+    path = root / TRACKING_DB
+    if path.exists():
+        return
     import sqlite3
 
-    started = time.perf_counter()
-    print(f"nbops: creating the MLflow tracking database in {store.root} (first use, a few seconds)...", file=sys.stderr)
-    db = sqlite3.connect(store.root / TRACKING_DB)
+    db = sqlite3.connect(path)
     try:
-        # WAL is a property of the file: every later connection, MLflow's too, uses it.
         db.execute("PRAGMA journal_mode = WAL")
     finally:
         db.close()
+
+
+def _has_tables(path: Path) -> bool:
+    import sqlite3
+
+    if not path.exists():
+        return False
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'experiments'").fetchone() is not None
+    finally:
+        db.close()
+
+
+def _create_database(store: Store, uri: str) -> None:
+    started = time.perf_counter()
+    print(f"nbops: creating the MLflow tracking database in {store.root} (first use, a few seconds)...", file=sys.stderr)
+    prepare_database_file(store.root)
     import logging
 
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -188,12 +212,17 @@ class Run:
         return mlflow.MlflowClient().get_run(self.run_id).info
 
     def log(self, step: int | None = None, **metrics: float) -> None:
-        """Buffer metrics; they are written as one ``log_batch`` when the run ends."""
+        """Buffer metrics; they are written as one ``log_batch`` when the run ends.
+
+        A metric logged again without a step replaces the buffered value (the
+        last one wins, as with ``mlflow.log_metric``); with steps every value is kept.
+        """
         for key, value in metrics.items():
             validate_metric_name(key)
             if step is None:
                 self.metrics[key] = float(value)
-            self.steps.append((key, float(value), step))
+            else:
+                self.steps.append((key, float(value), step))
 
     def _on_read(self, store: Store, kind: str, ref: str) -> None:
         if not any(s.root == store.root and (k, r) == (kind, ref) for s, k, r in self.reads):
@@ -277,9 +306,10 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
     api.stop(run)
     client = mlflow.MlflowClient()
     try:
-        if run.steps:
+        if run.steps or run.metrics:
             now = int(time.time() * 1000)
-            metrics = [Metric(k, v, now, s or 0) for k, v, s in run.steps]
+            metrics = [Metric(k, v, now, s) for k, v, s in run.steps]
+            metrics += [Metric(k, v, now, 0) for k, v in run.metrics.items()]
             for start in range(0, len(metrics), 1000):
                 client.log_batch(run.run_id, metrics=metrics[start : start + 1000], synchronous=True)
         _log_inputs(run, client)

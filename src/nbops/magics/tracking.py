@@ -92,8 +92,12 @@ class TrackingMagics(Magics):
     def _run_cell(self, args: Any, cell: str) -> Any:
         from nbops import tracking
 
+        # The result of the cell that holds this magic: a failing body must
+        # fail it too, so that the front end (Run All, nbclient) stops there.
+        outer = getattr(self.shell.displayhook, "exec_result", None)
         run = self._start(args, source=cell)
         status = "FINISHED"
+        error: BaseException | None = None
         try:
             result = self.shell.run_cell(cell, store_history=False)
             error = result.error_before_exec or result.error_in_exec
@@ -108,4 +112,6 @@ class TrackingMagics(Magics):
             with usage_errors():
                 tracking.end_run(run, status)
         print(f"run {run.run_id} ({run.name}) {run.status} in experiment {run.experiment!r}")
+        if error is not None and outer is not None:
+            outer.error_in_exec = error  # shown once already, by the inner run
         return None
