@@ -13,7 +13,8 @@ from nbops._version import __version__
 
 if TYPE_CHECKING:
     from nbops import expectations as expect
-    from nbops.api import log, register_model, track
+    from nbops.api import log, pipeline, register_model, track
+    from nbops.exporting import export
     from nbops.features import split_by_time
     from nbops.store import Store, open
 
@@ -23,7 +24,9 @@ __all__ = [
     "expect",
     "load_ipython_extension",
     "open",
+    "export",
     "log",
+    "pipeline",
     "register_model",
     "split_by_time",
     "track",
@@ -54,7 +57,11 @@ def __getattr__(name: str) -> Any:
         from nbops import expectations
 
         return expectations
-    if name in ("track", "log", "register_model"):
+    if name == "export":
+        from nbops.exporting import export
+
+        return export
+    if name in ("track", "log", "register_model", "pipeline"):
         from nbops import api
 
         return getattr(api, name)

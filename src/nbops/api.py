@@ -38,6 +38,22 @@ def set_context(values: Mapping[str, Any]) -> None:
     _context.update(values)
 
 
+@contextmanager
+def pipeline(ref: str, stage: str) -> Iterator[None]:
+    """Mark everything written inside as made by an exported pipeline (``pipeline=<stem>@<version>``).
+
+    Exported modules wrap their body in this; it shows in the lineage of every
+    feature commit, and as tags on every run, written inside.
+    """
+    previous = dict(_context)
+    _context.update({"pipeline": ref, "stage": stage})
+    try:
+        yield
+    finally:
+        _context.clear()
+        _context.update(previous)
+
+
 def note_read(root: Path, kind: str, ref: str) -> None:
     reads = _reads.setdefault(root, [])
     if (kind, ref) not in reads:

@@ -27,8 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 from nbops.errors import StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
-SCHEMA_HEAD = "0003"
-_KNOWN_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_HEAD = "0004"
+_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 BUSY_TIMEOUT_SECONDS = 60
 
 metadata = sa.MetaData()
@@ -164,6 +164,21 @@ active_runs = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("process_started", sa.Float, nullable=False),  # tells a reused pid apart
     sa.Column("started", sa.DateTime, nullable=False),
+)
+
+exports = sa.Table(
+    "exports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pipeline", sa.String(128), nullable=False),  # the notebook's stem
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),  # of the generated files (version-free)
+    sa.Column("notebook", sa.Text, nullable=False),
+    sa.Column("notebook_sha256", sa.String(64), nullable=False),
+    sa.Column("out_dir", sa.Text, nullable=False),
+    sa.Column("manifest", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("pipeline", "version", name="uq_exports"),
 )
 
 
