@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbops import magics
 
-NBOPS_MAGICS = {"line": {"nbops", "snapshot", "features", "drift", "track"}}
+NBOPS_MAGICS = {"line": {"nbops", "snapshot", "features", "drift", "track", "export"}}
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@
     nbops verify             re-hash every object; exit 1 on any mismatch
     nbops gc [--grace S]     remove orphan objects and stale temporary files
     nbops demo [--dir D]     run the quickstart notebook on a fresh store
+    nbops export NB [--out DIR] [--verify] [--history] [--target airflow]
+                             export a notebook into pipeline modules
 
 Every command takes ``--store PATH``; without it the store is found as git
 finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
@@ -38,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         help="keep files younger than this, which a running writer may still commit (default: 900)",
     )
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    export = verbs.add_parser("export", help="export a notebook into feature/training/inference pipeline modules")
+    export.add_argument("notebook", help="the .ipynb file (read, never changed)")
+    export.add_argument("--out", default="pipelines", help="output folder; files go to OUT/<stem>/ (default: pipelines)")
+    export.add_argument("--verify", action="store_true", help="run the modules on a scratch store and compare with the notebook")
+    export.add_argument("--history", action="store_true", help="list the export versions of the notebook instead")
+    export.add_argument("--target", choices=["airflow"], help="also write an orchestrator file (an Airflow 3 DAG)")
     demo = verbs.add_parser("demo", help="run the quickstart notebook headless on a fresh store")
     demo.add_argument("--dir", metavar="DIR", help="work folder (default: a new temporary folder)")
     demo.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook cell (default: 600)")
@@ -63,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
 
     import nbops
 
+    if args.command == "export":
+        return _export(args)
     store = nbops.open(args.store)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         if args.command == "ls":
@@ -80,6 +90,28 @@ def _run(args: argparse.Namespace) -> int:
 
             grace = args.grace if args.grace is not None else DEFAULT_GC_GRACE_SECONDS
             print(store.gc(grace_seconds=grace, dry_run=args.dry_run).text())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import nbops
+    from nbops import exporting
+
+    store = nbops.open(args.store)
+    try:
+        if args.history:
+            table = exporting.history(args.notebook, store=store)
+            print(table.to_string(index=False) if len(table) else f"no exports of {args.notebook} yet")
+            return 0
+        result = exporting.export(args.notebook, out=args.out, store=store, target=args.target, verify=args.verify)
+    except exporting.ExportError as exc:
+        print(f"nbops: cannot export: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    verification = getattr(result, "verification", None)
+    if verification is not None:
+        print(verification.text())
+        return 0 if verification.ok else 1
     return 0
 
 

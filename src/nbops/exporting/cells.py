@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbops.errors import NbopsError
+
 STAGES = ("feature", "training", "inference")
 _MARKER = re.compile(r"^\s*#\s*nbops\s*:\s*(\w+)\s*$", re.IGNORECASE)
 _BUILTINS = set(dir(builtins)) | {"get_ipython", "display", "__name__", "__file__"}
@@ -29,7 +31,7 @@ _BUILTINS = set(dir(builtins)) | {"get_ipython", "display", "__name__", "__file_
 PROVIDED = {"nbops", "nbops_store"}
 
 
-class ExportError(Exception):
+class ExportError(NbopsError):
     """The notebook cannot be exported as it is; the message names the cell."""
 
 

@@ -20,6 +20,7 @@ _LOADED: weakref.WeakKeyDictionary[Any, tuple[KernelSession, list[Magics]]] = we
 def load(shell: Any) -> None:
     if shell in _LOADED:
         return
+    from nbops.magics.export import ExportMagics
     from nbops.magics.features import FeatureMagics
     from nbops.magics.snapshots import SnapshotMagics
     from nbops.magics.store import StoreMagics
@@ -31,6 +32,7 @@ def load(shell: Any) -> None:
         SnapshotMagics(shell, session=session),
         FeatureMagics(shell, session=session),
         TrackingMagics(shell, session=session),
+        ExportMagics(shell, session=session),
     ]
     for magics in instances:
         shell.register_magics(magics)
