@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -94,16 +93,24 @@ def prepare_database_file(root: Path) -> None:
         db.close()
 
 
+_READY: set[Path] = set()  # tracking databases seen with their tables, this process
+
+
 def _has_tables(path: Path) -> bool:
     import sqlite3
 
+    if path in _READY:
+        return True
     if not path.exists():
         return False
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'experiments'").fetchone() is not None
+        ready = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'experiments'").fetchone() is not None
     finally:
         db.close()
+    if ready:
+        _READY.add(path)
+    return ready
 
 
 def _create_database(store: Store, uri: str) -> None:
@@ -124,25 +131,44 @@ def _create_database(store: Store, uri: str) -> None:
     print(f"nbops: MLflow database ready ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
 
 
+_CLIENTS: dict[str, Any] = {}
+_EXPERIMENTS: dict[tuple[str, str], str] = {}
+
+
+def client() -> Any:
+    """One MlflowClient per tracking URI (creating one costs ~0.5 ms of import probing)."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if uri not in _CLIENTS:
+        _CLIENTS[uri] = mlflow.MlflowClient(tracking_uri=uri)
+    return _CLIENTS[uri]
+
+
 def experiment_id(store: Store, name: str) -> str:
     """Get or create an experiment whose artifacts live in the store (race-free)."""
     mlflow = ensure_backend(store)
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
+    key = (mlflow.get_tracking_uri(), name)
+    if key in _EXPERIMENTS:
+        return _EXPERIMENTS[key]
+    tracking = client()
+    found = tracking.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "active":
+        _EXPERIMENTS[key] = str(found.experiment_id)
+        return _EXPERIMENTS[key]
     location = None
     if not user_set_uri():
         location = (store.root / ARTIFACT_DIR / name).as_uri()
     try:
-        return str(client.create_experiment(name, artifact_location=location))
+        _EXPERIMENTS[key] = str(tracking.create_experiment(name, artifact_location=location))
     except MlflowException:
-        found = client.get_experiment_by_name(name)  # another process created it first
+        found = tracking.get_experiment_by_name(name)  # another process created it first
         if found is None:
             raise
-        return str(found.experiment_id)
+        _EXPERIMENTS[key] = str(found.experiment_id)
+    return _EXPERIMENTS[key]
 
 
 # -- process liveness ------------------------------------------------------------------
@@ -236,6 +262,21 @@ class Run:
         return f"<nbops Run {self.run_id} experiment={self.experiment!r} name={self.name!r} {self.status}>"
 
 
+def _save_cell_source(artifact_uri: str, source: str) -> None:
+    """The cell's source as the artifact ``cell.py`` (written in place for a local artifact store)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme in ("", "file"):
+        folder = Path(unquote(parsed.path))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cell.py").write_text(source, encoding="utf-8")
+        return
+    import mlflow
+
+    mlflow.log_text(source, "cell.py")
+
+
 def validate_metric_name(name: str) -> None:
     if not name or len(name) > 250 or any(c in name for c in "\0\n\r"):
         raise InvalidInputError(f"{name!r} is not a usable metric name")
@@ -289,7 +330,7 @@ def start_run(
 
     api.start(run)
     if source is not None:
-        mlflow.log_text(source, "cell.py")
+        _save_cell_source(active.info.artifact_uri, source)
     if autolog:
         mlflow.autolog(log_models=False, silent=True)
     return run
@@ -304,22 +345,22 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
 
     store = run.store
     api.stop(run)
-    client = mlflow.MlflowClient()
+    tracking = client()
     try:
         if run.steps or run.metrics:
             now = int(time.time() * 1000)
             metrics = [Metric(k, v, now, s) for k, v, s in run.steps]
             metrics += [Metric(k, v, now, 0) for k, v in run.metrics.items()]
             for start in range(0, len(metrics), 1000):
-                client.log_batch(run.run_id, metrics=metrics[start : start + 1000], synchronous=True)
-        _log_inputs(run, client)
+                tracking.log_batch(run.run_id, metrics=metrics[start : start + 1000], synchronous=True)
+        _log_inputs(run, tracking)
         if status == "FINISHED" and run.register_model:
             register_model(store, run.register_model, run_id=run.run_id)
     finally:
         if mlflow.active_run() is not None and mlflow.active_run().info.run_id == run.run_id:
             mlflow.end_run(status=status)
         else:
-            client.set_terminated(run.run_id, status=status)
+            tracking.set_terminated(run.run_id, status=status)
         run.status = status
         with store.catalog.write() as conn:
             conn.execute(cat.active_runs.delete().where(cat.active_runs.c.run_id == run.run_id))
@@ -348,14 +389,39 @@ def track(
         end_run(run, "FINISHED")
 
 
-def _git_commit() -> str | None:
+def _git_commit(start: Path | None = None) -> str | None:
+    """The commit checked out in the working folder's git repository, read from ``.git``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        git = folder / ".git"
+        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = git.read_text().strip()
+            if text.startswith("gitdir:"):
+                git = (folder / text[7:].strip()).resolve()
+        if git.is_dir():
+            return _resolve_head(git)
+    return None
+
+
+def _resolve_head(git: Path) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if not head.startswith("ref:"):
+        return head or None
+    ref = head[4:].strip()
+    try:
+        return (git / ref).read_text().strip() or None
+    except OSError:
+        pass
+    try:
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split(" ", 1)[0]
+    except OSError:
+        pass
+    return None  # a new repository without commits
 
 
 # -- inputs and lineage ------------------------------------------------------------------
