@@ -70,6 +70,7 @@ def module(
         "import argparse",
         "",
         "import nbops",
+        "import nbops as _nbops  # the cells may import nbops themselves, making `nbops` local to main()",
         "",
         f"PIPELINE = {stem + '@' + VERSION_PLACEHOLDER!r}",
         f"PARAMETERS = {dict(params)!r}",
@@ -77,8 +78,8 @@ def module(
         "",
         f"def main({signature}):",
         f'    """Run the {stage} stage; parameters default to the notebook\'s."""',
-        "    nbops_store = nbops.open()",
-        f"    with nbops.pipeline(PIPELINE, stage={stage!r}):",
+        "    nbops_store = _nbops.open()",
+        f"    with _nbops.pipeline(PIPELINE, stage={stage!r}):",
     ]
     lines = list(header)
     ranges = []
