@@ -170,11 +170,8 @@ def local_path(uri: str) -> Path:
 
 
 def active_run_rows(root: Path) -> set[str]:
-    db = sqlite3.connect(f"file:{root / 'catalog.db'}?mode=ro", uri=True)
-    try:
-        return {r[0] for r in db.execute("SELECT run_id FROM active_runs")}
-    finally:
-        db.close()
+    """Runs the store knows to be live: its live_runs/ files."""
+    return {p.stem for p in (root / "live_runs").glob("*.json")}
 
 
 def journal_mode(db_file: Path) -> str:
@@ -531,23 +528,8 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive(store: Store, backend: Back
     client = backend.client()
     experiment = tracking.experiment_id(store, "reused-pid")
     run_id = client.create_run(experiment).info.run_id
-    db = sqlite3.connect(backend.root / "catalog.db")
-    try:  # this process's pid, but a start time that is not this process's: the pid was reused
-        with db:
-            db.execute(
-                "INSERT INTO active_runs (run_id, tracking_uri, host, pid, process_started, started) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    backend.uri,
-                    socket.gethostname(),
-                    os.getpid(),
-                    1.0,
-                    "2026-01-01 00:00:00.000000",
-                ),
-            )
-    finally:
-        db.close()
+    # this process's pid, but a start time that is not this process's: the pid was reused
+    tracking.LiveRun(run_id, backend.uri, socket.gethostname(), os.getpid(), 1.0).write(store)
     with nbops.open(backend.root):
         pass
     assert client.get_run(run_id).info.status == "KILLED"

@@ -27,8 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 from nbops.errors import StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
-SCHEMA_HEAD = "0004"
-_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+SCHEMA_HEAD = "0003"
+_KNOWN_REVISIONS = ("0001", "0002", "0003")
 BUSY_TIMEOUT_SECONDS = 60
 
 metadata = sa.MetaData()
@@ -153,17 +153,6 @@ lineage_edges = sa.Table(
     sa.Column("child_ref", sa.String(512), nullable=False),
     sa.Column("created", sa.DateTime, nullable=False),
     sa.UniqueConstraint("parent_kind", "parent_ref", "child_kind", "child_ref", name="uq_lineage_edges"),
-)
-
-active_runs = sa.Table(
-    "active_runs",
-    metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("tracking_uri", sa.Text, nullable=False),
-    sa.Column("host", sa.String(256), nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("process_started", sa.Float, nullable=False),  # tells a reused pid apart
-    sa.Column("started", sa.DateTime, nullable=False),
 )
 
 exports = sa.Table(

@@ -19,8 +19,8 @@ message.
 Runs.  A run ends FINISHED when its body returns, FAILED when it raises (the
 exception goes on unchanged), KILLED on KeyboardInterrupt.  A run whose
 process died (kill -9, a crashed kernel) is marked KILLED the next time the
-store is opened on the same host: each live run has a row in the catalog's
-``active_runs`` with its host, pid and process start time.
+store is opened on the same host: each live run has a small file in
+``<store>/live_runs/`` with its host, pid and process start time.
 
 Inputs.  Every snapshot, feature commit and training set read or written
 during a run is logged as an MLflow dataset input named ``name@version`` with
@@ -86,7 +86,7 @@ def prepare_database_file(root: Path) -> None:
         return
     import sqlite3
 
-    db = sqlite3.connect(path)
+    db = sqlite3.connect(path, timeout=60)  # several processes may open a new store at once
     try:
         db.execute("PRAGMA journal_mode = WAL")
     finally:
@@ -181,36 +181,91 @@ def _process_started(pid: int) -> float | None:
         return None
 
 
+LIVE_RUNS_DIR = "live_runs"
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """Who owns a live run: written when it starts, removed when it ends."""
+
+    run_id: str
+    tracking_uri: str
+    host: str
+    pid: int
+    process_started: float  # tells a reused pid apart
+
+    @staticmethod
+    def folder(store: Store) -> Path:
+        return store.root / LIVE_RUNS_DIR
+
+    def path(self, store: Store) -> Path:
+        return self.folder(store) / f"{self.run_id}.json"
+
+    def write(self, store: Store) -> None:
+        # A plain file, not a catalog row: no database commit on every run's
+        # start and end.  It survives a killed process (the page cache does);
+        # after a power cut the run is at worst left RUNNING, as MLflow would.
+        folder = self.folder(store)
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{self.run_id}.tmp"
+        tmp.write_text(json.dumps(self.__dict__))
+        os.replace(tmp, self.path(store))
+
+    def remove(self, store: Store) -> None:
+        self.path(store).unlink(missing_ok=True)
+
+    @classmethod
+    def all(cls, store: Store) -> list[LiveRun]:
+        folder = cls.folder(store)
+        if not folder.is_dir():
+            return []
+        runs = []
+        for path in folder.glob("*.json"):
+            try:
+                runs.append(cls(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue  # half-written by a process killed mid-write: never a live run
+        return runs
+
+
 def reap_dead_runs(store: Store) -> list[str]:
     """Mark KILLED every run of this host whose process is gone; return their ids."""
     host = socket.gethostname()
-    with store.catalog.read() as conn:
-        rows = conn.execute(sa.select(cat.active_runs).where(cat.active_runs.c.host == host)).all()
     dead = []
-    for row in rows:
-        started = _process_started(row.pid)
-        alive = started is not None and abs(started - row.process_started) < 1.0
-        if not alive:
-            dead.append(row)
+    for live in LiveRun.all(store):
+        if live.host != host:
+            continue
+        started = _process_started(live.pid)
+        if started is None or abs(started - live.process_started) >= 1.0:
+            dead.append(live)
     if not dead:
         return []
     killed = []
     import mlflow
 
-    for row in dead:
+    for live in dead:
         try:
-            client = mlflow.MlflowClient(tracking_uri=row.tracking_uri)
-            run = client.get_run(row.run_id)
+            tracking = mlflow.MlflowClient(tracking_uri=live.tracking_uri)
+            run = tracking.get_run(live.run_id)
             if run.info.status == "RUNNING":
-                client.set_terminated(row.run_id, status="KILLED")
-                client.set_tag(row.run_id, f"{_TAG}ended_by", "reaped: its process died")
-            killed.append(row.run_id)
+                tracking.set_terminated(live.run_id, status="KILLED")
+                tracking.set_tag(live.run_id, f"{_TAG}ended_by", "reaped: its process died")
+            killed.append(live.run_id)
         except Exception as exc:  # an unreachable server must not stop the store from opening
-            print(f"nbops: could not mark run {row.run_id} KILLED: {exc}", file=sys.stderr)
+            print(f"nbops: could not mark run {live.run_id} KILLED: {exc}", file=sys.stderr)
             continue
-        with store.catalog.write() as conn:
-            conn.execute(cat.active_runs.delete().where(cat.active_runs.c.run_id == row.run_id))
+        live.remove(store)
     return killed
+
+
+_OWN_START: float | None = None
+
+
+def _own_start() -> float:
+    global _OWN_START
+    if _OWN_START is None:
+        _OWN_START = _process_started(os.getpid()) or 0.0
+    return _OWN_START
 
 
 # -- runs ------------------------------------------------------------------------------
@@ -315,17 +370,7 @@ def start_run(
         all_tags["mlflow.source.git.commit"] = commit
     active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=all_tags)
     run = Run(store, active.info.run_id, experiment, exp_id, active.info.run_name, register_model)
-    with store.catalog.write() as conn:
-        conn.execute(
-            cat.active_runs.insert().values(
-                run_id=run.run_id,
-                tracking_uri=mlflow.get_tracking_uri(),
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                process_started=_process_started(os.getpid()) or 0.0,
-                started=cat.utcnow(),
-            )
-        )
+    LiveRun(run.run_id, mlflow.get_tracking_uri(), socket.gethostname(), os.getpid(), _own_start()).write(store)
     from nbops import api
 
     api.start(run)
@@ -362,8 +407,7 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
         else:
             tracking.set_terminated(run.run_id, status=status)
         run.status = status
-        with store.catalog.write() as conn:
-            conn.execute(cat.active_runs.delete().where(cat.active_runs.c.run_id == run.run_id))
+        (LiveRun.folder(store) / f"{run.run_id}.json").unlink(missing_ok=True)
 
 
 @contextmanager
