@@ -9,6 +9,7 @@ own lines (comments kept) under ``# %% cell <id>`` markers, inside
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -141,7 +142,7 @@ def imported_modules(cells: Iterable[Cell]) -> set[str]:
 def requirements(modules: Iterable[str], pip: Iterable[str]) -> dict[str, str]:
     """Distribution -> version for every imported module and every ``%pip install``, from this environment."""
     found: dict[str, str] = {"nbops": importlib.metadata.version("nbops") if _installed("nbops") else ""}
-    mapping = importlib.metadata.packages_distributions()
+    mapping = _distributions()
     for name in sorted(set(modules)):
         if name in sys.stdlib_module_names:
             continue
@@ -154,6 +155,12 @@ def requirements(modules: Iterable[str], pip: Iterable[str]) -> dict[str, str]:
         else:
             found[name] = importlib.metadata.version(name) if _installed(name) else ""
     return dict(sorted(found.items()))
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> Mapping[str, list[str]]:
+    """Module -> distributions of this environment (reading every package's metadata: once per process)."""
+    return importlib.metadata.packages_distributions()
 
 
 def _installed(dist: str) -> bool:

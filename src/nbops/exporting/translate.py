@@ -140,6 +140,8 @@ def _track(cell: Cell, line: str, body: str, experiment: str, out: Translated) -
 
 # -- line magics -------------------------------------------------------------------------
 def _line_magics(cell: Cell, source: str, out: Translated) -> str:
+    if not any(line.lstrip().startswith(("%", "!")) or "!" in line for line in source.split("\n")):
+        return source  # no magic or shell escape can be in it
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:

@@ -1,7 +1,11 @@
 """``--verify``: do the exported modules reproduce what the notebook makes?
 
     >>> result = verify(Path("fraud.ipynb"), Path("pipelines/fraud"))   # doctest: +SKIP
-    >>> result.ok, print(result.text())                                 # doctest: +SKIP
+    >>> print(result.text())                                            # doctest: +SKIP
+    verify fraud.ipynb vs /work/pipelines/fraud: OK, 9 checks the same
+      kind           name              notebook                        pipeline                        status
+      snapshot       raw_tx            32aa2dbdaad5c9b6 (20,000 rows)  32aa2dbdaad5c9b6 (20,000 rows)  same
+      ...
 
 Two runs on two scratch stores in a temporary folder, then a comparison:
 
@@ -124,7 +128,8 @@ class VerifyResult:
             cells = [header, *[tuple(_show(row[k]) for k in header) for row in self.rows]]
             widths = [max(len(line[i]) for line in cells) for i in range(len(header) - 1)]
             for line in cells:
-                lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=False)) + "  " + line[-1])
+                padded = "  ".join(v.ljust(w) for v, w in zip(line[:-1], widths, strict=True))
+                lines.append(f"  {padded}  {line[-1]}")
         for row in self.rows:
             if row.get("detail"):
                 detail = str(row["detail"]).rstrip().replace("\n", "\n    ")
@@ -148,10 +153,8 @@ class VerifyResult:
 
         parts = [f"<p><strong>{html.escape(self.headline())}</strong></p>"]
         if self.rows:
-            frame = pd.DataFrame(
-                [{k: _show(row[k]) for k in ("kind", "name", "notebook", "pipeline", "status", "detail")}
-                 for row in self.rows]
-            )
+            columns = ("kind", "name", "notebook", "pipeline", "status", "detail")
+            frame = pd.DataFrame([{k: _show(row[k]) for k in columns} for row in self.rows])
             # pandas escapes cell text in to_html.
             parts.append(frame.to_html(index=False, border=0, escape=True))
         if self.timings:
@@ -237,7 +240,7 @@ def _stage_modules(out_dir: Path) -> list[str]:
 
 
 def _environment(side: Path) -> dict[str, str]:
-    """This process's environment, on the side's scratch store, with MLflow left to it."""
+    """This process's environment with the side's scratch store, and MLflow left to that store."""
     env = {k: v for k, v in os.environ.items() if k not in _TRACKING_ENV}
     env["NBOPS_HOME"] = str(side / ".nbops")
     env[ACTIVE_ENV] = "1"
@@ -245,7 +248,9 @@ def _environment(side: Path) -> dict[str, str]:
 
 
 def _row(kind: str, name: str, notebook: Any, pipeline: Any, status: str, detail: str = "") -> dict[str, Any]:
-    return {"kind": kind, "name": name, "notebook": notebook, "pipeline": pipeline, "status": status, "detail": detail}
+    return {
+        "kind": kind, "name": name, "notebook": notebook, "pipeline": pipeline, "status": status, "detail": detail
+    }
 
 
 def _tail(text: str, limit: int = _STDERR_TAIL) -> str:
@@ -299,7 +304,8 @@ def _failed_cell(nb: Any) -> str | None:
 def _run_module(module: Path, cwd: Path, env: Mapping[str, str], timeout: int) -> dict[str, Any] | None:
     """Run one stage module in a fresh process; a failed row when it fails."""
     code, stdout, stderr = _run([sys.executable, str(module)], cwd, env, timeout)
-    (cwd / f"{module.stem}.log").write_text(f"$ python {module}\n{stdout}\n--- stderr ---\n{stderr}", encoding="utf-8")
+    log = f"$ python {module}\n{stdout}\n--- stderr ---\n{stderr}"
+    (cwd / f"{module.stem}.log").write_text(log, encoding="utf-8")
     if code == 0:
         return None
     state = f"timed out after {timeout} s" if code is None else f"exit code {code}"
@@ -309,8 +315,13 @@ def _run_module(module: Path, cwd: Path, env: Mapping[str, str], timeout: int) -
 def _run(argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: int) -> tuple[int | None, str, str]:
     """(exit code or None on timeout, stdout, stderr); the process and its children never outlive this."""
     process = subprocess.Popen(
-        list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group, so that children go with it
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so that its children go with it
     )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -371,6 +382,8 @@ def summarize(store: Store) -> dict[str, Any]:
     :func:`verify` calls this in a fresh process (``python -m
     nbops.exporting.verify STORE OUT.json``).
     """
+    from pyarrow import ArrowException
+
     summary = _empty_summary()
     for record in store.datasets().to_dict("records"):
         summary["snapshots"][record["name"]] = {"digest": record["digest"], "rows": int(record["rows"])}
@@ -378,7 +391,7 @@ def summarize(store: Store) -> dict[str, Any]:
         ref = f"{record['group']}:{record['version']}"
         try:
             summary["feature_groups"][ref] = _group_summary(store, record["group"], int(record["version"]))
-        except Exception as exc:  # an unsortable or unhashable column: say so rather than stop
+        except (TypeError, ValueError, ArrowException) as exc:  # values that neither sort nor hash: say so
             summary["feature_groups"][ref] = {"error": f"{type(exc).__name__}: {exc}"}
     if _tracking_database_ready(store.root):
         summary["runs"], summary["models"] = _tracking_summary(store.root)
@@ -541,11 +554,10 @@ def _compare_runs(a_runs: Sequence[Mapping[str, Any]], b_runs: Sequence[Mapping[
         assert either is not None
         name = f"{either['experiment']}/{either['name']}"
         if a is not None and b is not None and a["name"] != b["name"]:
-            name = f"{a['experiment']}/{a['name']} ~ {b['name']}"  # generated names, matched by order
-        rows.append(
-            _row("run", name, a and a["status"], b and b["status"], _status(a, b, a is not None and b is not None
-                                                                            and a["status"] == b["status"]))
-        )
+            name += f" ~ {b['name']}"  # names MLflow made up, matched by order
+        status_a = a["status"] if a is not None else None
+        status_b = b["status"] if b is not None else None
+        rows.append(_row("run", name, status_a, status_b, _status(a, b, status_a == status_b)))
         a_metrics = a["metrics"] if a is not None else {}
         b_metrics = b["metrics"] if b is not None else {}
         for key in _union(a_metrics, b_metrics):
@@ -559,8 +571,10 @@ def _compare_metric(name: str, a: float | None, b: float | None) -> dict[str, An
         return _row("metric", name, shown_a, shown_b, _status(a, b, False))
     if a == b or (math.isnan(a) and math.isnan(b)):
         return _row("metric", name, shown_a, shown_b, SAME)
+    if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+        return _row("metric", name, shown_a, shown_b, DIFFERENT)
     close = math.isclose(a, b, rel_tol=METRIC_REL_TOL, abs_tol=0.0)
-    relative = abs(a - b) / max(abs(a), abs(b)) if not (math.isnan(a) or math.isnan(b)) else math.nan
+    relative = abs(a - b) / max(abs(a), abs(b))
     detail = f"differ by {abs(a - b):.3g} (relative {relative:.3g}; tolerance {METRIC_REL_TOL:g})"
     return _row("metric", name, shown_a, shown_b, SAME if close else DIFFERENT, detail)
 
