@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from nbops.store import Store
 
 EXPORT_FORMAT = 1
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 __all__ = ["ExportError", "ExportResult", "export", "history", "plan"]
 
@@ -78,15 +80,21 @@ def _read_cells(path: Path) -> tuple[list[Cell], bytes]:
     import nbformat
 
     raw = path.read_bytes()
-    nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Exception as exc:  # not JSON, not a notebook, not UTF-8: all the same to the user
+        raise ExportError(f"cannot read {path} as a notebook: {exc}") from None
     cells = []
     for index, c in enumerate(nb.cells):
         if c.cell_type != "code":
             continue
+        cell_id = str(c.get("id") or "")
+        if not _SAFE_ID.fullmatch(cell_id):
+            cell_id = f"cell{index + 1}"  # ids go into comments and the manifest: keep them plain
         cells.append(
             Cell(
                 index=index,
-                id=str(c.get("id") or f"cell{index + 1}"),
+                id=cell_id,
                 source=c.source,
                 tags=tuple(c.get("metadata", {}).get("tags", [])),
                 execution_count=c.get("execution_count"),
@@ -119,9 +127,14 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
     requirements: list[str] = []
     extra_files: dict[str, str] = {}
     dropped: dict[str, list[str]] = {}
+    import ast
+
     for cell in cells:
         assign_stage(cell)
-        if cell.stage == "skip" or not cell.source.strip():
+        if not cell.source.strip():
+            continue
+        if cell.stage == "skip":
+            _analyse_skipped(cell, stem)  # only so that findings can name what it defines
             continue
         translated = translate(cell, experiment=stem)
         cell.code = translated.code
@@ -132,8 +145,6 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
             extra_files[name] = content
         if translated.dropped:
             dropped[cell.id] = translated.dropped
-        import ast
-
         analyse(cell, ast.parse(cell.code))
     param_cells = [c for c in cells if c.stage == "parameters"]
     if len(param_cells) > 1:
@@ -158,6 +169,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
     stage_entries = []
     for stage, chosen in stages.items():
         source, ranges = render.module(stem, stage, chosen, params, path.name, sha, __version__)
+        _check_compiles(source, render.MODULES[stage], ranges, chosen)
         files[render.MODULES[stage]] = source
         stage_entries.append(
             {
@@ -182,7 +194,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         "format": EXPORT_FORMAT,
         "pipeline": stem,
         "version": render.VERSION_PLACEHOLDER,
-        "notebook": {"path": str(path), "sha256": sha},
+        "notebook": {"path": str(path.resolve()), "sha256": sha},
         "nbops_version": __version__,
         "parameters": params,
         "stages": stage_entries,
@@ -193,6 +205,32 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         "findings": [{"kind": f.kind, "cell": f.cell, "name": f.name, "message": f.message} for f in findings],
     }
     return Plan(stem, path, sha, cells, params, stages, files, manifest, findings)
+
+
+def _check_compiles(source: str, name: str, ranges: list[tuple[str, int, int]], cells: list[Cell]) -> None:
+    """A module that does not compile is an error naming the cell (e.g. ``from m import *``)."""
+    try:
+        compile(source, name, "exec")
+    except SyntaxError as exc:
+        line = exc.lineno or 0
+        where = next((cid for cid, a, b in ranges if a <= line <= b), None)
+        cell = next((c for c in cells if c.id == where), None)
+        label = cell.label if cell is not None else name
+        raise ExportError(
+            f"{label}: {exc.msg} once inside main() (e.g. `from m import *` or a top-level await); "
+            "write it another way"
+        ) from None
+
+
+def _analyse_skipped(cell: Cell, stem: str) -> None:
+    import ast
+
+    from nbops.exporting.translate import translate
+
+    try:
+        analyse(cell, ast.parse(translate(cell, experiment=stem).code))
+    except (ExportError, SyntaxError):
+        cell.defines = set()  # a skipped cell may hold anything; it defines nothing we can see
 
 
 def _store_references(cells: list[Cell]) -> dict[str, list[str]]:
@@ -241,7 +279,9 @@ def export(
 
     store = store if store is not None else current()
     p = plan(notebook, target)
-    content_digest = _digest(p.files | {"manifest.json": json.dumps(p.manifest, sort_keys=True)})
+    # The path as typed (relative or absolute) is not content: the notebook's hash is.
+    versioned = {**p.manifest, "notebook": {"sha256": p.notebook_sha256}}
+    content_digest = _digest(p.files | {"manifest.json": json.dumps(versioned, sort_keys=True)})
     out_dir = Path(out).expanduser().resolve() / p.stem
     version, unchanged = _record(store, p, content_digest, out_dir)
     files = {name: text.replace("{{NBOPS_EXPORT_VERSION}}", str(version)) for name, text in p.files.items()}

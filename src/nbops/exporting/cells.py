@@ -212,6 +212,7 @@ def select(cells: Sequence[Cell], stage: str, parameters: Iterable[str]) -> tupl
     provided = set(parameters) | PROVIDED
     chosen = {c.index for c in cells if c.stage == stage}
     findings: list[Finding] = []
+    deferred: list[tuple[Cell, str, Cell]] = []  # (cell with a function, name, later cell defining it)
     todo = [c for c in cells if c.index in chosen]
     while todo:
         cell = todo.pop()
@@ -223,9 +224,27 @@ def select(cells: Sequence[Cell], stage: str, parameters: Iterable[str]) -> tupl
                 if definer not in findings:
                     findings.append(definer)
                 continue
+            if definer is not None and late and definer.index > cell.index:
+                deferred.append((cell, name, definer))
             if definer is not None and definer.index not in chosen:
                 chosen.add(definer.index)
                 todo.append(definer)
+    by_index = {c.index: c for c in cells}
+    for holder, name, definer in deferred:
+        # A function that needs a later cell's name, called before that cell runs.
+        for index in sorted(chosen):
+            caller = by_index[index]
+            if holder.index < index < definer.index and caller.uses_now & holder.defines:
+                finding = Finding(
+                    "used-before-defined",
+                    caller.label,
+                    name,
+                    f"{caller.label} calls code from {holder.label} that needs {name!r}, which only "
+                    f"{definer.label} further down defines; move the definition up",
+                )
+                if finding not in findings:
+                    findings.append(finding)
+                break
     return [c for c in cells if c.index in chosen], findings
 
 

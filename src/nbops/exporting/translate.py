@@ -21,6 +21,7 @@ a Python literal through ``repr``.
 from __future__ import annotations
 
 import ast
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -29,6 +30,8 @@ from typing import Any
 from nbops.exporting.cells import Cell, ExportError
 
 UNWRAP_CELL = {"time", "capture", "timeit", "prun"}
+#: Leading options of %timeit / %prun (``-n 10 -r 3 -q``), which are not part of the statement.
+_TIMING_OPTIONS = re.compile(r"^(?:\s*-(?:[nrpsTDl]\s*\S+|[tcqo])\b)*\s*")
 UNWRAP_LINE = {"time", "timeit", "prun"}
 DISPLAY_CELL = {"html", "markdown", "javascript", "js", "latex", "svg"}
 DROP_LINE = {
@@ -36,7 +39,8 @@ DROP_LINE = {
     "nbops", "features", "drift", "snapshots", "runs", "lineage", "export", "who", "whos",
     "precision", "pprint", "xmode", "colors",
 }  # fmt: skip
-DISPLAY_METHODS = {"head", "tail", "describe", "info", "sample", "plot", "hist", "style", "to_markdown"}
+# Methods whose call as a bare statement only shows something (not `info`: log.info() logs).
+DISPLAY_METHODS = {"head", "tail", "describe", "style", "to_markdown", "value_counts"}
 
 
 @dataclass
@@ -77,7 +81,7 @@ def _cell_magic(cell: Cell, source: str, experiment: str, out: Translated) -> st
         out.dropped.append(f"%%{name} (display only)")
         return ""
     if name == "writefile":
-        args = _shell_words(cell, f"%%writefile {line}")
+        args = _shell_words(cell, line)
         names = [a for a in args if not a.startswith("-")]
         if len(names) != 1 or "-a" in args or "--append" in args:
             raise ExportError(f"{cell.label}: %%writefile needs exactly one file name (and no --append) to export")
@@ -195,7 +199,8 @@ def _line_magic(cell: Cell, text: str, out: Translated) -> str:
         return f"pass  # %pip {line} -> manifest requirements"
     if name in UNWRAP_LINE:
         out.dropped.append(f"%{name} (unwrapped)")
-        return f"{target} = {line}" if target else line
+        statement = _TIMING_OPTIONS.sub("", line) if name != "time" else line
+        return f"{target} = {statement}" if target else statement
     if name in DROP_LINE:
         out.dropped.append(f"%{name} (display only)")
         return f"pass  # %{name} (display only)"
@@ -209,9 +214,13 @@ def _snapshot(cell: Cell, line: str) -> str:
 
     args = _parse(cell, SnapshotMagics.snapshot, line, "%snapshot")
     if args.load:
+        from nbops.errors import NbopsError
         from nbops.refs import parse_ref
 
-        name, _ = parse_ref(args.load)
+        try:
+            name, _ = parse_ref(args.load)
+        except NbopsError as exc:
+            raise ExportError(f"{cell.label}: %snapshot --load {args.load!r}: {exc}") from None
         var = args.as_var or name
         if not var.isidentifier():
             raise ExportError(f"{cell.label}: --as {var!r} is not a variable name")
@@ -230,10 +239,25 @@ def _pip_requirements(cell: Cell, command: str, out: Translated) -> bool:
         words = words[1:]
     if len(words) < 2 or words[0] not in ("pip", "pip3") or words[1] != "install":
         return False
-    for word in words[2:]:
+    rest = iter(words[2:])
+    for word in rest:
+        if word in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable"):
+            raise ExportError(
+                f"{cell.label}: `pip install {word} ...` cannot become a requirement; name the packages instead"
+            )
+        if word in _PIP_VALUE_OPTIONS:
+            next(rest, None)  # the option's value, not a package
+            continue
         if not word.startswith("-"):
             out.requirements.append(word)
     return True
+
+
+_PIP_VALUE_OPTIONS = {
+    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-t", "--target",
+    "--prefix", "--root", "--platform", "--python-version", "--implementation", "--abi",
+    "--progress-bar", "--src", "--upgrade-strategy", "--cache-dir", "--log", "--proxy", "--timeout",
+}  # fmt: skip
 
 
 # -- display expressions ------------------------------------------------------------------
