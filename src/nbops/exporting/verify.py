@@ -193,7 +193,10 @@ def verify(notebook: Path, out_dir: Path, timeout: int = 600, keep: bool = False
         side_b.mkdir()
 
         clock = time.perf_counter()
-        failure = _execute_notebook(notebook, side_a, _environment(side_a), timeout, keep)
+        # The kernel learns its notebook's path as JupyterLab would tell it, so that
+        # defaults taken from it (%%track's experiment) match the exported modules'.
+        kernel_env = {**_environment(side_a), "JPY_SESSION_NAME": str(Path(notebook).resolve())}
+        failure = _execute_notebook(notebook, side_a, kernel_env, timeout, keep)
         result.timings["notebook"] = time.perf_counter() - clock
         if failure is not None:
             result.rows.append(failure)
