@@ -25,7 +25,13 @@ from nbops import catalog as cat
 from nbops.catalog import Catalog
 from nbops.errors import IntegrityError, StoreError
 from nbops.objects import ObjectStore
-from nbops.paths import HOME_ENV, STORE_DIRNAME, find_store_root, point_mlflow_at, store_tracking_uri
+from nbops.paths import (
+    HOME_ENV,
+    STORE_DIRNAME,
+    find_store_root,
+    point_mlflow_at,
+    store_tracking_uri,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +47,7 @@ DEFAULT_GC_GRACE_SECONDS = 15 * 60
 __all__ = ["HOME_ENV", "STORE_DIRNAME", "Store", "current", "find_store_root", "open"]
 
 
-def open(path: str | os.PathLike[str] | None = None) -> Store:  # noqa: A001 - the public verb
+def open(path: str | os.PathLike[str] | None = None) -> Store:
     """Open (creating if needed) the store at ``path``, or the one found from here.
 
     Opening also points MLflow at the store's tracking database (unless

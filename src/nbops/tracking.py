@@ -46,10 +46,9 @@ import sqlalchemy as sa
 from nbops import catalog as cat
 from nbops import lineage
 from nbops._version import __version__
-from nbops.paths import TRACKING_DB
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
-from nbops.paths import point_mlflow_at, store_tracking_uri, user_set_uri
 from nbops.names import validate_name
+from nbops.paths import TRACKING_DB, point_mlflow_at, store_tracking_uri, user_set_uri
 
 if TYPE_CHECKING:
     import pandas as pd

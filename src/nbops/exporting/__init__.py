@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbops.exporting.cells import STAGES, Cell, ExportError, Finding, analyse, assign_stage, execution_order_findings, select
+from nbops.exporting.cells import (
+    STAGES,
+    Cell,
+    ExportError,
+    Finding,
+    analyse,
+    assign_stage,
+    execution_order_findings,
+    select,
+)
 
 if TYPE_CHECKING:
     from nbops.store import Store

@@ -36,7 +36,7 @@ def run_for_last_value(shell: Any, cell: str) -> Any:
             raise UsageError("the cell raised an error (shown above); nothing was registered")
     expression = ast.Expression(last.value)
     code = compile(expression, "<%%features cell>", "eval")
-    return eval(code, shell.user_ns)  # noqa: S307 - the user's own cell, as IPython would run it
+    return eval(code, shell.user_ns)
 
 
 @magics_class
