@@ -362,6 +362,9 @@ def test_module_runs_with_a_parameter_and_records_pipeline_lineage(
     assert lineage["pipeline"] == "tutorial@1" and lineage["stage"] == "feature"
     with nbops.open(home) as store:
         assert len(store.features("tx_features")) == 5
+        graph = store.lineage("pipeline:tutorial@1")  # the pipeline is a parent of what it wrote
+        children = {e["child"] for e in graph["edges"] if e["parent"] == "pipeline:tutorial@1"}
+        assert "feature_commit:tx_features:1@1" in children
 
 
 def test_generated_test_module_passes_under_pytest(

@@ -369,7 +369,7 @@ def register_features(
             source = state if gv.newly_online else table
             online_store.upsert(store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols))
         child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
-        lineage.add_edges(store.catalog, conn, child, reads, now)
+        lineage.add_edges(store.catalog, conn, child, [*reads, *lineage.made_by(store.context)], now)
     store.record_write(*child)
 
     return FeatureGroupRef(

@@ -1,7 +1,9 @@
 """Lineage edges: which artifact was made from which.
 
-Artifacts are named by kind and reference, e.g. ``("snapshot", "raw_tx@3")``
-or ``("feature_commit", "tx_features:1@4")``.  Writers add an edge from every
+Artifacts are named by kind and reference, e.g. ``("snapshot", "raw_tx@3")``,
+``("feature_commit", "tx_features:1@4")``, ``("run", "<id>")``,
+``("model", "fraud_model@2")`` or ``("pipeline", "fraud_fti@3")`` (an exported
+pipeline, parent of everything it writes).  Writers add an edge from every
 artifact read in the same cell (in a notebook) or since the last write (in a
 script) to the artifact they write.
 """
@@ -26,6 +28,12 @@ def add_edges(catalog: Catalog, conn: sa.Connection, child: Artifact, parents: I
         if (pk, pr) != child
     ]
     catalog.insert_ignore(conn, cat.lineage_edges, rows)
+
+
+def made_by(context: dict[str, object]) -> list[Artifact]:
+    """The pipeline writing now, if any (exported modules run inside ``nbops.pipeline``)."""
+    pipeline = context.get("pipeline")
+    return [("pipeline", str(pipeline))] if pipeline else []
 
 
 def parents(catalog: Catalog, child: Artifact) -> list[Artifact]:

@@ -119,7 +119,8 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
                 for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
             ],
         )
-        lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), reads, now)
+        parents = [*reads, *lineage.made_by(store.context)]
+        lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), parents, now)
     store.record_write("snapshot", f"{name}@{version}")
     return SnapshotRef(
         name=name,

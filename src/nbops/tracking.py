@@ -514,11 +514,11 @@ def _log_inputs(run: Run, client: Any) -> None:
     # Lineage edges live in the store that holds each artifact.
     now = cat.utcnow()
     child = ("run", run.run_id)
-    stores = {s.root: s for s, _, _ in run.reads + run.writes}
+    stores = {run.store.root: run.store, **{s.root: s for s, _, _ in run.reads + run.writes}}
     for root, store in stores.items():
         with store.catalog.write() as conn:
             parents = [(k, r) for s, k, r in run.reads if s.root == root]
-            lineage.add_edges(store.catalog, conn, child, parents, now)
+            lineage.add_edges(store.catalog, conn, child, [*parents, *lineage.made_by(store.context)], now)
             for s, kind, ref in run.writes:
                 if s.root == root:
                     lineage.add_edges(store.catalog, conn, (kind, ref), [child], now)
@@ -556,6 +556,7 @@ def register_model(
     now = cat.utcnow()
     with store.catalog.write() as conn:
         parents = [("run", run_id)] if run_id else []
+        parents += lineage.made_by(store.context)
         lineage.add_edges(store.catalog, conn, ("model", f"{name}@{version.version}"), parents, now)
     return version
 
@@ -635,7 +636,7 @@ def lineage_graph(store: Store, ref: str) -> dict[str, Any]:
 def _parse_artifact(ref: str) -> tuple[str, str]:
     if not isinstance(ref, str) or not ref:
         raise InvalidInputError(f"{ref!r} is not an artifact reference")
-    for prefix in ("run:", "model:", "snapshot:", "feature_commit:"):
+    for prefix in ("run:", "model:", "pipeline:", "snapshot:", "feature_commit:"):
         if ref.startswith(prefix):
             return (prefix[:-1], ref[len(prefix) :])
     if ":" in ref and "@" in ref:
@@ -644,7 +645,7 @@ def _parse_artifact(ref: str) -> tuple[str, str]:
         return ("snapshot", ref)
     raise InvalidInputError(
         f"{ref!r} is not an artifact reference; write name@3 (snapshot), group:1@2 (feature commit), "
-        "run:<id> or model:<name>@<version>"
+        "run:<id>, model:<name>@<version> or pipeline:<stem>@<version>"
     )
 
 
