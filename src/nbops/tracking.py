@@ -516,12 +516,14 @@ def _log_inputs(run: Run, client: Any) -> None:
     child = ("run", run.run_id)
     stores = {run.store.root: run.store, **{s.root: s for s, _, _ in run.reads + run.writes}}
     for root, store in stores.items():
+        parents = [(k, r) for s, k, r in run.reads if s.root == root] + lineage.made_by(store.context)
+        outputs = [(k, r) for s, k, r in run.writes if s.root == root]
+        if not parents and not outputs:
+            continue  # no write transaction (and no commit) for a run that touched no data
         with store.catalog.write() as conn:
-            parents = [(k, r) for s, k, r in run.reads if s.root == root]
-            lineage.add_edges(store.catalog, conn, child, [*parents, *lineage.made_by(store.context)], now)
-            for s, kind, ref in run.writes:
-                if s.root == root:
-                    lineage.add_edges(store.catalog, conn, (kind, ref), [child], now)
+            lineage.add_edges(store.catalog, conn, child, parents, now)
+            for artifact in outputs:
+                lineage.add_edges(store.catalog, conn, artifact, [child], now)
 
 
 # -- models --------------------------------------------------------------------------------
