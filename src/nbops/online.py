@@ -76,7 +76,19 @@ def upsert(
         sort_keys=[("t", "descending"), ("i", "descending")],
     )
     ordered = table.take(order)
-    ordered_times = pc.take(times, order).to_pylist()
+    ordered_times_array = pc.take(times, order)
+    # Keep the first (latest) row of each key in Arrow, so Python only sees one row per key.
+    positions = pa.array(np.arange(ordered.num_rows, dtype=np.int64))
+    firsts = (
+        ordered.select(list(keys))
+        .append_column("__pos", positions)
+        .group_by(list(keys), use_threads=False)
+        .aggregate([("__pos", "min")])
+    )
+    keep = pc.sort_indices(firsts["__pos_min"])
+    latest = pc.take(firsts["__pos_min"], keep)
+    ordered = ordered.take(latest)
+    ordered_times = pc.take(ordered_times_array, latest).to_pylist()
     key_rows = list(zip(*[ordered.column(k).to_pylist() for k in keys], strict=True))
     encoded = encodable(ordered.select(list(feature_cols)))
     value_rows = list(zip(*[c.to_pylist() for c in encoded.columns], strict=True))
