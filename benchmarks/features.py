@@ -81,14 +81,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import ctypes
-import gc
 import hashlib
 import json
 import os
 import platform
 import pstats
-import re
 import resource
 import shutil
 import sqlite3
@@ -106,6 +103,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
 
 import nbops
 
@@ -246,45 +245,6 @@ def mismatches(spine: pd.DataFrame, ours_frame: pd.DataFrame, other: pd.DataFram
 
 
 # -- measuring (the same method as benchmarks/snapshot.py) ----------------------------
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-_STATUS = Path("/proc/self/status")
-_PROCESS_PEAK_KIB = 0
-
-
-def _status_kib(key: str) -> int | None:
-    try:
-        m = re.search(rf"^{key}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
-    except OSError:
-        return None
-    return int(m.group(1)) if m else None
-
-
-def _reset_peak() -> bool:
-    global _PROCESS_PEAK_KIB
-    _PROCESS_PEAK_KIB = max(_PROCESS_PEAK_KIB, _status_kib("VmHWM") or 0)
-    try:
-        _CLEAR_REFS.write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_memory() -> None:
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-
-def process_peak_bytes() -> int:
-    _reset_peak()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return max(rss if sys.platform == "darwin" else rss * 1024, _PROCESS_PEAK_KIB * 1024)
-
-
 @dataclass
 class Op:
     name: str
@@ -302,13 +262,13 @@ class Op:
 def run_interleaved(ops: list[Op], repeats: int) -> None:
     for _ in range(repeats):
         for op in ops:
-            _release_memory()
-            can_reset = _reset_peak()
-            rss0 = _status_kib("VmRSS")
+            release_memory()
+            can_reset = reset_peak()
+            rss0 = status_kib("VmRSS")
             t0 = time.perf_counter()
             result = op.run()
             elapsed = time.perf_counter() - t0
-            hwm = _status_kib("VmHWM") if can_reset else None
+            hwm = status_kib("VmHWM") if can_reset else None
             op.times.append(elapsed)
             if hwm is not None and rss0 is not None:
                 op.peak = max(op.peak or 0, hwm * 1024)
@@ -322,18 +282,6 @@ def paired_median(a: Op, b: Op) -> float:
     return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
 
 
-def _git_state() -> str:
-    here = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=here, capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "n/a"
-    return head + ("+dirty" if dirty else "")
-
-
 def _source_digest() -> str:
     """Short digest of the nbops sources timed (pit.py may be changing under us)."""
     src = Path(nbops.__file__).resolve().parent
@@ -344,13 +292,6 @@ def _source_digest() -> str:
         except OSError:
             pass
     return h.hexdigest()[:12]
-
-
-def _loadavg() -> str:
-    try:
-        return "/".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # -- reporting -------------------------------------------------------------------
@@ -374,16 +315,6 @@ class Figure:
             self.ok = measured is not None and measured <= self.target
 
 
-def _fmt_bytes(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError
-
-
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -391,7 +322,7 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value:.3f} s"
     if unit == "ms":
         return f"{value * 1000:.3f} ms"
-    return _fmt_bytes(value)
+    return fmt_bytes(value)
 
 
 def _fmt_target(f: Figure) -> str:
@@ -417,8 +348,8 @@ def print_ops(ops: Sequence[Op]) -> None:
     print(f"  {'operation':<44} {'best':>8} {'all rounds':<26} {'peak RSS':>10} {'+peak':>10}")
     for op in ops:
         rounds = " ".join(f"{t:.3f}" for t in op.times)
-        print(f"  {op.name:<44} {op.best:>8.3f} {rounds:<26} {_fmt_bytes(op.peak):>10} "
-              f"{_fmt_bytes(op.peak_delta):>10}")
+        print(f"  {op.name:<44} {op.best:>8.3f} {rounds:<26} {fmt_bytes(op.peak):>10} "
+              f"{fmt_bytes(op.peak_delta):>10}")
 
 
 # -- one join at a given spine size -------------------------------------------------
@@ -488,13 +419,13 @@ def child_main(args: argparse.Namespace) -> int:
         }
         duckdb_arrow(spine.head(1000), tables)
         run = lambda: duckdb_arrow(spine, tables)
-    _release_memory()
-    can_reset = _reset_peak()
-    rss0 = _status_kib("VmRSS")
+    release_memory()
+    can_reset = reset_peak()
+    rss0 = status_kib("VmRSS")
     t0 = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - t0
-    hwm = _status_kib("VmHWM")
+    hwm = status_kib("VmHWM")
     rows = len(result)
     del result
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -522,7 +453,7 @@ def measure_child(what: str, args: argparse.Namespace, store_path: Path, rows: i
 def profile_call(store: nbops.Store, spine: pd.DataFrame) -> list[tuple[str, float]]:
     """cProfile of one call, folded into stages (names missing after a refactor just drop out)."""
     profiler = cProfile.Profile()
-    _release_memory()
+    release_memory()
     t0 = time.perf_counter()
     profiler.enable()
     ours(store, spine)
@@ -626,11 +557,11 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         "duckdb": duckdb.__version__,
         "numpy": np.__version__,
         "nbops": nbops.__version__,
-        "git": _git_state(),
+        "git": git_state(),
         "sources": _source_digest(),
         "cpus": os.cpu_count(),
         "workdir": str(work),
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
     print("nbops feature benchmark  " + "  ".join(f"{k}={v}" for k, v in env.items() if v is not None))
 
@@ -712,7 +643,7 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
                                           repeats, with_merge_asof=not args.no_merge_asof_10m)
         all_ops["2"] = ops2
         del big
-        _release_memory()
+        release_memory()
         base2 = best_duckdb(ops2)
         o2 = ops2["nbops: store.training_data"]
         info["figure2_duckdb_baseline"] = base2.name
@@ -770,7 +701,7 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
 
     # -- report -------------------------------------------------------------------------
     maxrss = process_peak_bytes()
-    env["loadavg_end"] = _loadavg()
+    env["loadavg_end"] = loadavg()
     print(f"\nResults: best of {repeats} rounds, interleaved; load average {env['loadavg_start']} -> "
           f"{env['loadavg_end']} (1/5/15 min, {env['cpus']} CPUs; other load skews times)")
     for key, ops in all_ops.items():
@@ -788,7 +719,7 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     for what, child in children.items():
         if child:
             print(f"Memory child {what}: {child['rows']:,} rows in {child['seconds']:.2f} s, peak "
-                  f"{_fmt_bytes(child['peak'])}, RSS before the call {_fmt_bytes(child['rss_before'])}"
+                  f"{fmt_bytes(child['peak'])}, RSS before the call {fmt_bytes(child['rss_before'])}"
                   + ("" if child["reset"] else " (no clear_refs: peak is ru_maxrss of the whole child)"))
     if profiles:
         print(f"\nWhere training_data's time goes ({n1} spine rows, cProfile of one extra call per store; "
@@ -805,7 +736,7 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
           f"{o['1']['p50'] * 1e3:.3f} ms p99 {o['1']['p99'] * 1e3:.3f} ms max {o['1']['max'] * 1e3:.3f} ms; "
           f"{nb:,} keys x {o[str(nb)]['calls']} calls p50 {o[str(nb)]['p50'] * 1e3:.2f} ms p99 "
           f"{o[str(nb)]['p99'] * 1e3:.2f} ms; baseline = raw sqlite3 indexed query + json.loads of the same rows")
-    print(f"Memory: process peak RSS {_fmt_bytes(maxrss)}")
+    print(f"Memory: process peak RSS {fmt_bytes(maxrss)}")
     print("\nFigures (ratio = nbops / baseline; targets on the ratio, or on the value for RSS and latency)")
     print_figures(figures)
     misses = [f.key for f in figures if f.ok is False]

@@ -45,15 +45,11 @@ This is a benchmark, not a test: it exits 0 whether targets pass or miss
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import os
 import platform
 import re
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +62,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
 
 import nbops
 from nbops.hashing import column_digest, table_digest
@@ -115,80 +113,12 @@ def change_one_column(df: pd.DataFrame, column: str, seed: int) -> pd.DataFrame:
 
 
 # -- measuring -----------------------------------------------------------------
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-_STATUS = Path("/proc/self/status")
-
-
-def _status_kib(key: str) -> int | None:
-    try:
-        m = re.search(rf"^{key}:\s+(\d+) kB", _STATUS.read_text(), re.M)
-    except OSError:
-        return None
-    return int(m.group(1)) if m else None
-
-
-_PROCESS_PEAK_KIB = 0  # max VmHWM seen before any reset: resetting VmHWM also hides it from ru_maxrss
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM), remembering the old one for the process peak."""
-    global _PROCESS_PEAK_KIB
-    _PROCESS_PEAK_KIB = max(_PROCESS_PEAK_KIB, _status_kib("VmHWM") or 0)
-    try:
-        _CLEAR_REFS.write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_memory() -> None:
-    """Return freed memory to the OS so that RSS at the start of an operation is not inflated."""
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
-
-
 def _io_wchar() -> int | None:
     try:
         m = re.search(r"^wchar:\s+(\d+)", Path("/proc/self/io").read_text(), re.M)
     except OSError:
         return None
     return int(m.group(1)) if m else None
-
-
-def ru_maxrss_bytes() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
-
-
-def process_peak_bytes() -> int:
-    """Peak RSS of the whole run: ru_maxrss, and the VmHWM marks seen before each reset."""
-    _reset_peak()  # folds the current mark into _PROCESS_PEAK_KIB
-    return max(ru_maxrss_bytes(), _PROCESS_PEAK_KIB * 1024)
-
-
-def _git_state() -> str:
-    """The commit of the checkout this file is in, with "+dirty" when src/ has local changes."""
-    here = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=here, capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "n/a"
-    return head + ("+dirty" if dirty else "")
-
-
-def _loadavg() -> str:
-    try:
-        return "/".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def dir_size(path: Path) -> int:
@@ -232,13 +162,13 @@ def run_interleaved(ops: list[Op], repeats: int, keep_last: bool = False) -> Non
     for r in range(repeats):
         for op in ops:
             arg = op.setup(r)
-            _release_memory()
-            can_reset = _reset_peak()
-            rss0 = _status_kib("VmRSS")
+            release_memory()
+            can_reset = reset_peak()
+            rss0 = status_kib("VmRSS")
             t0 = time.perf_counter()
             result = op.run(arg)
             elapsed = time.perf_counter() - t0
-            hwm = _status_kib("VmHWM") if can_reset else None
+            hwm = status_kib("VmHWM") if can_reset else None
             op.times.append(elapsed)
             if hwm is not None and rss0 is not None:
                 op.peak = max(op.peak or 0, hwm * 1024)
@@ -269,17 +199,7 @@ class Figure:
 def _fmt(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:.3f} s"
-    return _fmt_bytes(value)
-
-
-def _fmt_bytes(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError
+    return fmt_bytes(value)
 
 
 def print_figures(figures: list[Figure]) -> None:
@@ -329,19 +249,19 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         "pyarrow": pa.__version__,
         "numpy": np.__version__,
         "nbops": nbops.__version__,
-        "git": _git_state(),
+        "git": git_state(),
         "cpus": os.cpu_count(),
         "arrow_cpu_threads": pa.cpu_count(),
         "arrow_io_threads": pa.io_thread_count(),
         "workdir": str(work),
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
     print("nbops snapshot benchmark  " + "  ".join(f"{k}={v}" for k, v in env.items()))
 
     t0 = time.perf_counter()
     df = make_frame(args.rows, args.seed)
     df_bytes = int(df.memory_usage(deep=True, index=True).sum())
-    print(f"frame: {args.rows:,} rows x {df.shape[1]} columns, {_fmt_bytes(df_bytes)} in memory, "
+    print(f"frame: {args.rows:,} rows x {df.shape[1]} columns, {fmt_bytes(df_bytes)} in memory, "
           f"built in {time.perf_counter() - t0:.1f} s")
     print("dtypes: " + ", ".join(f"{c}:{t}" for c, t in df.dtypes.items()))
     if args.changed_column not in df.columns:
@@ -532,29 +452,29 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
 
     # -- report --------------------------------------------------------------
     maxrss = process_peak_bytes()
-    env["loadavg_end"] = _loadavg()
+    env["loadavg_end"] = loadavg()
     print(f"\nResults: {args.rows:,} rows x 10 columns, best of {repeats} (seconds), "
-          f"frame {_fmt_bytes(df_bytes)} in memory, load average {env['loadavg_start']} -> "
+          f"frame {fmt_bytes(df_bytes)} in memory, load average {env['loadavg_start']} -> "
           f"{env['loadavg_end']} (1/5/15 min; other load on the machine skews times)")
     print("\nTimings")
     print(f"{'operation':<42} {'best':>9} {'all rounds':<30} {'peak RSS':>10} {'+peak':>10}")
     for op in ops_by_name.values():
         rounds = " ".join(f"{t:.3f}" for t in op.times)
-        print(f"{op.name:<42} {op.best:>9.3f} {rounds:<30} {_fmt_bytes(op.peak):>10} "
-              f"{_fmt_bytes(op.peak_delta):>10}")
+        print(f"{op.name:<42} {op.best:>9.3f} {rounds:<30} {fmt_bytes(op.peak):>10} "
+              f"{fmt_bytes(op.peak_delta):>10}")
     print("\nSizes")
-    print(f"  baseline one file: {_fmt_bytes(base_size)}; first snapshot wrote "
-          f"{_fmt_bytes(first_ref.bytes_written)} ({store0_objects:,} B of objects on disk); "
+    print(f"  baseline one file: {fmt_bytes(base_size)}; first snapshot wrote "
+          f"{fmt_bytes(first_ref.bytes_written)} ({store0_objects:,} B of objects on disk); "
           f"store open took {min(open_times) * 1000:.0f} ms (untimed)")
     total = sum(col_sizes.values()) or 1
-    print("  column objects: " + ", ".join(f"{k} {_fmt_bytes(v)} ({v / total:.0%})"
+    print("  column objects: " + ", ".join(f"{k} {fmt_bytes(v)} ({v / total:.0%})"
                                             for k, v in col_sizes.items()))
     print(f"  changed column {args.changed_column!r}: snapshot v2 wrote {changed_ref.bytes_written:,} B, "
           f"objects folder grew {disk_deltas[0]:,} B")
     print(f"  unchanged re-snapshot: store folder {root_size_before:,} B -> {root_size_after:,} B, "
           f"write() syscall bytes per call {wchar_deltas}, ref.new=False: "
           f"{'verified (0 bytes written)' if unchanged_ok else 'FAILED: the store changed'}")
-    print(f"\nMemory: process peak RSS {_fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a "
+    print(f"\nMemory: process peak RSS {fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a "
           "reset); per operation above: peak = VmHWM reset just before the operation, "
           "+peak = peak minus RSS at its start (after gc, Arrow release_unused and malloc_trim)")
     print("\nFigures (ratio = nbops / baseline)")

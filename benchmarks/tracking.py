@@ -85,6 +85,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
+
 import nbops
 
 # The caller's tracking settings must not redirect the runs (nbops sets its own at open).
@@ -129,15 +131,15 @@ def run_interleaved(ops: list[Op], repeats: int) -> None:
     for r in range(repeats):
         for op in ops:
             arg = op.setup(r)
-            sb._release_memory()
-            can_reset = sb._reset_peak()
-            rss0 = sb._status_kib("VmRSS")
+            release_memory()
+            can_reset = reset_peak()
+            rss0 = status_kib("VmRSS")
             c0 = time.process_time()
             t0 = time.perf_counter()
             result = op.run(arg)
             elapsed = time.perf_counter() - t0
             cpu = time.process_time() - c0
-            hwm = sb._status_kib("VmHWM") if can_reset else None
+            hwm = status_kib("VmHWM") if can_reset else None
             op.times.append(elapsed)
             op.cpu.append(cpu)
             if hwm is not None and rss0 is not None:
@@ -345,12 +347,12 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         "slow_repeats": slow_repeats,
         "python": platform.python_version(),
         "nbops": nbops.__version__,
-        "git": sb._git_state(),
+        "git": git_state(),
         "cpus": os.cpu_count(),
         "workdir": str(work),
         "cwd": os.getcwd(),
         "caller_env_removed": sorted(k for k, v in _CALLER_ENV.items() if v is not None) or "none",
-        "loadavg_start": sb._loadavg(),
+        "loadavg_start": loadavg(),
     }
     print("nbops tracking benchmark  " + "  ".join(f"{k}={v}" for k, v in env.items()))
     info: dict[str, Any] = {}
@@ -554,7 +556,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     info["snapshot_s"] = time.perf_counter() - t
     info["snapshot_bytes_written"] = ref.bytes_written
     input_ref = f"{NAME}@{ref.version}"
-    print(f"  frame {args.rows:,} x {df.shape[1]} ({sb._fmt_bytes(info['frame_bytes'])}) snapshotted as "
+    print(f"  frame {args.rows:,} x {df.shape[1]} ({fmt_bytes(info['frame_bytes'])}) snapshotted as "
           f"{input_ref} in {info['snapshot_s']:.2f} s (untimed)", flush=True)
 
     def enter_with_input(_round: int) -> tuple[Any, Any]:
@@ -625,8 +627,8 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     atexit.unregister(shell.atexit_operations)
     InteractiveShell.clear_instance()
     store.close()
-    maxrss = sb.process_peak_bytes()
-    env["loadavg_end"] = sb._loadavg()
+    maxrss = process_peak_bytes()
+    env["loadavg_end"] = loadavg()
     print(f"\nResults: load average {env['loadavg_start']} -> {env['loadavg_end']} (1/5/15 min, {env['cpus']} CPUs; "
           "other load on the machine skews times)")
     print(f"Setup (untimed): store open {info['store_open_s'] * 1000:.0f} ms, import mlflow "
@@ -637,7 +639,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
           f"{'+peak':>10}")
     for op in ops_by_name.values():
         print(f"{op.name:<46} {_ms(op.best):>9} {_ms(statistics.median(op.times)):>9} {_ms(op.best_cpu):>9} "
-              f"{len(op.times):>6} {sb._fmt_bytes(op.peak):>10} {sb._fmt_bytes(op.peak_delta):>10}")
+              f"{len(op.times):>6} {fmt_bytes(op.peak):>10} {fmt_bytes(op.peak_delta):>10}")
     print(f"  (of figure 2's nbops time, the {args.metrics:,} nbops.log calls alone: best "
           f"{_ms(info['nbops_log_calls_s_best'])}, median {_ms(info['nbops_log_calls_s_median'])})")
     print(f"\nWhere an empty %%track cell spends its time (exclusive ms per cell, mean of {n} cells, "
@@ -648,7 +650,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     if profile_text:
         print(f"\ncProfile of {repeats} %%track cells (cumulative, filtered; then tottime)")
         print(profile_text)
-    print(f"\nMemory: process peak RSS {sb._fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a reset); "
+    print(f"\nMemory: process peak RSS {fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a reset); "
           "per operation: peak = VmHWM reset just before it, +peak = peak minus RSS at its start")
     print("\nFigures (ratio = nbops / baseline, wall time, best of N / best of N; median = median of per-round "
           "ratios, or of per-round differences for 3; cpu = the same with process CPU time, best/best, info)")
