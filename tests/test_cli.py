@@ -101,3 +101,57 @@ def test_demo_runs_the_quickstart_on_a_fresh_store(tmp_path: Path) -> None:
     with nbops.open(tmp_path / "demo" / ".nbops") as store:
         assert store.verify().ok
         assert store.history("raw_tx")["version"].tolist() == [1, 2]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project: Path) -> None:
+    import json
+    import time
+    import urllib.request
+
+    import psutil
+
+    with nbops.open(project / ".nbops"), nbops.track(experiment="ui_check", run_name="r1") as run_:
+        nbops.log(score=0.5)
+    port = _free_port()
+    env = {**os.environ}
+    env.pop("NBOPS_HOME", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    assert NBOPS is not None
+    ui = subprocess.Popen([NBOPS, "ui", "--port", str(port)], cwd=project, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert ui.poll() is None, ui.stdout.read() if ui.stdout else ""
+            assert time.monotonic() < deadline, "the MLflow UI did not come up in 90 s"
+            time.sleep(0.5)
+        search = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/runs/search"
+        body = json.dumps({"experiment_ids": [run_.experiment_id]}).encode()
+        request = urllib.request.Request(search, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            runs = json.load(answer)["runs"]
+        assert [r["info"]["run_id"] for r in runs] == [run_.run_id]
+        family = [psutil.Process(ui.pid), *psutil.Process(ui.pid).children(recursive=True)]
+        listening = {c.laddr.ip for p in family for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}
+    finally:
+        children = psutil.Process(ui.pid).children(recursive=True) if ui.poll() is None else []
+        ui.terminate()
+        ui.wait(timeout=60)
+    assert ui.returncode == 0
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

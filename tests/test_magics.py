@@ -162,9 +162,12 @@ def test_features_cell_registers_its_last_expression(shell: InteractiveShell, tm
     with nbops.open(tmp_path / ".nbops") as store:
         assert store.feature_groups()["description"].tolist() == ["card activity"]
         assert store.online_features(["tx.amount_mean"], keys={"cc_num": [1]})["amount_mean"].tolist() == [15.0]
-    listing = shell.run_line_magic("features", "")
+    listing = shell.run_line_magic("features", "--table")
     assert listing["group"].tolist() == ["tx"]
-    assert shell.run_line_magic("features", "tx")["commit"].tolist() == [1]
+    assert shell.run_line_magic("features", "tx --table")["commit"].tolist() == [1]
+    panel = shell.run_line_magic("features", "tx")
+    assert panel.groups.selected == ["tx:1"] and panel.commits.selected == ["1"]
+    assert "amount_mean" in panel.detail.value
 
 
 def test_features_cell_records_what_the_cell_read(shell: InteractiveShell, tmp_path: Path) -> None:
@@ -203,10 +206,14 @@ def test_drift_magic_compares_commits_and_a_variable(shell: InteractiveShell) ->
     shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", FEATURE_CELL)
     later = FEATURE_CELL.replace("2026-01", "2026-02").replace("[10.0, 20.0, 15.0]", "[100.0, 200.0, 150.0]")
     shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", later)
-    report = shell.run_line_magic("drift", "tx")
+    report = shell.run_line_magic("drift", "tx --table")
     assert report["feature"].tolist() == ["amount_mean"] and bool(report["drifting"].iloc[0])
-    assert shell.run_line_magic("drift", "tx 1 2")["psi"].iloc[0] == report["psi"].iloc[0]
-    against_frame = shell.run_line_magic("drift", "tx feats")
+    assert shell.run_line_magic("drift", "tx 1 2 --table")["psi"].iloc[0] == report["psi"].iloc[0]
+    against_frame = shell.run_line_magic("drift", "tx feats --table")
     assert len(against_frame) == 1
+    panel = shell.run_line_magic("drift", "tx 1 2")
+    assert panel.features.row_ids == ["amount_mean"] and panel.chart.spec is not None
     with pytest.raises(UsageError, match="no feature group named 'nope'"):
         shell.run_line_magic("drift", "nope")
+    with pytest.raises(UsageError, match="no feature group named 'nope'"):
+        shell.run_line_magic("drift", "nope --table")

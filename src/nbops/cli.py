@@ -5,6 +5,7 @@
     nbops verify             re-hash every object; exit 1 on any mismatch
     nbops gc [--grace S]     remove orphan objects and stale temporary files
     nbops demo [--dir D]     run the quickstart notebook on a fresh store
+    nbops ui [--port P]      the MLflow UI on the store's tracking backend, on 127.0.0.1
     nbops export NB [--out DIR] [--verify] [--history] [--target airflow]
                              export a notebook into pipeline modules
 
@@ -15,6 +16,7 @@ finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -49,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="run the quickstart notebook headless on a fresh store")
     demo.add_argument("--dir", metavar="DIR", help="work folder (default: a new temporary folder)")
     demo.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook cell (default: 600)")
+    ui = verbs.add_parser("ui", help="serve the MLflow UI on the store's tracking backend, on 127.0.0.1 only")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     return parser
 
 
@@ -74,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "export":
         return _export(args)
     store = nbops.open(args.store)
+    if args.command == "ui":
+        return _ui(store, args.port)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         if args.command == "ls":
             table = store.datasets()
@@ -91,6 +97,58 @@ def _run(args: argparse.Namespace) -> int:
             grace = args.grace if args.grace is not None else DEFAULT_GC_GRACE_SECONDS
             print(store.gc(grace_seconds=grace, dry_run=args.dry_run).text())
     return 0
+
+
+def _ui(store: object, port: int) -> int:
+    """Run ``mlflow server`` on the store's backend until interrupted (loopback only)."""
+
+    from nbops import tracking
+    from nbops.paths import user_set_uri
+
+    mlflow = tracking.ensure_backend(store)  # type: ignore[arg-type]
+    uri = mlflow.get_tracking_uri()
+    if user_set_uri() and uri.startswith(("http://", "https://")):
+        print(f"MLFLOW_TRACKING_URI points at a tracking server; its UI is at {uri}")
+        return 0
+    artifacts = (store.root / tracking.ARTIFACT_DIR).as_uri()  # type: ignore[attr-defined]
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", uri,
+        "--default-artifact-root", artifacts,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+    ]
+    print(f"MLflow UI for {store.root} at http://127.0.0.1:{port}/ (Ctrl-C stops it)", flush=True)  # type: ignore[attr-defined]
+    import signal
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a terminated `nbops ui` takes its server with it
+    # Its own process group: `mlflow server` starts uvicorn and job workers that
+    # outlive a signal sent to it alone, so the whole group is stopped together.
+    server = subprocess.Popen(command, start_new_session=True)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        _stop_group(server)
+        return 0
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    import os
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
 
 
 def _export(args: argparse.Namespace) -> int:

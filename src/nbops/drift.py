@@ -40,6 +40,12 @@ p-values above 1e-3, within 0.02% near 0.05.
 ``max_share_change``: categorical and bool features only, the largest
 absolute change of a category's share (no epsilon).
 
+``report.attrs["histograms"]`` holds, per feature, what the panels draw:
+``{"kind", "bins", "reference", "current"}`` with the shares of each side
+in ``bins`` — 20 equal-width bins over both sides' range for numeric and
+datetime features (``bins`` holds the 21 edges), the 20 most common
+categories of either side for the others (``bins`` holds their labels).
+
 ``drifting`` is ``psi > psi_threshold or ks_pvalue < ks_alpha``.  With many
 rows the KS test flags even small shifts; pass ``ks_alpha=0`` to rely on PSI
 alone.
@@ -117,6 +123,7 @@ class _Row:
     n_current: int = 0
     nulls_reference: int = 0
     nulls_current: int = 0
+    histogram: dict[str, object] | None = None
 
 
 def drift(
@@ -166,8 +173,9 @@ def drift(
     report["drifting"] = (report["psi"] > psi_threshold) | (report["ks_pvalue"] < ks_alpha)
     report = report.sort_values(
         ["drifting", "psi"], ascending=[False, False], na_position="last", kind="stable"
-    )
-    return report.reset_index(drop=True)
+    ).reset_index(drop=True)
+    report.attrs["histograms"] = {r.feature: r.histogram for r in rows if r.histogram is not None}
+    return report
 
 
 def _features(
@@ -233,12 +241,57 @@ def _compare(
         cur.sort()
         row.psi = _psi(*_quantile_bin_counts(ref, cur, bins))
         row.ks_statistic, row.ks_pvalue = _ks(ref, cur)
+        row.histogram = _numeric_histogram(kind, ref, cur)
     else:
         ref_aligned, cur_aligned = _align(ref_values, ref_counts, cur_values, cur_counts)
         row.psi = _psi(ref_aligned, cur_aligned)
         shares_change = cur_aligned / row.n_current - ref_aligned / row.n_reference
         row.max_share_change = float(np.abs(shares_change).max())
+        labels = _category_labels(ref_values, cur_values)
+        row.histogram = _category_histogram(kind, labels, ref_aligned, cur_aligned)
     return row
+
+
+_HISTOGRAM_BINS = 20
+
+
+def _numeric_histogram(kind: str, ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> dict[str, object]:
+    """Shares of both sides in equal-width bins over their joint range (for drawing, not for PSI)."""
+    low = min(ref_sorted[0], cur_sorted[0])
+    high = max(ref_sorted[-1], cur_sorted[-1])
+    edges = np.linspace(low, high if high > low else low + 1.0, _HISTOGRAM_BINS + 1)
+    ref_counts, _ = np.histogram(ref_sorted, edges)
+    cur_counts, _ = np.histogram(cur_sorted, edges)
+    return {
+        "kind": kind,
+        "bins": [float(e) for e in edges],
+        "reference": [float(c) for c in ref_counts / len(ref_sorted)],
+        "current": [float(c) for c in cur_counts / len(cur_sorted)],
+    }
+
+
+def _category_histogram(
+    kind: str, labels: list[str], ref_aligned: np.ndarray, cur_aligned: np.ndarray
+) -> dict[str, object]:
+    """Shares of both sides for the most common categories of either side."""
+    ref_share = ref_aligned / max(int(ref_aligned.sum()), 1)
+    cur_share = cur_aligned / max(int(cur_aligned.sum()), 1)
+    top = np.argsort(-np.maximum(ref_share, cur_share), kind="stable")[:_HISTOGRAM_BINS]
+    return {
+        "kind": kind,
+        "bins": [labels[i] for i in top],
+        "reference": [float(ref_share[i]) for i in top],
+        "current": [float(cur_share[i]) for i in top],
+    }
+
+
+def _category_labels(ref_values: pa.Array, cur_values: pa.Array) -> list[str]:
+    """The union of both sides' categories as text, in :func:`_align`'s order."""
+    import pandas as pd
+
+    ref_index = pd.Index(ref_values.to_pandas(), dtype=object)
+    cur_index = pd.Index(cur_values.to_pandas(), dtype=object)
+    return [str(v) for v in ref_index.union(cur_index, sort=False)]
 
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:

@@ -22,6 +22,7 @@ def load(shell: Any) -> None:
         return
     from nbops.magics.export import ExportMagics
     from nbops.magics.features import FeatureMagics
+    from nbops.magics.panels import PanelMagics
     from nbops.magics.snapshots import SnapshotMagics
     from nbops.magics.store import StoreMagics
     from nbops.magics.tracking import TrackingMagics
@@ -33,6 +34,7 @@ def load(shell: Any) -> None:
         FeatureMagics(shell, session=session),
         TrackingMagics(shell, session=session),
         ExportMagics(shell, session=session),
+        PanelMagics(shell, session=session),
     ]
     for magics in instances:
         shell.register_magics(magics)

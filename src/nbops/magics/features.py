@@ -53,6 +53,7 @@ class FeatureMagics(Magics):
     @argument("--online", action="store_true", help="also keep the latest row per key for online serving")
     @argument("--version", type=int, help="write into this version; a new number creates a new schema version")
     @argument("-d", "--description", help="what the group holds")
+    @argument("--table", action="store_true", help="without a cell: return the catalog as a DataFrame, not a panel")
     @line_cell_magic
     def features(self, line: str, cell: str | None = None) -> Any:
         """Register the cell's last expression as a commit of a feature group.
@@ -60,12 +61,20 @@ class FeatureMagics(Magics):
         ``%%features tx_features --keys cc_num --event-time ts [--online]``
         runs the cell; its last expression must be the feature DataFrame.
         Shows group, version, commit, rows, the validation result and a
-        statistics preview.  Without a cell body, ``%features [GROUP]`` lists
-        the catalog (every group version, or one group's commits).
+        statistics preview.  Without a cell body, ``%features [GROUP]`` is a
+        panel of the catalog: groups, versions, commits, statistics with
+        histograms, expectations and lineage, with a search box.
+        ``%features [GROUP] --table`` returns the catalog as a DataFrame
+        instead (every group version, or one group's commits).
         """
         args = parse_line(self.features, line)
         store = self.session.store
         if cell is None:
+            if not args.table:
+                from nbops.magics.panels import open_panel
+                from nbops.widgets.features import FeaturesPanel
+
+                return open_panel(lambda: FeaturesPanel(store, args.group))
             with usage_errors():
                 if args.group:
                     return store.feature_commits(args.group, args.version)
@@ -90,17 +99,25 @@ class FeatureMagics(Magics):
     @argument("group", help="feature group, e.g. tx_features or tx_features:2")
     @argument("a", nargs="?", help="reference side: a commit number, GROUP:V[@C], or a DataFrame variable")
     @argument("b", nargs="?", help="current side: a commit number, GROUP:V[@C], or a DataFrame variable")
+    @argument("--table", action="store_true", help="return the report as a DataFrame, not a panel")
     @line_magic
     def drift(self, line: str) -> Any:
-        """PSI and KS per feature between two commits or versions of a group.
+        """A panel of PSI and KS per feature between two commits or versions of a group.
 
         ``%drift tx_features`` compares the last two commits; ``%drift
         tx_features 3 4`` commits 3 and 4; ``%drift tx_features tx:1 tx:2``
         two versions; ``%drift tx_features df`` a DataFrame variable against
-        the latest commit.  Drifting features come first.
+        the latest commit.  Drifting features come first; pick one to see
+        both distributions over each other.  ``--table`` returns the report
+        as a DataFrame instead.
         """
         args = parse_line(self.drift, line)
         sides = [self._side(v) for v in (args.a, args.b)]
+        if not args.table:
+            from nbops.magics.panels import open_panel
+            from nbops.widgets.drift import DriftPanel
+
+            return open_panel(lambda: DriftPanel(self.session.store, args.group, sides[0], sides[1]))
         with usage_errors():
             return self.session.store.drift(args.group, sides[0], sides[1])
 

@@ -1,0 +1,86 @@
+"""``%snapshots``, ``%runs``, ``%lineage``: widget panels over the store (``%features`` and
+``%drift`` without a cell body are panels too, in ``magics/features.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from nbops.errors import NbopsError
+from nbops.magics._args import parse_line
+from nbops.magics.session import KernelSession
+
+
+def open_panel(make: Callable[[], Any]) -> Any:
+    """Build a panel; if its first read of the store fails, fail the cell with the reason."""
+    panel = make()
+    error = panel.last_error
+    if isinstance(error, NbopsError):
+        raise UsageError(str(error))
+    if error is not None:
+        raise error
+    return panel
+
+
+@magics_class
+class PanelMagics(Magics):
+    def __init__(self, shell: Any, session: KernelSession) -> None:
+        super().__init__(shell)
+        self.session = session
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("name", nargs="?", help="dataset name (default: the first in the store)")
+    @line_magic
+    def snapshots(self, line: str) -> Any:
+        """A panel of a dataset's versions: pick one to preview it, two to see their diff.
+
+        ``%snapshots raw_tx`` shows version, digest, rows, time, message and
+        author, newest first, 50 to a page.
+        """
+        args = parse_line(self.snapshots, line)
+        from nbops.widgets.snapshots import SnapshotsPanel
+
+        return open_panel(lambda: SnapshotsPanel(self.session.store, args.name))
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("experiment", nargs="?", help="experiment name (default: all experiments)")
+    @line_magic
+    def runs(self, line: str) -> Any:
+        """A panel of MLflow runs with params, metrics, status and inputs; pick runs to chart them.
+
+        ``%runs fraud`` shows that experiment's runs, newest first, 50 to a
+        page, with a link to the MLflow UI (``nbops ui`` starts it).
+        """
+        args = parse_line(self.runs, line)
+        from nbops.widgets.runs import RunsPanel
+
+        return open_panel(lambda: RunsPanel(self.session.store, args.experiment))
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("ref", help="an artifact: NAME@V (snapshot), GROUP:V@C (feature commit), run:ID, model:NAME@V, pipeline:STEM@V")
+    @line_magic
+    def lineage(self, line: str) -> Any:
+        """A drawn graph of where an artifact came from and what was made from it.
+
+        ``%lineage raw_tx@2``; click a node to see its details.  ``NAME``
+        alone means the latest version of a snapshot.
+        """
+        args = parse_line(self.lineage, line)
+        ref = args.ref
+        if "@" not in ref and ":" not in ref:
+            from nbops.errors import NotFoundError
+
+            try:
+                ref = self.session.store.ref(ref).ref
+            except NotFoundError as exc:
+                raise UsageError(str(exc)) from None
+        from nbops.widgets.lineage import LineagePanel
+
+        return open_panel(lambda: LineagePanel(self.session.store, ref))

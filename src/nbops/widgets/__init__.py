@@ -1,0 +1,29 @@
+"""Widget panels over the store: snapshots, feature groups, runs, lineage and drift.
+
+Each panel is an ipywidgets ``VBox`` built from the plain data in
+:mod:`nbops.widgets.data`; the magics ``%snapshots``, ``%features``,
+``%runs``, ``%lineage`` and ``%drift`` return them.  Panels read the store
+when made and when their Refresh button is pressed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DriftPanel", "FeaturesPanel", "LineagePanel", "RunsPanel", "SnapshotsPanel"]
+
+_PLACES = {
+    "DriftPanel": "nbops.widgets.drift",
+    "FeaturesPanel": "nbops.widgets.features",
+    "LineagePanel": "nbops.widgets.lineage",
+    "RunsPanel": "nbops.widgets.runs",
+    "SnapshotsPanel": "nbops.widgets.snapshots",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PLACES:
+        import importlib
+
+        return getattr(importlib.import_module(_PLACES[name]), name)
+    raise AttributeError(f"module 'nbops.widgets' has no attribute {name!r}")
