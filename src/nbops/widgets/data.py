@@ -355,6 +355,10 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
 _KIND_ORDER = {"cell": 0, "snapshot": 1, "feature_commit": 2, "run": 3, "model": 4, "pipeline": 5}
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def layout(graph: dict[str, Any], node_width: int = 190, node_height: int = 36, gap_x: int = 60, gap_y: int = 16) -> dict[str, Any]:
     """Positions for a left-to-right layered drawing.
 
@@ -385,7 +389,7 @@ def layout(graph: dict[str, Any], node_width: int = 190, node_height: int = 36, 
     row_of: dict[str, float] = {}
     for x in sorted(columns):
         members = columns[x]
-        members.sort(key=lambda i: (sum(row_of[p] for p in parents[i]) / len(parents[i]) if parents[i] else 0.0,
+        members.sort(key=lambda i: (_mean([row_of[p] for p in parents[i] if p in row_of]),
                                     _KIND_ORDER.get(kinds[i], 9), i))
         for position, i in enumerate(members):
             row_of[i] = float(position)

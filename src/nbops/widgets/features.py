@@ -27,6 +27,7 @@ class FeaturesPanel(Panel):
         self.search = w.Text(placeholder="search groups, features, descriptions", description="search",
                              continuous_update=True, layout=w.Layout(width="28em"))
         self.search.add_class("nbops-search")
+        self._wanted = group
         if group:
             self.search.value = group
         self.pager = Pager(lambda _page: self.guard(self.show_groups))
@@ -50,14 +51,17 @@ class FeaturesPanel(Panel):
         self.on(self.groups, "selected", self.load_commits)
         self.on(self.commits, "selected", self.show_commit)
         self.refresh()
-        if group and self._shown is not None and len(self._shown):
-            first = self._shown.iloc[-1]  # the latest version of the group
-            self.groups.selected = [f"{first['group']}:{first['version']}"]
 
     def load(self) -> None:
+        if self._wanted:
+            self.store.feature_commits(self._wanted)  # a clear error for a bad or unknown name
         self._all = self.store.feature_groups()
         self.status.value = f"{self._all['group'].nunique():,} groups, {len(self._all):,} versions"
         self.filter_groups()
+        if self._wanted:
+            versions = self._all[self._all["group"] == self._wanted]["version"]
+            self.groups.selected = [f"{self._wanted}:{versions.max()}"]  # its latest version
+            self._wanted = None
 
     def filter_groups(self) -> None:
         if self._all is None:

@@ -12,6 +12,8 @@ from nbops.widgets.base import Pager, Panel, Table, escape, frame_html, pairs_ht
 if TYPE_CHECKING:
     import pandas as pd
 
+    from nbops.refs import ColumnChange
+
     from nbops.store import Store
 
 COLUMNS = ["version", "digest", "rows", "columns", "created", "message", "author"]
@@ -108,7 +110,7 @@ class SnapshotsPanel(Panel):
         if keys:
             counts.append(("changed", f"{d.changed:,}"))
         counts.append(("unchanged", f"{d.unchanged:,}"))
-        schema = [(c.column, f"{c.change}: {c.before or ''} → {c.after or ''}") for c in d.schema_changes]
+        schema = [(c.column, _column_change(c)) for c in d.schema_changes]
         parts = [
             f'<div data-nbops="snapshot-diff"><h4>{escape(name)} v{a} → v{b}</h4>',
             pairs_html(counts, "diff-counts"),
@@ -122,3 +124,11 @@ class SnapshotsPanel(Panel):
         parts.append("<h5>removed rows (sample)</h5>" + frame_html(sample.removed))
         parts.append("</div>")
         return "".join(parts)
+
+
+def _column_change(change: ColumnChange) -> str:
+    if change.change == "added":
+        return f"added ({change.after})"
+    if change.change == "removed":
+        return f"removed (was {change.before})"
+    return f"type {change.before} → {change.after}"
