@@ -23,7 +23,15 @@ import nbops
 from nbops import api, expectations
 from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
-from nbops.widgets import DriftPanel, FeaturesPanel, LineagePanel, RunsPanel, SnapshotsPanel, charts, data
+from nbops.widgets import (
+    DriftPanel,
+    FeaturesPanel,
+    LineagePanel,
+    RunsPanel,
+    SnapshotsPanel,
+    charts,
+    data,
+)
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nbops.refs import ColumnChange
-
     from nbops.store import Store
 
 COLUMNS = ["version", "digest", "rows", "columns", "created", "message", "author"]
