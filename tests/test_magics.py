@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,3 +218,20 @@ def test_drift_magic_compares_commits_and_a_variable(shell: InteractiveShell) ->
         shell.run_line_magic("drift", "nope")
     with pytest.raises(UsageError, match="no feature group named 'nope'"):
         shell.run_line_magic("drift", "nope --table")
+
+
+def test_features_cell_keeps_the_notebook_cell_id_of_its_own_cell(shell: InteractiveShell, tmp_path: Path) -> None:
+    """The lines a %%features cell runs before its last expression are part of that cell."""
+    import json
+
+    import sqlalchemy as sa
+
+    from nbops import catalog as cat
+
+    shell.run_cell(f"%%features tx --keys cc_num --event-time ts\n{FEATURE_CELL}", store_history=True, cell_id="cell-7")
+    with nbops.open(tmp_path / ".nbops") as store, store.catalog.read() as conn:
+        context = json.loads(conn.execute(sa.select(cat.feature_commits.c.lineage)).scalar_one())
+    assert context["cell_id"] == "cell-7"
+    assert context["cell_sha256"] == hashlib.sha256(
+        f"%%features tx --keys cc_num --event-time ts\n{FEATURE_CELL}".encode()
+    ).hexdigest()

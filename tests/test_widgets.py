@@ -276,6 +276,8 @@ def test_lineage_panel_draws_snapshot_to_model_and_explains_every_node(store: St
     assert {"snapshot:tx@2", "feature_commit:cards:1@2", "snapshot:train@1", "model:cards_model@1"} <= ids
     assert {f"run:{world.runs[k]}" for k in ("C=0.1", "model")} <= ids
     assert panel.graph.selected == "snapshot:train@1"
+    labels = {n["id"]: n["label"] for n in panel.graph.nodes}
+    assert labels[f"run:{world.runs['C=0.1']}"] == "C=0.1"  # runs are labelled by name
     x = {n["id"]: n["x"] for n in panel.graph.nodes}
     assert all(x[e["parent"]] < x[e["child"]] for e in panel.graph.edges)  # drawn left to right
     for node in panel.graph.nodes:

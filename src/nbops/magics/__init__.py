@@ -39,6 +39,7 @@ def load(shell: Any) -> None:
     for magics in instances:
         shell.register_magics(magics)
     shell.events.register("pre_run_cell", session.pre_run_cell)
+    shell.events.register("post_run_cell", session.post_run_cell)
     session.point_mlflow()
     _LOADED[shell] = (session, instances)
 
@@ -49,6 +50,7 @@ def unload(shell: Any) -> None:
         return
     session, instances = entry
     shell.events.unregister("pre_run_cell", session.pre_run_cell)
+    shell.events.unregister("post_run_cell", session.post_run_cell)
     manager = shell.magics_manager
     for magics in instances:
         for kind, table in magics.magics.items():

@@ -16,6 +16,8 @@ class KernelSession:
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self._store: Store | None = None
+        #: Cells running now: more than one while a magic runs part of its cell (``%%features``).
+        self._depth = 0
 
     @property
     def store(self) -> Store:
@@ -38,7 +40,16 @@ class KernelSession:
         return self.shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or None
 
     def pre_run_cell(self, info: Any) -> None:
-        """A new cell: lineage starts afresh ("read in the same cell")."""
+        """A new cell: lineage starts afresh ("read in the same cell").
+
+        A cell that a magic runs inside the user's cell (``%%features`` runs
+        the lines before its last expression) belongs to that cell: its
+        reads and its notebook cell id stay those of the outer cell.
+        """
+        if self._depth > 0 and not getattr(info, "store_history", True):
+            self._depth += 1  # run by a magic inside the running cell
+            return
+        self._depth = 1  # a cell from the front end (store_history) always starts afresh
         source = getattr(info, "raw_cell", "") or ""
         from nbops import api
 
@@ -50,6 +61,9 @@ class KernelSession:
                 "cell_sha256": hashlib.sha256(source.encode()).hexdigest(),
             }
         )
+
+    def post_run_cell(self, _result: Any) -> None:
+        self._depth = max(0, self._depth - 1)
 
     def use(self, path: str | os.PathLike[str]) -> Store:
         from nbops.store import open as open_store

@@ -150,7 +150,9 @@ class Chart(w.Output):
             self.outputs = ()
         else:
             # Set the outputs directly: this works with or without a kernel capturing display().
-            self.outputs = ({"output_type": "display_data", "data": charts.bundle(spec, description), "metadata": {}},)
+            self.outputs = (
+                {"output_type": "display_data", "data": charts.bundle(spec, description), "metadata": charts.METADATA},
+            )
 
 
 class Panel(w.VBox):

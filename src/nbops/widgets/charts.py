@@ -16,6 +16,9 @@ from typing import Any
 
 MIME = "application/vnd.vegalite.v5+json"
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"  # an identifier; never fetched
+#: Output metadata for JupyterLab's renderer: SVG (text stays text, in the page
+#: and in screenshots) and no actions menu (its "Open in Vega Editor" is a web link).
+METADATA = {MIME: {"embed_options": {"renderer": "svg", "actions": False}}}
 
 
 def _base(title: str, data: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

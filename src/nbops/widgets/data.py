@@ -264,6 +264,8 @@ def lineage_graph(store: Store, ref: str) -> dict[str, Any]:
     edges = [dict(e) for e in graph["edges"]]
     for node in list(nodes.values()):
         context = artifact_context(store, node)
+        if node["kind"] == "run" and context.get("run_name"):
+            node["label"] = str(context["run_name"])
         cell = context.get("cell_id") or (context.get("cell_sha256") or "")[:12]
         if not cell:
             continue
@@ -299,7 +301,10 @@ def artifact_context(store: Store, node: dict[str, str]) -> dict[str, Any]:
             tags = tracking.client().get_run(node["ref"]).data.tags
         except MlflowException:  # a run deleted from MLflow still has lineage edges
             return {}
-        return {k[len("nbops."):]: v for k, v in tags.items() if k.startswith("nbops.")}
+        context = {k[len("nbops."):]: v for k, v in tags.items() if k.startswith("nbops.")}
+        if tags.get("mlflow.runName"):
+            context["run_name"] = tags["mlflow.runName"]
+        return context
     return {}
 
 
@@ -395,7 +400,8 @@ def layout(graph: dict[str, Any], node_width: int = 190, node_height: int = 36, 
             row_of[i] = float(position)
     nodes = []
     for n in graph["nodes"]:
-        label = n["ref"] if len(n["ref"]) <= 26 else n["ref"][:12] + "…" + n["ref"][-12:]
+        text = str(n.get("label") or n["ref"])
+        label = text if len(text) <= 26 else text[:12] + "…" + text[-12:]
         nodes.append({**n, "label": label, "x": 10 + layer[n["id"]] * (node_width + gap_x),
                       "y": 10 + int(row_of[n["id"]]) * (node_height + gap_y)})
     width = 20 + (max(layer.values(), default=0) + 1) * (node_width + gap_x) - gap_x

@@ -127,7 +127,9 @@ class FeaturesPanel(Panel):
     def show_lineage(self) -> None:
         from nbops.widgets.lineage import LineagePanel
 
-        self.lineage_box.children = [LineagePanel(self.store, self._ref)]
+        nested = LineagePanel(self.store, self._ref)
+        nested.add_class("nbops-nested")
+        self.lineage_box.children = [nested]
 
 
 def detail_html(detail: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ function render({ model, el }) {
     const height = model.get("height");
     const nodeW = model.get("node_width");
     const nodeH = model.get("node_height");
-    const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
+    // Scaled down to the panel's width when wider; never scaled up.
+    const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "group" });
     const defs = svg("defs");
     const marker = svg("marker", { id: "nbops-arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
     marker.appendChild(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "nbops-arrowhead" }));
