@@ -364,3 +364,13 @@ def test_panel_magics_fail_the_cell_with_a_clear_reason(
 ) -> None:
     with pytest.raises(UsageError, match=message):
         shell.run_line_magic(magic, line)
+
+
+def test_a_pipeline_version_is_a_node_with_details(store: Store) -> None:
+    """Exported modules write inside ``nbops.pipeline``: the version is a parent of what they write."""
+    with api.pipeline("nightly@3", "feature"):
+        ref = store.snapshot(_tx(2), "from_pipeline")
+    panel = LineagePanel(store, ref.ref)
+    assert {"pipeline:nightly@3", f"snapshot:{ref.ref}"} <= {n["id"] for n in panel.graph.nodes}
+    panel.graph.selected = "pipeline:nightly@3"
+    assert panel.last_error is None and "nightly@3" in panel.detail.value
