@@ -190,6 +190,12 @@ def test_versions_come_in_pages_of_fifty(tmp_path: Path) -> None:
         assert panel.pager.label.value == "101–120 of 120" and panel.pager.next.disabled
         panel.versions.selected = ["1", "20"]
         assert "many v1 → v20" in panel.detail.value
+        panel.refresh_button.click()  # a refresh stays on the page
+        assert panel.pager.page == 2 and panel.versions.selected == ["1", "20"]
+        s.snapshot(pd.DataFrame({"b": [1]}), "other")
+        panel.refresh_button.click()
+        panel.dataset.value = "other"  # another dataset starts on its first page
+        assert panel.pager.page == 0 and panel.versions.row_ids == ["1"] and panel.detail.value == ""
 
 
 # -- features ----------------------------------------------------------------------------

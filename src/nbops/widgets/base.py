@@ -111,9 +111,10 @@ class Pager(w.HBox):
         super().__init__([self.previous, self.label, self.next])
         self.add_class("nbops-pager")
 
-    def set_total(self, total: int) -> None:
+    def set_total(self, total: int, first_page: bool = False) -> None:
+        """New rows to page over: stay on this page (a refresh) or go to the first (new contents)."""
         self.total = total
-        self.page = min(self.page, max(0, (total - 1) // self.size))
+        self.page = 0 if first_page else min(self.page, max(0, (total - 1) // self.size))
         self._update()
 
     def bounds(self) -> tuple[int, int]:

@@ -47,6 +47,7 @@ class FeaturesPanel(Panel):
         ]
         self._all: pd.DataFrame | None = None
         self._shown: pd.DataFrame | None = None
+        self._needle = ""
         self.on(self.search, "value", self.filter_groups)
         self.on(self.groups, "selected", self.load_commits)
         self.on(self.commits, "selected", self.show_commit)
@@ -72,7 +73,8 @@ class FeaturesPanel(Panel):
             haystack = (frame["group"] + " " + frame["features"] + " " + frame["description"].fillna("")).str.lower()
             frame = frame[haystack.str.contains(needle, regex=False)]
         self._shown = frame.reset_index(drop=True)
-        self.pager.set_total(len(self._shown))
+        self.pager.set_total(len(self._shown), first_page=needle != self._needle)
+        self._needle = needle
         self.show_groups()
 
     def show_groups(self) -> None:

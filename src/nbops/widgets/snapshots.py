@@ -39,6 +39,7 @@ class SnapshotsPanel(Panel):
             self.detail,
         ]
         self._history: pd.DataFrame | None = None
+        self._history_of: str | None = None
         self._wanted = name
         self.on(self.dataset, "value", self.load_history)
         self.on(self.versions, "selected", self.show_selection)
@@ -67,7 +68,12 @@ class SnapshotsPanel(Panel):
             self.status.value = "the store holds no datasets yet"
             return
         self._history = self.store.history(name).iloc[::-1].reset_index(drop=True)  # newest first
-        self.pager.set_total(len(self._history))
+        other_dataset = name != self._history_of
+        self.pager.set_total(len(self._history), first_page=other_dataset)
+        if other_dataset:
+            with self.quietly():
+                self.versions.selected = []  # version numbers of another dataset mean other data
+        self._history_of = name
         self.status.value = f"{escape(name)}: {len(self._history):,} versions"
         self.show_page()
         self.show_selection()
