@@ -179,3 +179,22 @@ def test_reading_with_bad_name_is_rejected_by_the_same_rules(bad_name: str, stor
     for call in (store.load, store.history, store.ref):
         with pytest.raises(InvalidNameError):
             call(bad_name)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fraud model v2", "fraud model v2"),
+        ("50% model.", "50_ model"),
+        ("a:b", "a_b"),
+        ("x/y\\z", "x_y_z"),
+        ("e\u0301te\u0301", "\u00e9t\u00e9"),
+        ("CON", "Default"),
+        ("   ", "Default"),
+    ],
+)
+def test_a_notebook_name_becomes_a_valid_experiment_name(text: str, expected: str) -> None:
+    from nbops.names import experiment_name_from, validate_experiment_name
+
+    assert experiment_name_from(text) == expected
+    assert validate_experiment_name(expected) == expected

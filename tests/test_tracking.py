@@ -654,3 +654,11 @@ def test_registering_from_a_run_without_a_model_is_a_tracking_error(store: Store
         TrackingError, match=rf"run {run.run_id} logged no model; log one \(e\.g\. mlflow"
     ):
         nbops.register_model("nothing", run_id=run.run_id, store=store)
+
+
+def test_the_default_experiment_is_the_notebook_name_made_valid(shell: InteractiveShell, backend: Backend) -> None:
+    """A notebook called "50% model..ipynb" still tracks: its experiment is "50_ model"."""
+    shell.user_ns["__session__"] = "/work/50% model..ipynb"
+    result = shell.run_cell("%%track --run-name r\nx = 1")
+    assert result.success, result.error_in_exec
+    assert [r.info.run_name for r in runs_of(backend, "50_ model")] == ["r"]

@@ -12,6 +12,15 @@ starts with a letter or ``_``.  That excludes path separators, ``..``, drive
 letters, control characters, percent-encoding, look-alike Unicode, Windows
 device names (``CON``, ``NUL``, ...) and the reference delimiters ``@``, ``:``
 and ``.``.  The error names the broken rule.
+
+Experiment names are freer, because the default experiment is the
+notebook's name (``fraud model v2``): :func:`validate_experiment_name` allows
+spaces, dots and non-ASCII letters, but keeps every rule that makes a name a
+single safe folder name (the experiment's artifacts live in
+``<store>/mlartifacts/<experiment>``)::
+
+    >>> validate_experiment_name("fraud model v2", "experiment")
+    'fraud model v2'
 """
 
 from __future__ import annotations
@@ -58,3 +67,62 @@ def validate_name(name: object, kind: str = "dataset") -> str:
         detail = f"character(s) {''.join(bad)!r} not allowed" if bad else "must not start with a digit or '-'"
         raise InvalidNameError(kind, name, "charset", f"{detail}; {_IDENTIFIER_HINT}")
     return name
+
+
+#: Characters Windows does not allow in a folder name, and '%' (artifact
+#: locations are URIs, where it would start an escape).
+_EXPERIMENT_FORBIDDEN = frozenset('<>:"|?*%')
+
+
+def validate_experiment_name(name: object, kind: str = "experiment") -> str:
+    """Return ``name`` unchanged if it can name an experiment's artifact folder, else raise."""
+    if not isinstance(name, str):
+        raise InvalidNameError(kind, name, "type", f"a name must be a str, not {type(name).__name__}")
+    if name == "":
+        raise InvalidNameError(kind, name, "empty", "a name cannot be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            kind, name, "length", f"{len(name)} characters; at most {MAX_NAME_LENGTH} are allowed"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise InvalidNameError(kind, name, "control", "control or invisible formatting characters are not allowed")
+    if "/" in name or "\\" in name:
+        raise InvalidNameError(kind, name, "separator", "path separators '/' and '\\' are not allowed")
+    if ".." in name or name == ".":
+        raise InvalidNameError(kind, name, "traversal", "'.' and '..' are not allowed")
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        raise InvalidNameError(kind, name, "drive", "a drive prefix such as 'C:' is not allowed")
+    if name.split(".")[0].strip().upper() in _WINDOWS_DEVICES:
+        raise InvalidNameError(
+            kind, name, "reserved", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+        )
+    if unicodedata.normalize("NFC", name) != name:
+        # The NFD and NFC spellings of one word would be two experiments sharing one folder on macOS.
+        raise InvalidNameError(
+            kind, name, "normalization", f"not in Unicode NFC form; use {unicodedata.normalize('NFC', name)!r}"
+        )
+    bad = sorted({ch for ch in name if ch in _EXPERIMENT_FORBIDDEN})
+    if bad:
+        raise InvalidNameError(kind, name, "charset", f"character(s) {''.join(bad)!r} not allowed")
+    if name != name.strip() or name.endswith("."):
+        raise InvalidNameError(
+            kind, name, "charset", "must not start or end with a space, nor end with '.' (Windows drops them)"
+        )
+    return name
+
+
+def experiment_name_from(text: str) -> str:
+    """A valid experiment name made from free text (a notebook's file name), e.g. ``50% model.`` -> ``50_ model``.
+
+    Characters the rules refuse become ``_``; what cannot be mended gives ``Default``.
+    """
+    cleaned = unicodedata.normalize("NFC", text)
+    cleaned = "".join(
+        "_" if ch in _EXPERIMENT_FORBIDDEN or ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+        for ch in cleaned
+    )
+    cleaned = cleaned.replace("..", "_").strip().rstrip(".").strip()[:MAX_NAME_LENGTH]
+    try:
+        return validate_experiment_name(cleaned)
+    except InvalidNameError:
+        return "Default"

@@ -47,7 +47,7 @@ from nbops import catalog as cat
 from nbops import lineage
 from nbops._version import __version__
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
-from nbops.names import validate_name
+from nbops.names import validate_experiment_name, validate_name
 from nbops.paths import TRACKING_DB, point_mlflow_at, store_tracking_uri, user_set_uri
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from nbops.store import Store
 
 ARTIFACT_DIR = "mlartifacts"
+#: Held while MLflow creates its tables in ``mlflow.db`` (first use of a store).
+CREATION_LOCK = "mlflow.db.lock"
 _TAG = "nbops."
 
 
@@ -68,10 +70,45 @@ def ensure_backend(store: Store) -> Any:
     uri = point_mlflow_at(store)
     import mlflow
 
-    if uri == store_tracking_uri(store) and not _has_tables(store.root / TRACKING_DB):
-        _create_database(store, uri)
+    path = store.root / TRACKING_DB
+    if uri == store_tracking_uri(store) and path not in _READY:
+        # MLflow's migrations are not safe to run twice at once (two kernels
+        # starting their first run would both try them, and one fails with
+        # "duplicate column"): the check and the creation happen under a lock,
+        # so a process that comes second waits and then finds the tables ready.
+        with _exclusive(store.root / CREATION_LOCK):
+            if not _has_tables(path):
+                _create_database(store, uri)
     mlflow.set_tracking_uri(uri)
     return mlflow
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock on ``lock_path`` across processes, released by the OS if the holder dies."""
+    with open(lock_path, "a+b") as handle:
+        if sys.platform == "win32":
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after 10 s; keep waiting like flock does
+                    continue
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def prepare_database_file(root: Path) -> None:
@@ -81,8 +118,8 @@ def prepare_database_file(root: Path) -> None:
     MLflow's own, whichever comes first — uses it.
     """
     path = root / TRACKING_DB
-    if path.exists():
-        return
+    if path.exists() and path.stat().st_size > 0:
+        return  # a process killed between creating the file and setting WAL leaves it empty
     import sqlite3
 
     db = sqlite3.connect(path, timeout=60)  # several processes may open a new store at once
@@ -146,6 +183,7 @@ def client() -> Any:
 
 def experiment_id(store: Store, name: str) -> str:
     """Get or create an experiment whose artifacts live in the store (race-free)."""
+    validate_experiment_name(name)
     mlflow = ensure_backend(store)
     from mlflow.exceptions import MlflowException
 
@@ -159,7 +197,10 @@ def experiment_id(store: Store, name: str) -> str:
         return _EXPERIMENTS[key]
     location = None
     if not user_set_uri():
-        location = (store.root / ARTIFACT_DIR / name).as_uri()
+        folder = store.root / ARTIFACT_DIR / name
+        if folder.resolve().parent != (store.root / ARTIFACT_DIR).resolve():  # the name rules make this impossible
+            raise TrackingError(f"experiment {name!r} would keep its artifacts outside the store")
+        location = folder.as_uri()
     try:
         _EXPERIMENTS[key] = str(tracking.create_experiment(name, artifact_location=location))
     except MlflowException:
@@ -347,6 +388,7 @@ def start_run(
 ) -> Run:
     """Start an MLflow run in the store's backend and begin recording data inputs."""
     experiment = experiment or "Default"
+    validate_experiment_name(experiment)
     if register_model is not None:
         validate_name(register_model, "model")
     mlflow = ensure_backend(store)

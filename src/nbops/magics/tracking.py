@@ -56,7 +56,9 @@ class TrackingMagics(Magics):
         if path:
             from pathlib import Path
 
-            return Path(path).stem
+            from nbops.names import experiment_name_from
+
+            return experiment_name_from(Path(path).stem)
         return "Default"
 
     def _start(self, args: Any, source: str | None) -> Any:
