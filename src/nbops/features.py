@@ -53,8 +53,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from nbops import _faults, lineage
 from nbops import catalog as cat
-from nbops import lineage
 from nbops import online as online_store
 from nbops.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
@@ -370,6 +370,8 @@ def register_features(
             online_store.upsert(store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols))
         child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
         lineage.add_edges(store.catalog, conn, child, [*reads, *lineage.made_by(store.context)], now)
+        _faults.reached("before_catalog_commit")
+    _faults.reached("after_catalog_commit")
     store.record_write(*child)
 
     return FeatureGroupRef(
@@ -659,8 +661,45 @@ def read_group_table(
     state = state.select(gv.schema.names)
     commit_no = commits[-1][0]
     store.record_read("feature_commit", f"{group}:{gv.version}@{commit_no}")
-    # The latest commit's pandas metadata gives the frame its dtypes back.
-    return gv, commit_no, state.replace_schema_metadata(commits[-1][1].schema.metadata)
+    return gv, commit_no, state.replace_schema_metadata(_read_back_metadata(commits, state))
+
+
+#: pandas' nullable dtype for each NumPy dtype that cannot hold a missing value.
+_NULLABLE = {
+    **{f"int{b}": f"Int{b}" for b in (8, 16, 32, 64)},
+    **{f"uint{b}": f"UInt{b}" for b in (8, 16, 32, 64)},
+    "bool": "boolean",
+}
+
+
+def _read_back_metadata(commits: Sequence[_Commit], state: pa.Table) -> dict[bytes, bytes] | None:
+    """The pandas metadata that gives the state its dtypes back.
+
+    The latest commit's metadata names each column's dtype.  An integer or
+    bool column that any visible commit wrote as a nullable dtype (``Int64``,
+    ``boolean``), or that holds missing values, reads back nullable: with
+    the latest commit's plain ``int64`` it would silently become float64.
+    """
+    metadata = dict(commits[-1].table.schema.metadata or {})
+    if b"pandas" not in metadata:
+        return metadata or None
+    pandas_meta = json.loads(metadata[b"pandas"])
+    nullable_somewhere = set()
+    for commit in commits:
+        for column in (commit.table.schema.pandas_metadata or {}).get("columns", []):
+            if column.get("numpy_type") in _NULLABLE.values():
+                nullable_somewhere.add(column.get("field_name"))
+    changed = False
+    for column in pandas_meta.get("columns", []):
+        name, numpy_type = column.get("field_name"), column.get("numpy_type")
+        if numpy_type not in _NULLABLE or name not in state.column_names:
+            continue
+        if name in nullable_somewhere or state.column(name).null_count:
+            column["numpy_type"] = _NULLABLE[numpy_type]
+            changed = True
+    if changed:
+        metadata[b"pandas"] = json.dumps(pandas_meta).encode()
+    return metadata
 
 
 def _parse_as_of(as_of: int | str | dt.datetime | None) -> int | dt.datetime | None:

@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from nbops import _faults
+
 OBJECT_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
 
@@ -58,7 +60,9 @@ class ObjectStore:
         tmp = self.tmp_dir / f"{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
         try:
             write(tmp)
+            _faults.reached("after_temp_write")
             _fsync_file(tmp)
+            _faults.reached("before_publish")
             size = tmp.stat().st_size
             final.parent.mkdir(parents=True, exist_ok=True)
             published = _link_no_replace(tmp, final)

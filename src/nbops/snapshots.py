@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import sqlalchemy as sa
 
+from nbops import _faults, lineage
 from nbops import catalog as cat
-from nbops import lineage
 from nbops.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
 from nbops.errors import InvalidInputError, NotFoundError
 from nbops.hashing import column_digest, combine_digest
@@ -121,6 +121,8 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
         )
         parents = [*reads, *lineage.made_by(store.context)]
         lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), parents, now)
+        _faults.reached("before_catalog_commit")
+    _faults.reached("after_catalog_commit")
     store.record_write("snapshot", f"{name}@{version}")
     return SnapshotRef(
         name=name,
