@@ -5,11 +5,14 @@ process with its own SQLite connections and its own file handles::
 
     python tests/_reliability_workers.py writer ROOT PROC WRITES GO
     python tests/_reliability_workers.py create ROOT PROC GO KIND
+    python tests/_reliability_workers.py open ROOT PROC GO         # racing opens of a new store
     python tests/_reliability_workers.py once ROOT KIND SEED      # with NBOPS_FAULT=<point>
     python tests/_reliability_workers.py zygote                   # forks writers on demand
 
-``writer`` and ``create`` wait until the file ``GO`` exists, so that every
-process starts writing at the same moment, and print one JSON document.
+``writer``, ``create`` and ``open`` wait until the file ``GO`` exists, so that every
+process starts at the same moment, and print one JSON document.  Each opens
+the store with ``nbops.open(ROOT)``, so ``NBOPS_CATALOG_URL`` in their
+environment puts them on a PostgreSQL catalog (``tests/test_postgres.py``).
 
 ``zygote`` exists because a crash test needs hundreds of fresh processes:
 it imports nbops once, then for each line ``RUN ROOT SEED FAULT WRITES`` on
@@ -117,6 +120,13 @@ def create(root: Path, proc: int, go: Path, kind: str) -> dict[str, Any]:
         store.close()
 
 
+def open_at_once(root: Path, proc: int, go: Path) -> dict[str, Any]:
+    """Open a store that may not exist yet, at the same moment as the other processes."""
+    _wait_for(go)
+    with nbops.open(root) as store:
+        return {"proc": proc, "revision": store.catalog.schema_revision(), "catalog": store.catalog.url}
+
+
 # -- crash writers -----------------------------------------------------------------------
 def crash_frame(rng: random.Random, j: int) -> pd.DataFrame:
     """A frame of a few thousand rows: big enough that a kill often lands inside a write.
@@ -187,6 +197,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(writer(Path(args[0]), int(args[1]), int(args[2]), Path(args[3]))))
     elif command == "create":
         print(json.dumps(create(Path(args[0]), int(args[1]), Path(args[2]), args[3])))
+    elif command == "open":
+        print(json.dumps(open_at_once(Path(args[0]), int(args[1]), Path(args[2]))))
     elif command == "once":
         once(Path(args[0]), args[1], int(args[2]))
     elif command == "zygote":

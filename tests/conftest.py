@@ -30,7 +30,8 @@ StoreState = dict[str, Any]
 @pytest.fixture(autouse=True)
 def _no_nbops_home(monkeypatch: pytest.MonkeyPatch) -> None:
     """Store discovery must not see the environment of whoever runs the tests."""
-    monkeypatch.delenv("NBOPS_HOME", raising=False)
+    for name in ("NBOPS_HOME", "NBOPS_CATALOG_URL", "NBOPS_ONLINE_URL", "NBOPS_READONLY", "NBOPS_IDENTITY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

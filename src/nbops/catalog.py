@@ -2,19 +2,31 @@
 
 The catalog is the commit point of the store: data files are published first,
 then one catalog transaction makes a version visible.  It goes through
-SQLAlchemy Core so that the same queries run on the embedded SQLite file and,
-later, on a shared PostgreSQL server.
+SQLAlchemy Core so that the same queries and the same Alembic migrations
+(``nbops/migrations``) run on the embedded SQLite file and on a shared
+PostgreSQL server; opening a catalog upgrades it to the head revision under
+the write lock.
 
-On SQLite the catalog uses WAL (readers never block the writer), a busy
-timeout, and ``BEGIN IMMEDIATE`` for write transactions so that a
-read-then-write transaction cannot fail half-way with ``database is locked``.
-The schema is versioned by Alembic migrations in ``nbops/migrations``; opening
-a store upgrades it to the head revision under the write lock.
+Every write transaction reads the latest version of something and inserts the
+next one, so writers of the same thing must be serialised:
+
+- on SQLite, WAL (readers never block the writer), a busy timeout, and
+  ``BEGIN IMMEDIATE``: the database's one write lock is taken at the start;
+- on PostgreSQL, transaction-scoped advisory locks taken first thing in the
+  transaction: ``write(("dataset", name))`` locks that one name (and shares a
+  catalog-wide lock), ``write()`` without a name takes the catalog-wide lock
+  exclusively, like ``BEGIN IMMEDIATE``.  Under READ COMMITTED every statement
+  after the lock sees what earlier holders committed.  The unique constraints
+  on (parent, number) stay as the last line of defence.
+
+Passwords: ``Catalog.url`` and every message name the server, the database and
+the user, never the password (see :func:`public_url`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +36,15 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from nbops.errors import StoreError
+from nbops.errors import ReadOnlyError, StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
-SCHEMA_HEAD = "0003"
-_KNOWN_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_HEAD = "0004"
+_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 BUSY_TIMEOUT_SECONDS = 60
+#: How long opening waits for a PostgreSQL server that does not answer.
+CONNECT_TIMEOUT_SECONDS = 10
+_POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+psycopg")
 
 metadata = sa.MetaData()
 
@@ -181,13 +196,75 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def catalog_url(url: str | sa.URL) -> sa.URL:
+    """A catalog URL, checked: SQLite, or PostgreSQL through psycopg 3."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StoreError(
+            "the catalog must be a URL such as postgresql://user@host:5432/dbname "
+            "(or 'embedded' for the SQLite file inside the store)"
+        ) from None
+    if parsed.drivername in _POSTGRES_DRIVERS:
+        # psycopg 3 is the driver nbops installs (the postgres extra); plain
+        # postgresql:// would mean psycopg2 on older SQLAlchemy.
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() in ("sqlite", "postgresql"):
+        return parsed
+    raise StoreError(
+        f"the catalog must be PostgreSQL (postgresql://...) or the embedded SQLite file, "
+        f"not {parsed.get_backend_name()!r}"
+    )
+
+
+def public_url(url: str | sa.URL) -> str:
+    """The URL without its password: what may be printed, logged or stored."""
+    return _without_password(catalog_url(url)).render_as_string(hide_password=False)
+
+
+def _without_password(url: sa.URL) -> sa.URL:
+    # URL.set() ignores None, so build the URL again without the password.
+    return sa.URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+
+
+def same_catalog(a: str | sa.URL, b: str | sa.URL) -> bool:
+    """True if both URLs name the same database: server, port and database name.
+
+    Users and passwords do not count: an analyst and a pipeline log in as
+    different roles to one catalog.
+    """
+
+    def identity(url: sa.URL) -> tuple[Any, ...]:
+        port = url.port or (5432 if url.get_backend_name() == "postgresql" else None)
+        query = tuple(sorted((k, str(v)) for k, v in url.query.items() if k in ("host", "port", "options")))
+        return (url.get_backend_name(), (url.host or "localhost").lower(), port, url.database, query)
+
+    return identity(catalog_url(a)) == identity(catalog_url(b))
+
+
+def _lock_key(kind: str, name: str) -> int:
+    """A 64-bit advisory-lock key for one name (a collision only serialises two writers)."""
+    digest = hashlib.blake2b(f"nbops\0{kind}\0{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+#: Held shared by every named write, exclusively by unnamed writes and migrations.
+_CATALOG_LOCK = _lock_key("catalog", "")
+
+
 class Catalog:
     """Connections and transactions on one catalog database."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = _create_engine(url)
-        self._ensure_schema()
+    def __init__(self, url: str | sa.URL) -> None:
+        self._url = catalog_url(url)
+        #: Safe to show: no password.
+        self.url = public_url(self._url)
+        self.engine = _create_engine(self._url)
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     @classmethod
     def for_store_root(cls, root: Path) -> Catalog:
@@ -197,6 +274,20 @@ class Catalog:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def describe(self) -> str:
+        """Where the catalog is, for messages: the database, server and user (no password)."""
+        if self.is_sqlite:
+            return f"the catalog {self._url.database}"
+        host = self._url.host or self._url.query.get("host") or "localhost"
+        return (
+            f"the catalog database {self._url.database!r} on {host}:{self._url.port or 5432}"
+            f" as user {self._url.username!r}"
+        )
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads (a deferred transaction: never blocks writers)."""
@@ -204,12 +295,36 @@ class Catalog:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, committed on exit."""
+    def write(self, *names: tuple[str, str]) -> Iterator[Connection]:
+        """A write transaction, committed on exit; writers of the same ``(kind, name)`` run one at a time.
+
+        SQLite: ``BEGIN IMMEDIATE`` (one writer at a time, whatever the
+        names).  PostgreSQL: advisory locks on ``names`` (a catalog-wide lock
+        when none are given), so that reading the latest number and inserting
+        the next cannot be overtaken::
+
+            with catalog.write(("dataset", "raw_tx")) as conn: ...
+
+        In read-only mode (``NBOPS_READONLY``) it refuses before connecting,
+        and so does a PostgreSQL role without write grants, in its own words.
+        """
+        from nbops.audit import check_writable
+
+        check_writable(f"write to {self.describe()}")
         with self.engine.connect() as conn:
             conn.execution_options(nbops_write=True)
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    if self.is_postgresql:
+                        _advisory_locks(conn, names)
+                    yield conn
+            except sa.exc.ProgrammingError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+                    raise
+                raise ReadOnlyError(
+                    f"{self.describe()} may read but not write ({self._reason(exc)}); "
+                    "a writing role needs the grants in docs/team.md"
+                ) from None
 
     def insert_ignore(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """Insert rows, skipping those whose primary or unique key exists (race-free)."""
@@ -219,6 +334,10 @@ class Catalog:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         else:
             from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+            # Two transactions inserting the same keys in different orders would
+            # wait for each other's uncommitted rows: always insert in key order.
+            key = _conflict_columns(table)
+            rows = sorted(rows, key=lambda row: tuple(str(row.get(c)) for c in key))
         conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
     def schema_revision(self) -> str | None:
@@ -229,7 +348,15 @@ class Catalog:
         self.engine.dispose()
 
     def _ensure_schema(self) -> None:
-        if self.schema_revision() == SCHEMA_HEAD:
+        try:
+            revision = self.schema_revision()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            if self.is_sqlite:
+                raise
+            reason = self._reason(exc)
+            hint = "; give the password in PGPASSWORD, ~/.pgpass or the catalog URL" if "password" in reason else ""
+            raise StoreError(f"cannot connect to {self.describe()}: {reason}{hint}") from None
+        if revision == SCHEMA_HEAD:
             return
         with self.write() as conn:
             revision = _current_revision(conn)
@@ -241,6 +368,35 @@ class Catalog:
                     f"does not know (it knows up to {SCHEMA_HEAD!r}); upgrade nbops"
                 )
             _run_migrations(conn)
+
+    def _reason(self, exc: sa.exc.DBAPIError) -> str:
+        """The driver's own words (first lines), with the password removed should it appear."""
+        reason = " ".join(str(exc.orig or exc).split())
+        reason = reason.removeprefix("connection failed: ")
+        if self._url.password:
+            reason = reason.replace(str(self._url.password), "***")
+        return reason
+
+
+def _conflict_columns(table: sa.Table) -> list[str]:
+    """The columns of the key that ON CONFLICT guards: the natural primary key, else the first unique one."""
+    primary = [c.name for c in table.primary_key.columns]
+    if primary and not any(c.autoincrement is True for c in table.primary_key.columns):
+        return primary
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            return [c.name for c in constraint.columns]
+    return [c.name for c in table.columns if c.unique] or primary
+
+
+def _advisory_locks(conn: Connection, names: tuple[tuple[str, str], ...]) -> None:
+    if not names:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CATALOG_LOCK})
+        return
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _CATALOG_LOCK})
+    # Always in the same order, so that two multi-name writers cannot deadlock.
+    for key in sorted({_lock_key(kind, name) for kind, name in names}):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _current_revision(conn: Connection) -> str | None:
@@ -259,9 +415,20 @@ def _run_migrations(conn: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _create_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+def _create_engine(url: sa.URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        if url.drivername == "postgresql+psycopg":
+            try:
+                import psycopg  # noqa: F401 - imported here only to say how to install it
+            except ImportError:
+                raise StoreError(
+                    "a PostgreSQL catalog needs the psycopg driver: pip install 'nbops[postgres]'"
+                ) from None
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "nbops"},
+        )
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")

@@ -6,6 +6,8 @@
     nbops gc [--grace S]     remove orphan objects and stale temporary files
     nbops demo [--dir D]     run the quickstart notebook on a fresh store
     nbops ui [--port P]      the MLflow UI on the store's tracking backend, on 127.0.0.1
+    nbops audit [NAME] [--since T]
+                             who wrote or read what, and when
     nbops export NB [--out DIR] [--verify] [--history] [--target airflow]
                              export a notebook into pipeline modules
 
@@ -51,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="run the quickstart notebook headless on a fresh store")
     demo.add_argument("--dir", metavar="DIR", help="work folder (default: a new temporary folder)")
     demo.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook cell (default: 600)")
+    audit = verbs.add_parser("audit", help="who wrote or read which version of what, and when (UTC)")
+    audit.add_argument("name", nargs="?", help="only this dataset, feature group, model, run id or pipeline")
+    audit.add_argument("--since", metavar="TIME", help="only events at or after TIME, e.g. 2026-11-01 or 2026-11-27T09:00+01:00 (naive means UTC)")
     ui = verbs.add_parser("ui", help="serve the MLflow UI on the store's tracking backend, on 127.0.0.1 only")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     return parser
@@ -85,6 +90,10 @@ def _run(args: argparse.Namespace) -> int:
             table = store.datasets()
             print(f"store: {store.root}")
             print(table.to_string(index=False) if len(table) else "no datasets yet")
+        elif args.command == "audit":
+            since = _parse_time(args.since) if args.since else None
+            table = store.audit(args.name, since)
+            print(table.to_string(index=False) if len(table) else "no audit events match")
         elif args.command == "show":
             print(store.history(args.name).to_string(index=False))
         elif args.command == "verify":
@@ -97,6 +106,15 @@ def _run(args: argparse.Namespace) -> int:
             grace = args.grace if args.grace is not None else DEFAULT_GC_GRACE_SECONDS
             print(store.gc(grace_seconds=grace, dry_run=args.dry_run).text())
     return 0
+
+
+def _parse_time(text: str) -> object:
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(text)
+    except ValueError:
+        raise NbopsError(f"--since {text!r} is not a time; write e.g. 2026-11-01 or 2026-11-27T09:00+01:00") from None
 
 
 def _ui(store: object, port: int) -> int:

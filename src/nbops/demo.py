@@ -40,24 +40,28 @@ def run_demo(directory: str | os.PathLike[str] | None = None, timeout: int = 600
 
     nb = nbformat.read(quickstart_path(), as_version=4)
     started = time.perf_counter()
-    previous = os.environ.get("NBOPS_HOME")
-    os.environ["NBOPS_HOME"] = str(store_root)  # the kernel inherits it
+    # The kernel inherits these: the demo's own embedded store, whatever a
+    # team set-up in this environment says.
+    demo_env = {"NBOPS_HOME": str(store_root), "NBOPS_CATALOG_URL": "embedded", "NBOPS_ONLINE_URL": "embedded"}
+    previous = {name: os.environ.get(name) for name in demo_env}
+    os.environ.update(demo_env)
     try:
         NotebookClient(
             nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(work)}}
         ).execute()
     finally:
-        if previous is None:
-            os.environ.pop("NBOPS_HOME", None)
-        else:
-            os.environ["NBOPS_HOME"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     out = work / NOTEBOOK
     nbformat.write(nb, out)
     elapsed = time.perf_counter() - started
 
     import nbops
 
-    with nbops.open(store_root) as store:
+    with nbops.open(store_root, catalog="embedded") as store:
         info = store.summary()
         datasets = store.datasets()
         groups = store.feature_groups()

@@ -37,5 +37,17 @@ class StoreError(NbopsError):
     """The store cannot be opened or used (wrong layout, newer schema, ...)."""
 
 
+class ReadOnlyError(StoreError):
+    """A write was asked of a read-only process (``NBOPS_READONLY``) or through read-only credentials."""
+
+
 class IntegrityError(NbopsError):
     """Stored data no longer matches its content address."""
+
+
+class OnlineStoreError(NbopsError):
+    """The online store cannot serve a lookup: unreachable, or missing a group's rows."""
+
+
+class OnlineSyncWarning(UserWarning):
+    """A registration committed, but its rows did not reach the shared online store."""

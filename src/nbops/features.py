@@ -324,7 +324,8 @@ def register_features(
     reads = store.take_reads()
     feature_cols = tuple(c for c in table.column_names if c not in key_list and c != event_time)
 
-    with store.catalog.write() as conn:
+    # Writers of this group run one at a time: its next version and commit numbers are this writer's alone.
+    with store.catalog.write(("feature_group", group)) as conn:
         store.catalog.insert_ignore(conn, cat.feature_groups, [{"name": group, "created": now}])
         group_id = conn.execute(sa.select(cat.feature_groups.c.id).where(cat.feature_groups.c.name == group)).scalar_one()
         gv = _version_for_write(conn, store, group, group_id, version, key_list, event_time, table.schema, core,
@@ -364,14 +365,20 @@ def register_features(
                 for i, (f, d) in enumerate(zip(table.schema, digests, strict=True))
             ],
         )
+        online_rows: list[online_store.OnlineRow] = []
         if gv.online:
             # A version turned online by this call is backfilled from its whole state.
             source = state if gv.newly_online else table
-            online_store.upsert(store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols))
+            online_rows = online_store.upsert(
+                store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols)
+            )
         child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
         lineage.add_edges(store.catalog, conn, child, [*reads, *lineage.made_by(store.context)], now)
         _faults.reached("before_catalog_commit")
     _faults.reached("after_catalog_commit")
+    if gv.online:
+        # A shared online store (Redis) follows the catalog commit; it never precedes it.
+        online_store.after_commit(store, group, gv, commit_no, online_rows)
     store.record_write(*child)
 
     return FeatureGroupRef(
@@ -898,8 +905,8 @@ def training_data(
     result.attrs["nbops_features"] = [ref for _, ref in parents]
     if save_as is not None:
         ref = store.snapshot(result, save_as, message=f"training data from {', '.join(r for _, r in parents)}")
-        with store.catalog.write() as conn:
-            lineage.add_edges(store.catalog, conn, ("snapshot", ref.ref), parents, cat.utcnow())
+        with store.catalog.write(("dataset", save_as)) as conn:
+            lineage.add_edges(store.catalog, conn, ("snapshot", ref.ref), parents, cat.utcnow(), written=False)
         result.attrs["nbops_snapshot"] = ref.ref
     return result
 

@@ -21,7 +21,24 @@ from nbops.catalog import Catalog
 Artifact = tuple[str, str]  # (kind, reference)
 
 
-def add_edges(catalog: Catalog, conn: sa.Connection, child: Artifact, parents: Iterable[Artifact], now: dt.datetime) -> None:
+def add_edges(
+    catalog: Catalog,
+    conn: sa.Connection,
+    child: Artifact,
+    parents: Iterable[Artifact],
+    now: dt.datetime,
+    written: bool = True,
+) -> None:
+    """Link ``child`` to its ``parents`` inside the writer's transaction.
+
+    Every writer calls this once for what it writes (``written``), so it is
+    also where the write is audited, in the same transaction.  Pass
+    ``written=False`` to add edges to an artifact written earlier.
+    """
+    if written:
+        from nbops import audit
+
+        audit.record_write(conn, child[0], child[1], now)
     rows = [
         {"parent_kind": pk, "parent_ref": pr, "child_kind": child[0], "child_ref": child[1], "created": now}
         for pk, pr in dict.fromkeys(parents)

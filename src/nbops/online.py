@@ -9,12 +9,19 @@ Lookups go through :class:`OnlineReader`: on SQLite it uses its own
 read-only connection and caches the resolved plan (versions, output names,
 types) until the catalog's versions change, so a one-key lookup is one
 indexed query plus building the frame.
+
+A shared Redis can serve the same rows instead (``NBOPS_ONLINE_URL`` or
+``nbops.open(..., online="redis://...")``, see :mod:`nbops.online_redis`):
+the catalog's table stays the record, and each registration pushes its rows
+to Redis after its catalog commit.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +32,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from nbops import catalog as cat
-from nbops.errors import InvalidInputError
+from nbops.errors import InvalidInputError, NbopsError, OnlineSyncWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +41,20 @@ if TYPE_CHECKING:
     from nbops.store import Store
 
 _CHUNK = 500  # keys per IN (...) query
+
+#: Where online rows are served from when ``nbops.open(online=...)`` is not given:
+#: unset, empty or ``embedded`` for the catalog's own table, ``redis://...`` for Redis.
+ONLINE_URL_ENV = "NBOPS_ONLINE_URL"
+
+
+@dataclass(frozen=True)
+class OnlineRow:
+    """One key's latest row, as the catalog's online table holds it."""
+
+    entity_key: str
+    event_time_us: int
+    commit_no: int
+    feature_values: str  # JSON list, in feature order
 
 
 def encodable(table: pa.Table) -> pa.Table:
@@ -66,10 +87,14 @@ def upsert(
     keys: Sequence[str],
     event_time: str,
     feature_cols: Sequence[str],
-) -> None:
-    """Keep the latest row per key (by event time; a later commit wins a tie)."""
+) -> list[OnlineRow]:
+    """Keep the latest row per key (by event time; a later commit wins a tie).
+
+    Returns the rows offered (one per key), for :func:`after_commit` to copy
+    to a shared online store.
+    """
     if table.num_rows == 0:
-        return
+        return []
     times = table.column(event_time).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     order = pc.sort_indices(
         pa.table({"t": times, "i": pa.array(np.arange(table.num_rows, dtype=np.int64))}),
@@ -124,6 +149,57 @@ def upsert(
     )
     for start in range(0, len(rows), 20_000):
         conn.execute(stmt, rows[start : start + 20_000])
+    return [
+        OnlineRow(r["entity_key"], r["event_time_us"], r["commit_no"], r["feature_values"]) for r in rows
+    ]
+
+
+def reader_for(store: Store, url: str | None) -> OnlineReader:
+    """The reader for ``url`` (else ``NBOPS_ONLINE_URL``): the catalog's table, or Redis."""
+    if url is None:
+        url = os.environ.get(ONLINE_URL_ENV, "")
+    url = url.strip()
+    if url in ("", "embedded"):
+        return OnlineReader(store)
+    if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        from nbops.online_redis import RedisOnlineReader
+
+        return RedisOnlineReader(store, url)
+    raise InvalidInputError(
+        f"unknown online store {url!r}: use 'embedded' (the catalog's own table) or a Redis URL "
+        "such as 'redis://127.0.0.1:6379/0'"
+    )
+
+
+def after_commit(store: Store, group: str, version: _Version, commit_no: int, rows: Sequence[OnlineRow]) -> None:
+    """Copy a committed registration's rows to a shared online store, if one is configured.
+
+    The catalog commit already happened and stands: a failure here leaves the
+    shared store behind, says so with an :class:`OnlineSyncWarning`, and the
+    next registration of the group (or ``store.sync_online()``) catches up.
+    """
+    try:
+        # Inside the try: a bad online URL must not turn a committed registration into an exception.
+        reader = store.online_reader()
+        if not reader.shared:
+            return
+        reader.push(group, version, commit_no, rows)
+    except NbopsError as exc:  # the registration is durable; being behind is recoverable
+        warnings.warn(
+            f"{group}:{version.version}@{commit_no} is committed, but its online rows did not reach the shared "
+            f"online store: {exc}. Online reads of {group}:{version.version} miss this commit until "
+            "store.sync_online() (or the next registration of the group) succeeds",
+            OnlineSyncWarning,
+            stacklevel=4,
+        )
+
+
+def sync(store: Store) -> dict[str, int]:
+    """Bring a shared online store up to the catalog; ``{"group:version": rows pushed}``."""
+    reader = store.online_reader()
+    if not reader.shared:
+        return {}
+    return dict(reader.sync_all())
 
 
 @dataclass(frozen=True)
@@ -138,6 +214,9 @@ class _GroupPlan:
 
 class OnlineReader:
     """Point lookups in the online table, with plans cached per feature list."""
+
+    #: True when rows are served from outside the catalog and must be pushed there.
+    shared = False
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -197,6 +276,19 @@ class OnlineReader:
         if fingerprint is not None:
             self._plans[cache_key] = (fingerprint, plans)
         return plans
+
+    def describe(self) -> str:
+        return "the catalog's online table"
+
+    def push(self, group: str, version: _Version, commit_no: int, rows: Sequence[OnlineRow]) -> None:
+        """Nothing to do: the catalog's table was written in the commit's own transaction."""
+
+    def sync_all(self) -> Iterable[tuple[str, int]]:
+        return ()
+
+    def fetch(self, plan: _GroupPlan, entity_keys: Sequence[str]) -> dict[str, str]:
+        """The stored value lists (JSON) of the keys present, by entity key."""
+        return self.lookup(plan.version.id, entity_keys)
 
     def lookup(self, version_id: int, entity_keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -258,7 +350,7 @@ def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequen
     for plan in reader.plan(list(refs), frozenset(key_lists)):
         key_tuples = zip(*[key_lists[k] for k in plan.version.keys], strict=True)
         entity_keys = [entity_key(values) for values in key_tuples]
-        found = reader.lookup(plan.version.id, entity_keys)
+        found = reader.fetch(plan, entity_keys)
         rows = [json.loads(found[e]) if e in found else None for e in entity_keys]
         for feature, output in plan.outputs.items():
             i = plan.positions[feature]

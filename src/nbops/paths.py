@@ -1,4 +1,4 @@
-"""Where things are: the store folder, and the MLflow backend inside it.
+"""Where things are: the store folder, its catalog, and the MLflow backend inside it.
 
 Light on purpose (standard library only): the extension calls this at load.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,73 @@ URI_ENV = "MLFLOW_TRACKING_URI"
 #: Set beside MLFLOW_TRACKING_URI when nbops set it, so that a child process
 #: (an exported pipeline, a test) knows the value is nbops' and not the user's.
 MARKER_ENV = "NBOPS_MLFLOW_TRACKING_URI"
+CATALOG_ENV = "NBOPS_CATALOG_URL"
+#: The catalog setting that means "the SQLite file inside the store folder"
+#: (the default; spelled out to override an inherited NBOPS_CATALOG_URL).
+EMBEDDED_CATALOG = "embedded"
+
+
+@dataclass(frozen=True)
+class CatalogSetting:
+    """A configured catalog and where the setting came from (for error messages).
+
+    ``url`` may hold a password: never print it or store it; use
+    :func:`nbops.catalog.public_url`.
+    """
+
+    url: str
+    source: str
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == EMBEDDED_CATALOG
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        return f"CatalogSetting(source={self.source!r})"
+
+
+def configured_catalog(
+    explicit: str | None = None,
+    start: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> CatalogSetting | None:
+    """The catalog asked for: ``catalog=``, else ``$NBOPS_CATALOG_URL``, else ``[tool.nbops] catalog``
+    in the nearest ``pyproject.toml`` upward from ``start`` that has a ``[tool.nbops]`` table.
+
+    None means nothing was configured: the store's own catalog (the embedded
+    SQLite file of a new store). ``"embedded"`` asks for the SQLite file explicitly.
+    """
+    env = os.environ if environ is None else environ
+    if explicit is not None:
+        if not isinstance(explicit, str) or not explicit.strip():
+            from nbops.errors import InvalidInputError
+
+            raise InvalidInputError("catalog= must be a postgresql:// URL or 'embedded'")
+        return CatalogSetting(explicit.strip(), "the catalog= argument")
+    if env.get(CATALOG_ENV, "").strip():
+        return CatalogSetting(env[CATALOG_ENV].strip(), f"${CATALOG_ENV}")
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if not candidate.is_file():
+            continue
+        try:
+            config = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # not ours to judge: other tools report a broken pyproject.toml
+        table = config.get("tool", {}).get("nbops")
+        if not isinstance(table, dict):
+            continue
+        value = table.get("catalog")
+        if value is None:
+            return None
+        source = f"[tool.nbops] catalog in {candidate}"
+        if not isinstance(value, str) or not value.strip():
+            from nbops.errors import StoreError
+
+            raise StoreError(f"{source} must be a postgresql:// URL or 'embedded'")
+        return CatalogSetting(value.strip(), source)
+    return None
 
 
 def find_store_root(start: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Path:

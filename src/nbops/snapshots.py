@@ -80,7 +80,8 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
 
     now = cat.utcnow()
     reads = store.take_reads()
-    with store.catalog.write() as conn:
+    # Writers of this name run one at a time, so the next version number is this writer's alone.
+    with store.catalog.write(("dataset", name)) as conn:
         dataset_id = _get_or_create_dataset(store, conn, name, now)
         latest_version, latest_digest = conn.execute(
             sa.select(cat.snapshots.c.version, cat.snapshots.c.digest)

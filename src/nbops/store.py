@@ -4,14 +4,18 @@ Found the way git finds ``.git``::
 
     store = nbops.open()                 # NBOPS_HOME, else nearest .nbops/ upward, else ./.nbops
     store = nbops.open("path/to/.nbops") # this folder (created if missing)
+    store = nbops.open(catalog="postgresql://etl@db.internal/nbops")   # a shared catalog
 
-A store folder holds ``catalog.db`` (SQLite), ``objects/`` (content-addressed
-Parquet files) and ``tmp/`` (files being written).
+A store folder holds ``objects/`` (content-addressed Parquet files), ``tmp/``
+(files being written) and its catalog: ``catalog.db`` (embedded SQLite, the
+default), or ``store.json`` naming the PostgreSQL catalog it was created
+with (without the password).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,6 +32,8 @@ from nbops.objects import ObjectStore
 from nbops.paths import (
     HOME_ENV,
     STORE_DIRNAME,
+    CatalogSetting,
+    configured_catalog,
     find_store_root,
     point_mlflow_at,
     store_tracking_uri,
@@ -41,21 +47,34 @@ if TYPE_CHECKING:
     from nbops.refs import SnapshotDiff, SnapshotRef
 
 CATALOG_FILE = "catalog.db"
+#: In a store whose catalog is on a server: which catalog (URL without password).
+MARKER_FILE = "store.json"
 DEFAULT_GC_GRACE_SECONDS = 15 * 60
 
 
 __all__ = ["HOME_ENV", "STORE_DIRNAME", "Store", "current", "find_store_root", "open"]
 
 
-def open(path: str | os.PathLike[str] | None = None) -> Store:
+def open(
+    path: str | os.PathLike[str] | None = None, catalog: str | None = None, online: str | None = None
+) -> Store:
     """Open (creating if needed) the store at ``path``, or the one found from here.
+
+    ``catalog`` is a ``postgresql://user@host:port/dbname`` URL, or
+    ``"embedded"``; without it, ``$NBOPS_CATALOG_URL``, else ``[tool.nbops]
+    catalog`` in the nearest ``pyproject.toml``, else the catalog the store
+    was created with (a new store: the embedded SQLite file).
 
     Opening also points MLflow at the store's tracking database (unless
     ``MLFLOW_TRACKING_URI`` is set) and marks KILLED any run of this host whose
     process died.
+
+    ``online`` is where online features are served from: ``"redis://host:6379/0"``
+    or ``"embedded"`` (the catalog's own table); without it, ``$NBOPS_ONLINE_URL``,
+    else embedded.
     """
     root = Path(path).expanduser().resolve() if path is not None else find_store_root()
-    return Store(root)
+    return Store(root, catalog=catalog, online=online)
 
 
 #: Stores opened in this process, newest last: ``nbops.track()`` without a
@@ -76,20 +95,35 @@ def current() -> Store:
 class Store:
     """Snapshots (and, as nbops grows, features, runs and pipelines) in one folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, catalog: str | None = None, online: str | None = None) -> None:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a store folder")
-        if root.is_dir() and not (root / CATALOG_FILE).exists() and any(root.iterdir()):
+        recorded = _read_marker(root)
+        embedded = (root / CATALOG_FILE).exists()
+        if root.is_dir() and not embedded and recorded is None and any(root.iterdir()):
             raise StoreError(
-                f"{root} is not an nbops store (it has no {CATALOG_FILE}) and is not empty; "
+                f"{root} is not an nbops store (it has no {CATALOG_FILE}) and is not empty (nor has it the "
+                f"{MARKER_FILE} of a store on a PostgreSQL catalog); "
                 "pass a new or empty folder, or the .nbops folder of an existing store"
             )
-        root.mkdir(parents=True, exist_ok=True)
-        self.root = root
-        self.objects = ObjectStore(root)
-        self.catalog = Catalog.for_store_root(root)
+        url = _catalog_for(root, configured_catalog(catalog), recorded, embedded)
+        # A server catalog is reached (and migrated) before anything is written
+        # here, so that a wrong URL or password leaves no half-made store behind.
+        server_catalog = Catalog(url) if url is not None else None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if server_catalog is not None and recorded is None:
+                _write_marker(root, server_catalog.url)
+            self.root = root
+            self.objects = ObjectStore(root)
+            self.catalog = server_catalog or Catalog.for_store_root(root)
+        except BaseException:
+            if server_catalog is not None:
+                server_catalog.dispose()
+            raise
         self._online: Any = None
+        self.online_url = online  # None: $NBOPS_ONLINE_URL, read on first online use (nbops.online)
         self._closed = False
         _opened.append(weakref.ref(self))
         from nbops.tracking import prepare_database_file, reap_dead_runs
@@ -132,6 +166,9 @@ class Store:
         from nbops import api
 
         api.note_read(self.root, kind, ref)
+        from nbops import audit
+
+        audit.record_read(self, kind, ref)
         # Runs record what the process reads, from any store object.
         for run in api.active_runs():
             run._on_read(self, kind, ref)
@@ -149,10 +186,20 @@ class Store:
 
         return api.take_reads(self.root)
 
+    # -- audit -------------------------------------------------------------
+    def audit(self, name: str | None = None, since: dt.datetime | str | None = None) -> pd.DataFrame:
+        """Who wrote or read what, and when (UTC), oldest first; one name and/or events since a time."""
+        from nbops import audit
+
+        return audit.events(self, name, since)
+
     # -- snapshots ---------------------------------------------------------
     def snapshot(self, df: pd.DataFrame | pa.Table, name: str, message: str | None = None) -> SnapshotRef:
         """Store ``df`` as the next version of dataset ``name`` (or return the latest if unchanged)."""
         from nbops import snapshots
+        from nbops.audit import check_writable
+
+        check_writable(f"snapshot {name!r}")
 
         return snapshots.snapshot(self, df, name, message)
 
@@ -220,7 +267,9 @@ class Store:
         :meth:`online_features`.
         """
         from nbops import features
+        from nbops.audit import check_writable
 
+        check_writable(f"register features in {group!r}")
         return features.register_features(
             self, df, group, keys, event_time, description, online, expectations, version
         )
@@ -263,6 +312,10 @@ class Store:
         """Point-in-time correct features for each spine row (one row out per row in)."""
         from nbops import features as feature_store
 
+        if save_as is not None:
+            from nbops.audit import check_writable
+
+            check_writable(f"save training data as {save_as!r}")
         return feature_store.training_data(self, spine, features, event_time, label, ttl, save_as)
 
     def online_features(self, features: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
@@ -273,10 +326,16 @@ class Store:
 
     def online_reader(self) -> Any:
         if self._online is None:
-            from nbops.online import OnlineReader
+            from nbops.online import reader_for
 
-            self._online = OnlineReader(self)
+            self._online = reader_for(self, self.online_url)
         return self._online
+
+    def sync_online(self) -> dict[str, int]:
+        """Copy to a shared online store (Redis) what it misses; ``{"group:version": rows sent}``."""
+        from nbops import online
+
+        return online.sync(self)
 
     def drift(
         self, group: str, a: object = None, b: object = None, version: int | None = None,
@@ -334,6 +393,10 @@ class Store:
         Only files older than ``grace_seconds`` go, so a writer between
         publishing its files and committing its catalog row is never robbed.
         """
+        if not dry_run:
+            from nbops.audit import check_writable
+
+            check_writable("remove orphan files (gc)")
         with self.catalog.read() as conn:
             known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
         report = GcReport(dry_run=dry_run)
@@ -356,6 +419,78 @@ class Store:
             if not dry_run:
                 path.unlink(missing_ok=True)
         return report
+
+
+def _read_marker(root: Path) -> str | None:
+    """The catalog URL (no password) recorded in ``store.json``, if the store has one."""
+    marker = root / MARKER_FILE
+    try:
+        text = marker.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {marker}: {exc}") from None
+    try:
+        url = json.loads(text)["catalog"]
+        if not isinstance(url, str):
+            raise TypeError(url)
+    except (ValueError, KeyError, TypeError):
+        raise StoreError(f"{marker} is damaged: it must be JSON naming the store's catalog, e.g. "
+                         '{"catalog": "postgresql+psycopg://user@host:5432/dbname"}') from None
+    return url
+
+
+def _write_marker(root: Path, public: str) -> None:
+    """Record the catalog of a new store, published without overwriting (racing openers agree or fail)."""
+    marker = root / MARKER_FILE
+    temporary = root / f".{MARKER_FILE}.{os.getpid()}.tmp"
+    with temporary.open("w", encoding="utf-8") as file:
+        json.dump({"catalog": public}, file, indent=1)
+        file.write("\n")
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        os.link(temporary, marker)
+    except FileExistsError:
+        if not cat.same_catalog(_read_marker(root) or "", public):
+            raise StoreError(
+                f"{root} was just created by another process with the catalog {_read_marker(root)}, not {public}"
+            ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _catalog_for(root: Path, setting: CatalogSetting | None, recorded: str | None, embedded: bool) -> str | None:
+    """The catalog URL to connect to (None: the embedded file); refuses a store opened against another catalog."""
+    if setting is not None and not setting.embedded:
+        url = cat.catalog_url(setting.url)
+        if url.get_backend_name() != "postgresql":
+            raise StoreError(f"{setting.source} must be a postgresql:// URL or 'embedded'")
+        if url.password and setting.source.startswith("[tool.nbops]"):
+            raise StoreError(
+                f"{setting.source} holds a password, and pyproject.toml is usually committed; "
+                "remove it and put the password in PGPASSWORD or ~/.pgpass"
+            )
+    if recorded is not None:
+        if setting is None:
+            # No password was stored: libpq finds it in PGPASSWORD or ~/.pgpass.
+            return recorded
+        if setting.embedded or not cat.same_catalog(setting.url, recorded):
+            asked = "the embedded catalog" if setting.embedded else cat.public_url(setting.url)
+            raise StoreError(
+                f"the store {root} was created with the catalog {recorded} ({MARKER_FILE}), but {setting.source} "
+                f"asks for {asked}; open it with that catalog, or use another folder for a store on {asked}"
+            )
+        return setting.url
+    if embedded:
+        if setting is not None and not setting.embedded:
+            raise StoreError(
+                f"the store {root} has its embedded catalog ({CATALOG_FILE}), but {setting.source} asks for "
+                f"{cat.public_url(setting.url)}; open it with catalog='embedded' (or without the setting), "
+                "or use a new folder for a store on that catalog"
+            )
+        return None
+    return None if setting is None or setting.embedded else setting.url
 
 
 @dataclass

@@ -280,6 +280,10 @@ def reap_dead_runs(store: Store) -> list[str]:
             dead.append(live)
     if not dead:
         return []
+    from nbops.audit import readonly
+
+    if readonly():
+        return []  # a read-only process leaves them for the next process that may write
     killed = []
     import mlflow
 
@@ -387,7 +391,10 @@ def start_run(
     source: str | None = None,
 ) -> Run:
     """Start an MLflow run in the store's backend and begin recording data inputs."""
+    from nbops.audit import check_writable
+
     experiment = experiment or "Default"
+    check_writable(f"start a run in experiment {experiment!r}")
     validate_experiment_name(experiment)
     if register_model is not None:
         validate_name(register_model, "model")
@@ -565,7 +572,7 @@ def _log_inputs(run: Run, client: Any) -> None:
         with store.catalog.write() as conn:
             lineage.add_edges(store.catalog, conn, child, parents, now)
             for artifact in outputs:
-                lineage.add_edges(store.catalog, conn, artifact, [child], now)
+                lineage.add_edges(store.catalog, conn, artifact, [child], now, written=False)
 
 
 # -- models --------------------------------------------------------------------------------
@@ -573,6 +580,9 @@ def register_model(
     store: Store, name: str, run_id: str | None = None, alias: str | None = None, model_uri: str | None = None
 ) -> Any:
     """Register the model a run logged (its only or latest logged model) under ``name``."""
+    from nbops.audit import check_writable
+
+    check_writable(f"register model {name!r}")
     validate_name(name, "model")
     mlflow = ensure_backend(store)
     if model_uri is None:

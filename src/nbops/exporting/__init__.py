@@ -315,8 +315,10 @@ def export(
 def _record(store: Store, p: Plan, digest: str, out_dir: Path) -> tuple[int, bool]:
     import sqlalchemy as sa
 
+    from nbops import audit
     from nbops import catalog as cat
 
+    audit.check_writable(f"export {p.stem!r}")
     with store.catalog.write() as conn:
         latest = conn.execute(
             sa.select(cat.exports.c.version, cat.exports.c.digest)
@@ -327,6 +329,7 @@ def _record(store: Store, p: Plan, digest: str, out_dir: Path) -> tuple[int, boo
         if latest is not None and latest.digest == digest:
             return int(latest.version), True
         version = (latest.version if latest else 0) + 1
+        now = cat.utcnow()
         conn.execute(
             cat.exports.insert().values(
                 pipeline=p.stem,
@@ -336,9 +339,10 @@ def _record(store: Store, p: Plan, digest: str, out_dir: Path) -> tuple[int, boo
                 notebook_sha256=p.notebook_sha256,
                 out_dir=str(out_dir),
                 manifest=json.dumps(p.manifest, default=str),
-                created=cat.utcnow(),
+                created=now,
             )
         )
+        audit.record_write(conn, "pipeline", f"{p.stem}@{version}", now)
     return version, False
 
 

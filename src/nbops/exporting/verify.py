@@ -246,6 +246,10 @@ def _environment(side: Path) -> dict[str, str]:
     """This process's environment with the side's scratch store, and MLflow left to that store."""
     env = {k: v for k, v in os.environ.items() if k not in _TRACKING_ENV}
     env["NBOPS_HOME"] = str(side / ".nbops")
+    # Scratch stores are embedded whatever the team set-up says: --verify
+    # must never write into a shared catalog or online store.
+    env["NBOPS_CATALOG_URL"] = "embedded"
+    env["NBOPS_ONLINE_URL"] = "embedded"
     env[ACTIVE_ENV] = "1"
     return env
 
