@@ -10,6 +10,8 @@
                              who wrote or read what, and when
     nbops export NB [--out DIR] [--verify] [--history] [--target airflow]
                              export a notebook into pipeline modules
+    nbops migrate --to URL [--dry-run]
+                             move the embedded catalog into an empty PostgreSQL database
 
 Every command takes ``--store PATH``; without it the store is found as git
 finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
@@ -56,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     audit = verbs.add_parser("audit", help="who wrote or read which version of what, and when (UTC)")
     audit.add_argument("name", nargs="?", help="only this dataset, feature group, model, run id or pipeline")
     audit.add_argument("--since", metavar="TIME", help="only events at or after TIME, e.g. 2026-11-01 or 2026-11-27T09:00+01:00 (naive means UTC)")
+    migrate = verbs.add_parser(
+        "migrate", help="move the store's embedded catalog, with its history, into an empty PostgreSQL database"
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the empty catalog database, e.g. postgresql://owner@db.internal:5432/nbops "
+        "(the password from PGPASSWORD or ~/.pgpass; it is never printed or stored)",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="run the checks and count the rows; change nothing")
     ui = verbs.add_parser("ui", help="serve the MLflow UI on the store's tracking backend, on 127.0.0.1 only")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     return parser
@@ -82,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "export":
         return _export(args)
+    if args.command == "migrate":
+        return _migrate(args)
     store = nbops.open(args.store)
     if args.command == "ui":
         return _ui(store, args.port)
@@ -167,6 +182,18 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
     except ProcessLookupError:
         pass
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Not through ``nbops.open``: opening would upgrade an old catalog, or refuse the store under a catalog setting."""
+    from pathlib import Path
+
+    from nbops.migrate import migrate
+    from nbops.paths import find_store_root
+
+    root = Path(args.store) if args.store else find_store_root()
+    print(migrate(root, args.to, dry_run=args.dry_run).text())
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:
