@@ -155,3 +155,9 @@ def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project:
         ui.wait(timeout=60)
     assert ui.returncode == 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_ui_with_a_tracking_server_prints_its_address_without_the_password(project: Path) -> None:
+    shown = run("ui", cwd=project, env={"MLFLOW_TRACKING_URI": "http://team:s3cret@127.0.0.1:9/", "NBOPS_HOME": str(project / ".nbops")})
+    assert shown.returncode == 0, shown.stderr
+    assert "its UI is at http://team:***@127.0.0.1:9/" in shown.stdout and "s3cret" not in shown.stdout + shown.stderr

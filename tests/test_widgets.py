@@ -380,3 +380,16 @@ def test_a_pipeline_version_is_a_node_with_details(store: Store) -> None:
     assert {"pipeline:nightly@3", f"snapshot:{ref.ref}"} <= {n["id"] for n in panel.graph.nodes}
     panel.graph.selected = "pipeline:nightly@3"
     assert panel.last_error is None and "nightly@3" in panel.detail.value
+
+
+def test_the_ui_link_follows_a_tracking_server_and_never_shows_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbops.widgets.runs import DEFAULT_UI_URL, ui_url
+
+    monkeypatch.delenv("NBOPS_UI_URL", raising=False)
+    monkeypatch.delenv(URI_ENV, raising=False)
+    assert ui_url() == DEFAULT_UI_URL
+    monkeypatch.setenv(URI_ENV, "http://team:s3cret@mlflow.internal:5000/")
+    assert ui_url() == "http://mlflow.internal:5000"
+    monkeypatch.setenv("NBOPS_UI_URL", "http://127.0.0.1:5055/")
+    assert ui_url() == "http://127.0.0.1:5055"
+

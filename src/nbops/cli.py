@@ -141,7 +141,9 @@ def _ui(store: object, port: int) -> int:
     mlflow = tracking.ensure_backend(store)  # type: ignore[arg-type]
     uri = mlflow.get_tracking_uri()
     if user_set_uri() and uri.startswith(("http://", "https://")):
-        print(f"MLFLOW_TRACKING_URI points at a tracking server; its UI is at {uri}")
+        from nbops.paths import without_password
+
+        print(f"MLFLOW_TRACKING_URI points at a tracking server; its UI is at {without_password(uri)}")
         return 0
     artifacts = (store.root / tracking.ARTIFACT_DIR).as_uri()  # type: ignore[attr-defined]
     command = [

@@ -134,3 +134,17 @@ def release_mlflow() -> None:
     if not user_set_uri():
         os.environ.pop(URI_ENV, None)
     os.environ.pop(MARKER_ENV, None)
+
+
+def without_password(uri: str) -> str:
+    """``uri`` with any password in its user part replaced by ``***``, for messages and files."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+

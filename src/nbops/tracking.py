@@ -20,7 +20,9 @@ Runs.  A run ends FINISHED when its body returns, FAILED when it raises (the
 exception goes on unchanged), KILLED on KeyboardInterrupt.  A run whose
 process died (kill -9, a crashed kernel) is marked KILLED the next time the
 store is opened on the same host: each live run has a small file in
-``<store>/live_runs/`` with its host, pid and process start time.
+``<store>/live_runs/`` with its host, pid, process start time and tracking
+URI (without a password).  When that URI is a tracking server that does not
+answer, the open goes on and a later open marks the run.
 
 Inputs.  Every snapshot, feature commit and training set read or written
 during a run is logged as an MLflow dataset input named ``name@version`` with
@@ -48,7 +50,7 @@ from nbops import lineage
 from nbops._version import __version__
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
 from nbops.names import validate_experiment_name, validate_name
-from nbops.paths import TRACKING_DB, point_mlflow_at, store_tracking_uri, user_set_uri
+from nbops.paths import TRACKING_DB, URI_ENV, point_mlflow_at, store_tracking_uri, user_set_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -229,7 +231,7 @@ class LiveRun:
     """Who owns a live run: written when it starts, removed when it ends."""
 
     run_id: str
-    tracking_uri: str
+    tracking_uri: str  # without its password (the file is plain text); see _credentialed
     host: str
     pid: int
     process_started: float  # tells a reused pid apart
@@ -248,7 +250,7 @@ class LiveRun:
         folder = self.folder(store)
         folder.mkdir(exist_ok=True)
         tmp = folder / f".{self.run_id}.tmp"
-        tmp.write_text(json.dumps(self.__dict__))
+        tmp.write_text(json.dumps({**self.__dict__, "tracking_uri": _without_password(self.tracking_uri)}))
         os.replace(tmp, self.path(store))
 
     def remove(self, store: Store) -> None:
@@ -287,9 +289,20 @@ def reap_dead_runs(store: Store) -> list[str]:
     killed = []
     import mlflow
 
+    reachable: dict[str, bool] = {}
     for live in dead:
+        if live.tracking_uri not in reachable:
+            reachable[live.tracking_uri] = _server_reachable(live.tracking_uri)
+            if not reachable[live.tracking_uri]:
+                print(
+                    f"nbops: the tracking server at {_without_password(live.tracking_uri)} does not answer; runs of "
+                    "dead processes there stay RUNNING until a later open reaches it",
+                    file=sys.stderr,
+                )
+        if not reachable[live.tracking_uri]:
+            continue  # its file stays, so that the next open tries again
         try:
-            tracking = mlflow.MlflowClient(tracking_uri=live.tracking_uri)
+            tracking = mlflow.MlflowClient(tracking_uri=_credentialed(live.tracking_uri))
             run = tracking.get_run(live.run_id)
             if run.info.status == "RUNNING":
                 tracking.set_terminated(live.run_id, status="KILLED")
@@ -300,6 +313,50 @@ def reap_dead_runs(store: Store) -> list[str]:
             continue
         live.remove(store)
     return killed
+
+
+#: How long the crash sweep waits for a tracking server before leaving its runs for later.
+SERVER_PROBE_SECONDS = 2.0
+
+
+def _server_reachable(uri: str) -> bool:
+    """Whether an ``http(s)://`` tracking server accepts a connection (other backends: assumed so).
+
+    MLflow's REST client retries a refused connection with backoff for about
+    four minutes per request; the crash sweep runs inside ``nbops.open()``,
+    which must not hang that long because a server is down.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return True
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=SERVER_PROBE_SECONDS):
+            return True
+    except (OSError, ValueError):  # ValueError: a port that is not a number
+        return False
+
+
+def _without_password(uri: str) -> str:
+    """``uri`` with its password left out (``http://user:secret@host`` -> ``http://user@host``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.netloc.rpartition('@')[2]}"))
+
+
+def _credentialed(recorded: str) -> str:
+    """The URI a live-run file names, with the password of this process's own URI when it is the same one.
+
+    A URI recorded without a password still works where MLflow takes the
+    credentials from ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``.
+    """
+    current = os.environ.get(URI_ENV, "")
+    return current if current and _without_password(current) == recorded else recorded
 
 
 _OWN_START: float | None = None

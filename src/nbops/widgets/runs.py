@@ -23,7 +23,21 @@ TABLE_PARAMS = 4
 
 
 def ui_url() -> str:
-    return os.environ.get("NBOPS_UI_URL", DEFAULT_UI_URL).rstrip("/")
+    """Where the MLflow UI is: ``NBOPS_UI_URL``, else a tracking server the user set, else ``nbops ui``'s."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from nbops.paths import URI_ENV, user_set_uri
+
+    if os.environ.get("NBOPS_UI_URL"):
+        return os.environ["NBOPS_UI_URL"].rstrip("/")
+    tracking = os.environ.get(URI_ENV, "")
+    if user_set_uri() and tracking.startswith(("http://", "https://")):
+        # The server serves its own UI; the link carries no credentials (the browser asks).
+        parts = urlsplit(tracking)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+    return DEFAULT_UI_URL
 
 
 class RunsPanel(Panel):
