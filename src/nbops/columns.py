@@ -2,7 +2,8 @@
 
 Snapshot versions and feature-group commits both keep their data this way:
 each column is one zstd Parquet file named by the column's digest, written
-through :class:`nbops.objects.ObjectStore` (atomic, never overwritten), and a
+through :class:`nbops.objects.ObjectStore` (atomic, never overwritten; or
+:class:`nbops.objects_remote.RemoteObjectStore` on object storage), and a
 catalog row lists the digests in order with the exact Arrow schema.
 """
 
@@ -57,7 +58,7 @@ def object_rows(store: Store, table: pa.Table, digests: Sequence[str], now: dt.d
     rows = []
     for digest in dict.fromkeys(digests):
         try:
-            size = store.objects.path(digest).stat().st_size
+            size = store.objects.size(digest)
         except FileNotFoundError:
             size = 0
         rows.append({"digest": digest, "rows": table.num_rows, "bytes": size, "created": now})
@@ -65,7 +66,7 @@ def object_rows(store: Store, table: pa.Table, digests: Sequence[str], now: dt.d
 
 
 def read_column(store: Store, digest: str) -> pa.ChunkedArray:
-    return pq.read_table(store.objects.path(digest)).column(_COLUMN)
+    return pq.read_table(store.objects.source(digest)).column(_COLUMN)
 
 
 def read_table(store: Store, schema: pa.Schema, digests: Sequence[str]) -> pa.Table:

@@ -46,6 +46,18 @@ class ObjectStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()
 
+    # The accessors below are what columns, verify and gc use, so that a
+    # store whose objects live elsewhere (nbops.objects_remote) plugs in.
+    def location(self, digest: str) -> str:
+        return str(self.path(digest))
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def source(self, digest: str) -> Path:
+        """What ``pyarrow.parquet.read_table`` reads for this object."""
+        return self.path(digest)
+
     def publish(self, digest: str, write: Callable[[Path], None]) -> int:
         """Write an object with ``write(tmp_path)`` and publish it atomically.
 
@@ -91,6 +103,14 @@ class ObjectStore:
             return time.time() - path.stat().st_mtime >= seconds
         except FileNotFoundError:
             return False
+
+    @staticmethod
+    def size_of(path: Path) -> int:
+        return path.stat().st_size
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        path.unlink(missing_ok=True)
 
 
 def _link_no_replace(src: Path, dst: Path) -> bool:

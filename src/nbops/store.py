@@ -9,7 +9,9 @@ Found the way git finds ``.git``::
 A store folder holds ``objects/`` (content-addressed Parquet files), ``tmp/``
 (files being written) and its catalog: ``catalog.db`` (embedded SQLite, the
 default), or ``store.json`` naming the PostgreSQL catalog it was created
-with (without the password).
+with (without the password). A store whose objects live on object storage
+(``nbops.open(data="s3://bucket/prefix")``) has ``data.json`` naming that
+data root instead of ``objects/`` and ``tmp/`` (see ``nbops.objects_remote``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from nbops import catalog as cat
 from nbops.catalog import Catalog
 from nbops.errors import IntegrityError, StoreError
 from nbops.objects import ObjectStore
+from nbops.objects_remote import RemoteObjectStore, open_objects
 from nbops.paths import (
     HOME_ENV,
     STORE_DIRNAME,
@@ -56,7 +59,10 @@ __all__ = ["HOME_ENV", "STORE_DIRNAME", "Store", "current", "find_store_root", "
 
 
 def open(
-    path: str | os.PathLike[str] | None = None, catalog: str | None = None, online: str | None = None
+    path: str | os.PathLike[str] | None = None,
+    catalog: str | None = None,
+    online: str | None = None,
+    data: str | os.PathLike[str] | None = None,
 ) -> Store:
     """Open (creating if needed) the store at ``path``, or the one found from here.
 
@@ -72,9 +78,14 @@ def open(
     ``online`` is where online features are served from: ``"redis://host:6379/0"``
     or ``"embedded"`` (the catalog's own table); without it, ``$NBOPS_ONLINE_URL``,
     else embedded.
+
+    ``data`` is where the objects live: any pyarrow filesystem URI
+    (``"s3://bucket/prefix?endpoint_override=host:9000&scheme=http"``) or a
+    local folder; without it, ``$NBOPS_DATA_URL``, else the root the store was
+    created with (a new store: its own folder). See docs/team.md.
     """
     root = Path(path).expanduser().resolve() if path is not None else find_store_root()
-    return Store(root, catalog=catalog, online=online)
+    return Store(root, catalog=catalog, online=online, data=data)
 
 
 #: Stores opened in this process, newest last: ``nbops.track()`` without a
@@ -95,7 +106,13 @@ def current() -> Store:
 class Store:
     """Snapshots (and, as nbops grows, features, runs and pipelines) in one folder."""
 
-    def __init__(self, root: Path, catalog: str | None = None, online: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        catalog: str | None = None,
+        online: str | None = None,
+        data: str | os.PathLike[str] | None = None,
+    ) -> None:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a store folder")
@@ -116,11 +133,13 @@ class Store:
             if server_catalog is not None and recorded is None:
                 _write_marker(root, server_catalog.url)
             self.root = root
-            self.objects = ObjectStore(root)
             self.catalog = server_catalog or Catalog.for_store_root(root)
+            self.objects: ObjectStore | RemoteObjectStore = open_objects(root, data, self._committed)
         except BaseException:
             if server_catalog is not None:
                 server_catalog.dispose()
+            elif hasattr(self, "catalog"):
+                self.catalog.dispose()
             raise
         self._online: Any = None
         self.online_url = online  # None: $NBOPS_ONLINE_URL, read on first online use (nbops.online)
@@ -134,6 +153,12 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<nbops.Store {self.root}>"
+
+    def _committed(self, digest: str) -> bool:
+        """Whether the catalog has a row for object ``digest`` (else it is an orphan)."""
+        with self.catalog.read() as conn:
+            row = conn.execute(sa.select(cat.objects.c.digest).where(cat.objects.c.digest == digest)).first()
+        return row is not None
 
     def __enter__(self) -> Store:
         return self
@@ -403,21 +428,21 @@ class Store:
         for digest, path in self.objects.iter_objects():
             if digest in known:
                 continue
-            if not ObjectStore.older_than(path, grace_seconds):
+            if not self.objects.older_than(path, grace_seconds):
                 report.kept_recent.append(str(path))
                 continue
-            report.bytes_freed += path.stat().st_size
+            report.bytes_freed += self.objects.size_of(path)
             report.removed_orphans.append(str(path))
             if not dry_run:
-                path.unlink(missing_ok=True)
-        for path in self.objects.iter_tmp():
-            if not ObjectStore.older_than(path, grace_seconds):
-                report.kept_recent.append(str(path))
+                self.objects.remove(path)
+        for tmp in self.objects.iter_tmp():
+            if not ObjectStore.older_than(tmp, grace_seconds):
+                report.kept_recent.append(str(tmp))
                 continue
-            report.bytes_freed += path.stat().st_size
-            report.removed_tmp.append(str(path))
+            report.bytes_freed += tmp.stat().st_size
+            report.removed_tmp.append(str(tmp))
             if not dry_run:
-                path.unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
         return report
 
 

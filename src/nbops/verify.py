@@ -85,7 +85,7 @@ def verify(store: Store) -> VerifyReport:
     for digest in sorted(known):
         path = on_disk.get(digest)
         if path is None:
-            report.missing_objects.append(f"{digest} ({store.objects.path(digest)})")
+            report.missing_objects.append(f"{digest} ({store.objects.location(digest)})")
             continue
         report.objects_checked += 1
         try:
