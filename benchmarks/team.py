@@ -13,6 +13,12 @@ ratios (median of the per-round ratios) and the peak RSS of each operation::
 
     PYTHONPATH=src python benchmarks/team.py                 # 1M rows, 3 rounds
     PYTHONPATH=src python benchmarks/team.py --rows 10_000_000
+    PYTHONPATH=src python benchmarks/team.py --s3             # team objects on an S3 server too
+
+With ``--s3`` the team store's objects also go to an S3-compatible server
+the script starts on 127.0.0.1 (moto, as in ``tests/s3server.py``).  moto
+keeps objects in its own Python process, so that figure is the cost of the
+S3 protocol and an extra copy, not of a real object store's network.
 """
 
 from __future__ import annotations
@@ -92,30 +98,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--tmpdir", default=None, help="where the stores go (default: system temp)")
+    parser.add_argument("--s3", action="store_true", help="put the team store's objects on an S3 server (moto) too")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="nbops-team-bench-", dir=args.tmpdir))
     work.chmod(0o755)
     server = start_server(work / "pg")
+    s3 = None
     try:
-        return run(args, work, server)
+        if args.s3:
+            from s3server import CREDENTIALS, S3Server
+
+            os.environ.update(CREDENTIALS)
+            s3 = S3Server(work / "s3")
+            s3.start()
+            s3.create_bucket("bench")
+        return run(args, work, server, s3)
     finally:
+        if s3 is not None:
+            s3.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, work: Path, server: Any) -> int:
+def run(args: argparse.Namespace, work: Path, server: Any, s3: Any = None) -> int:
     import psycopg
 
     version = psycopg.connect(server.url("postgres")).info.server_version
     print(f"nbops team benchmark  rows={args.rows:,} keys={args.keys:,} rounds={args.repeats} "
           f"nbops={nbops.__version__} git={git_state()} cpus={os.cpu_count()} postgres={version} "
-          f"loadavg_start={loadavg()}")
+          f"objects={'s3 (moto)' if s3 is not None else 'local'} loadavg_start={loadavg()}")
 
     def open_store(kind: str, name: str) -> nbops.Store:
         if kind == "embedded":
             return nbops.open(work / name, catalog="embedded")
-        return nbops.open(work / name, catalog=server.url(server.create_database("bench")))
+        catalog = server.url(server.create_database("bench"))
+        data = s3.uri("bench", name) if s3 is not None else None
+        return nbops.open(work / name, catalog=catalog, data=data)
 
     frame = make_frame(args.rows, args.seed)
     spine = make_spine(args.rows, args.keys, 90, args.seed, "us")
