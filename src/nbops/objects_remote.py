@@ -32,7 +32,6 @@ store with a data root is opened.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import urllib.parse
@@ -41,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbops import _faults
+from nbops import _faults, markers
 from nbops.errors import StoreError
 from nbops.objects import OBJECT_SUFFIX, ObjectStore
 
@@ -269,40 +268,12 @@ def _same_root(a: str, b: str) -> bool:
 
 def read_data_marker(root: Path) -> str | None:
     """The data root recorded in ``data.json``, if the store has one."""
-    marker = root / DATA_MARKER_FILE
-    try:
-        text = marker.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StoreError(f"cannot read {marker}: {exc}") from None
-    try:
-        uri = json.loads(text)["data"]
-        if not isinstance(uri, str):
-            raise TypeError(uri)
-    except (ValueError, KeyError, TypeError):
-        raise StoreError(f"{marker} is damaged: it must be JSON naming the store's data root, e.g. "
-                         '{"data": "s3://bucket/prefix"}') from None
-    return uri
+    return markers.read(root, DATA_MARKER_FILE, "data", "s3://bucket/prefix")
 
 
 def _write_data_marker(root: Path, uri: str) -> None:
-    """Record the data root of a store, published without overwriting (racing openers agree or fail)."""
-    marker = root / DATA_MARKER_FILE
-    temporary = root / f".{DATA_MARKER_FILE}.{os.getpid()}.tmp"
-    with temporary.open("w", encoding="utf-8") as file:
-        json.dump({"data": uri}, file, indent=1)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    try:
-        os.link(temporary, marker)
-    except FileExistsError:
-        recorded = read_data_marker(root) or ""
-        if not _same_root(recorded, uri):
-            raise StoreError(f"{root} was just given the data root {recorded} by another process, not {uri}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Record the data root of a store (racing openers agree or fail)."""
+    markers.write(root, DATA_MARKER_FILE, "data", uri, _same_root)
 
 
 def open_objects(

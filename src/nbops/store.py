@@ -17,7 +17,6 @@ data root instead of ``objects/`` and ``tmp/`` (see ``nbops.objects_remote``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops import catalog as cat
+from nbops import markers
 from nbops.catalog import Catalog
 from nbops.errors import IntegrityError, StoreError
 from nbops.objects import ObjectStore
@@ -448,41 +448,12 @@ class Store:
 
 def _read_marker(root: Path) -> str | None:
     """The catalog URL (no password) recorded in ``store.json``, if the store has one."""
-    marker = root / MARKER_FILE
-    try:
-        text = marker.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StoreError(f"cannot read {marker}: {exc}") from None
-    try:
-        url = json.loads(text)["catalog"]
-        if not isinstance(url, str):
-            raise TypeError(url)
-    except (ValueError, KeyError, TypeError):
-        raise StoreError(f"{marker} is damaged: it must be JSON naming the store's catalog, e.g. "
-                         '{"catalog": "postgresql+psycopg://user@host:5432/dbname"}') from None
-    return url
+    return markers.read(root, MARKER_FILE, "catalog", "postgresql+psycopg://user@host:5432/dbname")
 
 
 def _write_marker(root: Path, public: str) -> None:
-    """Record the catalog of a new store, published without overwriting (racing openers agree or fail)."""
-    marker = root / MARKER_FILE
-    temporary = root / f".{MARKER_FILE}.{os.getpid()}.tmp"
-    with temporary.open("w", encoding="utf-8") as file:
-        json.dump({"catalog": public}, file, indent=1)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    try:
-        os.link(temporary, marker)
-    except FileExistsError:
-        if not cat.same_catalog(_read_marker(root) or "", public):
-            raise StoreError(
-                f"{root} was just created by another process with the catalog {_read_marker(root)}, not {public}"
-            ) from None
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Record the catalog of a new store (racing openers agree or fail)."""
+    markers.write(root, MARKER_FILE, "catalog", public, cat.same_catalog)
 
 
 def _catalog_for(root: Path, setting: CatalogSetting | None, recorded: str | None, embedded: bool) -> str | None:
