@@ -387,7 +387,7 @@ def test_processes_opening_a_new_store_on_a_new_database_at_once(
 @pytest.mark.stress
 def test_stress_processes_writing_on_postgresql(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CATALOG_ENV, pg_url)
-    figures = concurrent_writes(tmp_path, procs=16, writes=120)
-    figure("PostgreSQL catalog: 16 processes x 120 writes", writes_attempted=figures.attempted,
+    figures = concurrent_writes(tmp_path, procs=16, writes=200)
+    figure("PostgreSQL catalog: 16 processes x 200 writes", writes_attempted=figures.attempted,
            stored=figures.stored, lost=figures.lost, duplicated=figures.duplicated,
            digest_mismatches=figures.digest_mismatches)  # fmt: skip
