@@ -38,8 +38,8 @@ _WINDOWS_DEVICES = frozenset(
 _IDENTIFIER_HINT = "use ASCII letters, digits, '_' and '-', starting with a letter or '_'"
 
 
-def validate_name(name: object, kind: str = "dataset") -> str:
-    """Return ``name`` unchanged if it is a valid name, else raise InvalidNameError."""
+def _one_path_part(name: object, kind: str) -> str:
+    """The rules every name keeps: a non-empty str of bounded length that is one safe path part."""
     if not isinstance(name, str):
         raise InvalidNameError(kind, name, "type", f"a name must be a str, not {type(name).__name__}")
     if name == "":
@@ -56,6 +56,12 @@ def validate_name(name: object, kind: str = "dataset") -> str:
         raise InvalidNameError(kind, name, "traversal", "'.' and '..' are not allowed")
     if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
         raise InvalidNameError(kind, name, "drive", "a drive prefix such as 'C:' is not allowed")
+    return name
+
+
+def validate_name(name: object, kind: str = "dataset") -> str:
+    """Return ``name`` unchanged if it is a valid name, else raise InvalidNameError."""
+    name = _one_path_part(name, kind)
     if name.split(".")[0].upper() in _WINDOWS_DEVICES:
         raise InvalidNameError(
             kind, name, "reserved", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
@@ -76,22 +82,7 @@ _EXPERIMENT_FORBIDDEN = frozenset('<>:"|?*%')
 
 def validate_experiment_name(name: object, kind: str = "experiment") -> str:
     """Return ``name`` unchanged if it can name an experiment's artifact folder, else raise."""
-    if not isinstance(name, str):
-        raise InvalidNameError(kind, name, "type", f"a name must be a str, not {type(name).__name__}")
-    if name == "":
-        raise InvalidNameError(kind, name, "empty", "a name cannot be empty")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            kind, name, "length", f"{len(name)} characters; at most {MAX_NAME_LENGTH} are allowed"
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise InvalidNameError(kind, name, "control", "control or invisible formatting characters are not allowed")
-    if "/" in name or "\\" in name:
-        raise InvalidNameError(kind, name, "separator", "path separators '/' and '\\' are not allowed")
-    if ".." in name or name == ".":
-        raise InvalidNameError(kind, name, "traversal", "'.' and '..' are not allowed")
-    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
-        raise InvalidNameError(kind, name, "drive", "a drive prefix such as 'C:' is not allowed")
+    name = _one_path_part(name, kind)
     if name.split(".")[0].strip().upper() in _WINDOWS_DEVICES:
         raise InvalidNameError(
             kind, name, "reserved", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
