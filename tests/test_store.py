@@ -96,6 +96,16 @@ def test_opening_a_non_empty_folder_that_is_not_a_store_is_an_error_and_touches_
     assert (folder / "important.csv").read_text() == "a,b\n1,2\n"
 
 
+def test_a_folder_another_process_is_making_into_a_store_opens(tmp_path: Path) -> None:
+    """A racing opener may find only the catalog file or a marker being written: that is a store being made."""
+    for first_file in ("catalog.db", ".store.json.4242.tmp"):
+        folder = tmp_path / first_file.strip(".")
+        folder.mkdir()
+        (folder / first_file).touch()
+        with nbops.open(folder) as store:
+            assert store.summary()["datasets"] == 0
+
+
 def test_opening_a_file_as_a_store_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "store"
     path.write_text("x")

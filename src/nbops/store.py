@@ -116,9 +116,14 @@ class Store:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a store folder")
+        # One listing decides, read before the marker: another process creating
+        # this store at the same moment makes catalog.db (or a temporary marker)
+        # first, so a listing with anything of ours in it is a store being made.
+        present = set(os.listdir(root)) if root.is_dir() else set()
         recorded = _read_marker(root)
-        embedded = (root / CATALOG_FILE).exists()
-        if root.is_dir() and not embedded and recorded is None and any(root.iterdir()):
+        embedded = CATALOG_FILE in present
+        being_made = any(n in (CATALOG_FILE, MARKER_FILE) or n.startswith(f".{MARKER_FILE}.") for n in present)
+        if present and not being_made and recorded is None:
             raise StoreError(
                 f"{root} is not an nbops store (it has no {CATALOG_FILE}) and is not empty (nor has it the "
                 f"{MARKER_FILE} of a store on a PostgreSQL catalog); "
