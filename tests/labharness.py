@@ -48,7 +48,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import nbformat
+
+from servers import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page, Playwright
@@ -135,12 +136,6 @@ def require_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI is set, so they may not be skipped", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -273,7 +268,7 @@ class JupyterLabServer:
         # The free port is only reserved until it is closed; another process may
         # take it before the server binds, so a bind failure is retried.
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             with self.log_path.open("ab") as log:
                 self._process = subprocess.Popen(
                     self._command(),

@@ -10,16 +10,16 @@ pyarrow's S3 filesystem exactly as it reaches AWS or MinIO.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from servers import free_port, stop, wait_until_answering
 
 START_TIMEOUT_SECONDS = 30
 
@@ -31,12 +31,6 @@ CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class S3Server:
@@ -62,16 +56,8 @@ class S3Server:
             env={**os.environ, **CREDENTIALS},
         )
         log.close()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                text = (self.folder / "moto.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"moto.server exited with {self.process.returncode}:\n{text}")
-            if self.answers():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"moto.server did not answer on {self.endpoint} within {START_TIMEOUT_SECONDS} s")
+        wait_until_answering(self.process, self.answers, f"moto.server on {self.endpoint}",
+                             self.folder / "moto.log", START_TIMEOUT_SECONDS)
 
     def answers(self) -> bool:
         try:
@@ -99,13 +85,7 @@ class S3Server:
         self.filesystem().create_dir(name)  # type: ignore[attr-defined]
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         self.process = None
 
 

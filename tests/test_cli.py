@@ -103,14 +103,6 @@ def test_demo_runs_the_quickstart_on_a_fresh_store(tmp_path: Path) -> None:
         assert store.history("raw_tx")["version"].tolist() == [1, 2]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project: Path) -> None:
     import json
@@ -121,7 +113,9 @@ def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project:
 
     with nbops.open(project / ".nbops"), nbops.track(experiment="ui_check", run_name="r1") as run_:
         nbops.log(score=0.5)
-    port = _free_port()
+    from servers import free_port
+
+    port = free_port()
     env = {**os.environ}
     env.pop("NBOPS_HOME", None)
     env.pop("MLFLOW_TRACKING_URI", None)
