@@ -312,3 +312,69 @@ def test_four_processes_snapshotting_the_same_content_create_exactly_one_version
         assert list(store.history("same")["version"]) == [1]
         report = store.verify()
         assert report.ok and report.objects_checked == 2 and report.orphans == [] and report.tmp_files == []
+
+
+FRESH_DATABASES = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import sqlalchemy as sa
+    from nbops import catalog, tracking
+
+    base, proc, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    for r in range(rounds):
+        folder = base / f"round-{r}"
+        engine = catalog._create_engine(sa.make_url(f"sqlite:///{folder / 'catalog.db'}"))
+        (folder / f"ready-{proc}").touch()
+        while not (folder / "go").exists():
+            pass
+        with engine.connect():  # the connect hook turns the new file to WAL
+            pass
+        engine.dispose()
+        tracking.prepare_database_file(folder)
+    print("ok")
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_turning_the_same_new_databases_to_wal_at_once_all_succeed(tmp_path: Path) -> None:
+    # Two connections switching a new rollback-mode file to WAL at the same
+    # moment deadlock, and SQLite fails one at once ("database is locked",
+    # no busy timeout). Released together on fresh files, unretried, some of
+    # these processes failed in most runs.
+    n, rounds = 4, 25
+    for r in range(rounds):
+        (tmp_path / f"round-{r}").mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FRESH_DATABASES, str(tmp_path), str(i), str(rounds)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    try:
+        for r in range(rounds):
+            folder = tmp_path / f"round-{r}"
+            deadline = time.monotonic() + 60
+            while not all((folder / f"ready-{i}").exists() for i in range(n)):
+                assert not any(p.poll() is not None for p in procs), "a process stopped early"
+                assert time.monotonic() < deadline, "processes never got ready"
+                time.sleep(0.002)
+            (folder / "go").touch()
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+    for r in range(rounds):
+        for name in ("catalog.db", "mlflow.db"):
+            conn = sqlite3.connect(tmp_path / f"round-{r}" / name)
+            try:
+                assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",), (r, name)
+            finally:
+                conn.close()

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from nbops._sqlite import use_wal
 from nbops.errors import ReadOnlyError, StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
@@ -437,10 +438,10 @@ def _create_engine(url: sa.URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+        use_wal(dbapi_connection, BUSY_TIMEOUT_SECONDS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -124,9 +124,11 @@ def prepare_database_file(root: Path) -> None:
         return  # a process killed between creating the file and setting WAL leaves it empty
     import sqlite3
 
+    from nbops._sqlite import use_wal
+
     db = sqlite3.connect(path, timeout=60)  # several processes may open a new store at once
     try:
-        db.execute("PRAGMA journal_mode = WAL")
+        use_wal(db, timeout=60)
     finally:
         db.close()
 
