@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,6 +285,28 @@ def test_training_data_references_clashes_and_save_as_lineage(fs: nbops.Store) -
         fs.training_data(spine, ["tx.amount"], event_time="ts", label="y")
     with pytest.raises(InvalidInputError, match="not a feature reference"):
         fs.training_data(spine, ["tx"], event_time="ts")
+
+
+SAVE_TRAINING_DATA = """
+import sys
+import pandas as pd
+import nbops
+
+with nbops.open(sys.argv[1]) as store:
+    spine = pd.DataFrame({"cc_num": [1, 2], "ts": pd.to_datetime(["2026-02-01", "2026-02-02"], utc=True)})
+    store.training_data(spine, ["tx.amount"], event_time="ts", save_as="train_set")
+"""
+
+
+def test_a_saved_training_set_and_its_feature_lineage_commit_together(fs: nbops.Store) -> None:
+    # Killed the moment the training set's version commits, the version must
+    # already name the feature commits it was joined from.
+    fs.register_features(tx(), "tx", keys="cc_num", event_time="ts")
+    env = {**os.environ, "NBOPS_FAULT": "after_catalog_commit"}
+    done = subprocess.run([sys.executable, "-c", SAVE_TRAINING_DATA, str(fs.root)], env=env, capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    assert list(fs.history("train_set")["version"]) == [1]
+    assert lineage.parents(fs.catalog, ("snapshot", "train_set@1")) == [("feature_commit", "tx:1@1")]
 
 
 def test_registration_records_what_the_same_call_read(fs: nbops.Store) -> None:

@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from nbops import _faults, lineage
+from nbops import _faults, lineage, snapshots
 from nbops import catalog as cat
 from nbops import online as online_store
 from nbops.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
@@ -904,9 +904,8 @@ def training_data(
         result = result[[c for c in result.columns if c != label] + [label]]
     result.attrs["nbops_features"] = [ref for _, ref in parents]
     if save_as is not None:
-        ref = store.snapshot(result, save_as, message=f"training data from {', '.join(r for _, r in parents)}")
-        with store.catalog.write(("dataset", save_as)) as conn:
-            lineage.add_edges(store.catalog, conn, ("snapshot", ref.ref), parents, cat.utcnow(), written=False)
+        message = f"training data from {', '.join(r for _, r in parents)}"
+        ref = snapshots.snapshot(store, result, save_as, message=message, parents=parents)
         result.attrs["nbops_snapshot"] = ref.ref
     return result
 

@@ -64,7 +64,19 @@ def to_arrow(data: object) -> pa.Table:
         ) from exc
 
 
-def snapshot(store: Store, data: object, name: str, message: str | None = None) -> SnapshotRef:
+def snapshot(
+    store: Store,
+    data: object,
+    name: str,
+    message: str | None = None,
+    parents: Sequence[lineage.Artifact] = (),
+) -> SnapshotRef:
+    """Store ``data`` as the next version of ``name``; ``parents`` are lineage parents beyond the reads.
+
+    The new version, its objects, its lineage and its audit row are one
+    catalog transaction.  Unchanged content returns the latest version, with
+    ``parents`` linked to it in a transaction of their own.
+    """
     validate_name(name, _KIND)
     if message is not None and not isinstance(message, str):
         raise InvalidInputError(f"message must be a str, not {type(message).__name__}")
@@ -74,7 +86,7 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
 
     latest = _latest_row(store, name)
     if latest is not None and latest.digest == digest:
-        return _ref_from_row(store, name, latest, new=False)
+        return _link_existing(store, name, _ref_from_row(store, name, latest, new=False), parents)
 
     bytes_written = publish_columns(store, table, digests)
 
@@ -91,7 +103,9 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
         ).first() or (0, None)
         if latest_digest == digest:  # another writer committed the same content meanwhile
             row = _version_row(conn, name, dataset_id, latest_version)
-            return _ref_from_row(store, name, row, new=False)
+            existing = _ref_from_row(store, name, row, new=False)
+            lineage.add_edges(store.catalog, conn, ("snapshot", existing.ref), parents, now, written=False)
+            return existing
         store.catalog.insert_ignore(
             conn,
             cat.objects,
@@ -120,8 +134,8 @@ def snapshot(store: Store, data: object, name: str, message: str | None = None) 
                 for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
             ],
         )
-        parents = [*reads, *lineage.made_by(store.context)]
-        lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), parents, now)
+        every_parent = [*reads, *lineage.made_by(store.context), *parents]
+        lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), every_parent, now)
         _faults.reached("before_catalog_commit")
     _faults.reached("after_catalog_commit")
     store.record_write("snapshot", f"{name}@{version}")
@@ -203,6 +217,13 @@ def _resolve(store: Store, name: str, version: int | str | None) -> tuple[str, s
             ).scalars()
         )
     return name, row, digests
+
+
+def _link_existing(store: Store, name: str, ref: SnapshotRef, parents: Sequence[lineage.Artifact]) -> SnapshotRef:
+    if parents:
+        with store.catalog.write(("dataset", name)) as conn:
+            lineage.add_edges(store.catalog, conn, ("snapshot", ref.ref), parents, cat.utcnow(), written=False)
+    return ref
 
 
 def _ref_from_row(store: Store, name: str, row: sa.Row[Any], new: bool = True) -> SnapshotRef:
