@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -224,32 +225,42 @@ SAME_CONTENT = textwrap.dedent(
 def _run_together(script: str, root: Path, n: int, sync: Path) -> list[str]:
     """Start ``n`` interpreters, release them at the same moment, return their stdout."""
     sync.mkdir()
-    go = sync / "go"
+    outputs = _release_together(script, n, [sync], lambda i: [str(root), str(i), str(sync / "go")])
+    return [out for out, _ in outputs]
+
+
+def _release_together(
+    script: str, n: int, rounds: list[Path], argv: Callable[[int], list[str]]
+) -> list[tuple[str, str]]:
+    """Start ``n`` interpreters running ``script`` with ``argv(i)``; for each folder in ``rounds``, wait
+    until every one has written ``ready-<i>`` there, then write ``go``.  Returns (stdout, stderr) of each,
+    all of which must exit with 0."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     env.pop("NBOPS_HOME", None)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", script, str(root), str(i), str(go)],
+            [sys.executable, "-c", script, *argv(i)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
     try:
-        deadline = time.monotonic() + 60
-        while not all((sync / f"ready-{i}").exists() for i in range(n)):
-            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        go.touch()
+        for folder in rounds:
+            deadline = time.monotonic() + 60
+            while not all((folder / f"ready-{i}").exists() for i in range(n)):
+                if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.002)
+            (folder / "go").touch()
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, f"process failed with code {p.returncode}:\n{err}"
-    return [out for out, _ in outputs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, f"process failed with code {p.returncode}:\n{err[-3000:]}"
+    return outputs
 
 
 @pytest.mark.slow
@@ -344,33 +355,11 @@ def test_processes_turning_the_same_new_databases_to_wal_at_once_all_succeed(tmp
     # no busy timeout). Released together on fresh files, unretried, some of
     # these processes failed in most runs.
     n, rounds = 4, 25
-    for r in range(rounds):
-        (tmp_path / f"round-{r}").mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", FRESH_DATABASES, str(tmp_path), str(i), str(rounds)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for i in range(n)
-    ]
-    try:
-        for r in range(rounds):
-            folder = tmp_path / f"round-{r}"
-            deadline = time.monotonic() + 60
-            while not all((folder / f"ready-{i}").exists() for i in range(n)):
-                assert not any(p.poll() is not None for p in procs), "a process stopped early"
-                assert time.monotonic() < deadline, "processes never got ready"
-                time.sleep(0.002)
-            (folder / "go").touch()
-        outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+    folders = [tmp_path / f"round-{r}" for r in range(rounds)]
+    for folder in folders:
+        folder.mkdir()
+    outputs = _release_together(FRESH_DATABASES, n, folders, lambda i: [str(tmp_path), str(i), str(rounds)])
+    assert [out.strip() for out, _ in outputs] == ["ok"] * n
     for r in range(rounds):
         for name in ("catalog.db", "mlflow.db"):
             conn = sqlite3.connect(tmp_path / f"round-{r}" / name)
