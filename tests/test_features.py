@@ -303,7 +303,8 @@ def test_a_saved_training_set_and_its_feature_lineage_commit_together(fs: nbops.
     # already name the feature commits it was joined from.
     fs.register_features(tx(), "tx", keys="cc_num", event_time="ts")
     env = {**os.environ, "NBOPS_FAULT": "after_catalog_commit"}
-    done = subprocess.run([sys.executable, "-c", SAVE_TRAINING_DATA, str(fs.root)], env=env, capture_output=True, timeout=120)
+    command = [sys.executable, "-c", SAVE_TRAINING_DATA, str(fs.root)]
+    done = subprocess.run(command, env=env, capture_output=True, timeout=120, check=False)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     assert list(fs.history("train_set")["version"]) == [1]
     assert lineage.parents(fs.catalog, ("snapshot", "train_set@1")) == [("feature_commit", "tx:1@1")]

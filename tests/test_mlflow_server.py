@@ -21,120 +21,41 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from mlflow import MlflowClient
 
-pytest.register_assert_rewrite("pgserver")  # it is also this module's plugin (below)
+pytest.register_assert_rewrite("pgserver", "mlflowserver")  # it is also this module's plugin (below)
 
 import nbops
+from mlflowserver import MlflowServer, running_server
 from nbops import api, tracking
 from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
 from nbops.widgets.lineage import LineagePanel
 from nbops.widgets.runs import RunsPanel
-from pgserver import PgServer, free_port
+from pgserver import PgServer
+from servers import free_port
 
 pytestmark = pytest.mark.postgres
 #: The PostgreSQL server fixture.
 pytest_plugins = ["pgserver"]
-
-#: ``mlflow server`` runs its migrations on a new database first: seconds, not minutes.
-SERVER_START_TIMEOUT = 120.0
-
-
-@dataclass
-class MlflowServer:
-    uri: str  # http://127.0.0.1:<port>
-    artifacts: Path  # what --artifacts-destination points at
-    log: Path
-
-    def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.uri)
-
-    def log_tail(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
-
-
-def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's whole process group, then SIGKILL what is left.
-
-    ``mlflow server`` starts uvicorn and job workers of its own; killing only
-    the first process would leave them serving (and holding PostgreSQL connections).
-    """
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)  # anyone of the group still alive?
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if proc.poll() is None:
-        proc.wait(timeout=15)
-
 
 @pytest.fixture(scope="module")
 def mlflow_server(pg_server: PgServer) -> Iterator[MlflowServer]:
     database = pg_server.create_database("mlflow")
     backend = pg_server.url(database).replace("postgresql://", "postgresql+psycopg://", 1)
     base = Path(tempfile.mkdtemp(prefix="nbops-mlflow-server-"))
-    port = free_port()
-    server = MlflowServer(f"http://127.0.0.1:{port}", base / "artifacts", base / "server.log")
-    # The server must not inherit a tracking URI of the person running the tests.
-    env = {k: v for k, v in os.environ.items() if k not in (URI_ENV, MARKER_ENV, "NBOPS_HOME")}
-    # Its job runner (GenAI evaluation jobs, nothing nbops uses) starts seven more
-    # processes that each import MLflow: seconds of start-up for nothing here.
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend,
-        "--serve-artifacts", "--artifacts-destination", str(server.artifacts),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    with open(server.log, "wb") as log:
-        proc = subprocess.Popen(
-            command, cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _healthy(server.uri):
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{server.log_tail()}", pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f} s:\n{server.log_tail()}")
-            time.sleep(0.2)
-        yield server
+        with running_server(backend, base / "artifacts", base / "server.log") as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     finally:
-        _stop_group(proc)
         shutil.rmtree(base, ignore_errors=True)
 
 

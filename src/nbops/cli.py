@@ -59,14 +59,26 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("name", nargs="?", help="only this dataset, feature group, model, run id or pipeline")
     audit.add_argument("--since", metavar="TIME", help="only events at or after TIME, e.g. 2026-11-01 or 2026-11-27T09:00+01:00 (naive means UTC)")
     migrate = verbs.add_parser(
-        "migrate", help="move the store's embedded catalog, with its history, into an empty PostgreSQL database"
+        "migrate",
+        help="move the store's embedded catalog into an empty PostgreSQL database, "
+        "and/or its MLflow runs to a team's tracking server, with their history",
     )
     migrate.add_argument(
         "--to",
-        required=True,
         metavar="URL",
         help="the empty catalog database, e.g. postgresql://owner@db.internal:5432/nbops "
         "(the password from PGPASSWORD or ~/.pgpass; it is never printed or stored)",
+    )
+    migrate.add_argument(
+        "--runs-to",
+        metavar="URL",
+        help="the tracking database of the team's `mlflow server` (its --backend-store-uri), "
+        "e.g. postgresql://mlflow@db.internal:5432/mlflow; it must hold no runs",
+    )
+    migrate.add_argument(
+        "--artifacts-to",
+        metavar="DEST",
+        help="with --runs-to: that server's --artifacts-destination, a folder or e.g. s3://bucket/mlflow",
     )
     migrate.add_argument("--dry-run", action="store_true", help="run the checks and count the rows; change nothing")
     ui = verbs.add_parser("ui", help="serve the MLflow UI on the store's tracking backend, on 127.0.0.1 only")
@@ -190,11 +202,21 @@ def _migrate(args: argparse.Namespace) -> int:
     """Not through ``nbops.open``: opening would upgrade an old catalog, or refuse the store under a catalog setting."""
     from pathlib import Path
 
+    from nbops.errors import InvalidInputError
     from nbops.migrate import migrate
     from nbops.paths import find_store_root
 
+    if args.to is None and args.runs_to is None:
+        raise InvalidInputError("say what to move: --to URL (the catalog), --runs-to URL --artifacts-to DEST (the MLflow runs), or both")
+    if (args.runs_to is None) != (args.artifacts_to is None):
+        raise InvalidInputError("--runs-to and --artifacts-to go together: the server's database and its artifact destination")
     root = Path(args.store) if args.store else find_store_root()
-    print(migrate(root, args.to, dry_run=args.dry_run).text())
+    if args.to is not None:
+        print(migrate(root, args.to, dry_run=args.dry_run).text())
+    if args.runs_to is not None:
+        from nbops.migrate_runs import migrate_runs
+
+        print(migrate_runs(root, args.runs_to, args.artifacts_to, dry_run=args.dry_run).text())
     return 0
 
 

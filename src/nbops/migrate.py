@@ -17,8 +17,8 @@ taken while the SQLite write lock is held (so no writer slips a version in
 half-way), and ``store.verify()`` runs on the migrated store before the old
 catalog file is renamed; a failure there undoes the marker and the copy.
 
-MLflow's runs stay in ``<store>/mlflow.db``: that database belongs to MLflow,
-and MLflow has its own tools to move it (see docs/team.md).
+MLflow's runs are moved by :mod:`nbops.migrate_runs` (``--runs-to``), to
+the database of a team's ``mlflow server``.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ class MigrationReport:
             lines.append("objects stay in the store folder; give the password with PGPASSWORD or ~/.pgpass")
         if self.mlflow_db:
             lines.append(
-                "MLflow runs stay in mlflow.db in the store folder (not moved): keep using it, "
-                "or move them to a tracking server with MLflow's own tools (docs/team.md)"
+                "MLflow runs stay in mlflow.db in the store folder: keep using it, or move them to a team's "
+                "tracking server with nbops migrate --runs-to URL --artifacts-to DEST"
             )
         return "\n".join(lines)
 

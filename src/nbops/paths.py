@@ -16,6 +16,8 @@ from typing import Any
 STORE_DIRNAME = ".nbops"
 HOME_ENV = "NBOPS_HOME"
 TRACKING_DB = "mlflow.db"
+#: Written by ``nbops migrate --runs-to``: where the store's runs went (``nbops.migrate_runs``).
+RUNS_MOVED_MARKER = "mlflow.json"
 URI_ENV = "MLFLOW_TRACKING_URI"
 #: Set beside MLFLOW_TRACKING_URI when nbops set it, so that a child process
 #: (an exported pipeline, a test) knows the value is nbops' and not the user's.

@@ -50,7 +50,14 @@ from nbops import lineage
 from nbops._version import __version__
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
 from nbops.names import validate_experiment_name, validate_name
-from nbops.paths import TRACKING_DB, URI_ENV, point_mlflow_at, store_tracking_uri, user_set_uri
+from nbops.paths import (
+    RUNS_MOVED_MARKER,
+    TRACKING_DB,
+    URI_ENV,
+    point_mlflow_at,
+    store_tracking_uri,
+    user_set_uri,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,14 +80,16 @@ def ensure_backend(store: Store) -> Any:
     import mlflow
 
     path = store.root / TRACKING_DB
-    if uri == store_tracking_uri(store) and path not in _READY:
-        # MLflow's migrations are not safe to run twice at once (two kernels
-        # starting their first run would both try them, and one fails with
-        # "duplicate column"): the check and the creation happen under a lock,
-        # so a process that comes second waits and then finds the tables ready.
-        with _exclusive(store.root / CREATION_LOCK):
-            if not _has_tables(path):
-                _create_database(store, uri)
+    if uri == store_tracking_uri(store):
+        _refuse_moved_runs(store.root)
+        if path not in _READY:
+            # MLflow's migrations are not safe to run twice at once (two kernels
+            # starting their first run would both try them, and one fails with
+            # "duplicate column"): the check and the creation happen under a lock,
+            # so a process that comes second waits and then finds the tables ready.
+            with _exclusive(store.root / CREATION_LOCK):
+                if not _has_tables(path):
+                    _create_database(store, uri)
     mlflow.set_tracking_uri(uri)
     return mlflow
 
@@ -113,12 +122,28 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _refuse_moved_runs(root: Path) -> None:
+    """After ``nbops migrate --runs-to``, a new ``mlflow.db`` would split the store's runs in two."""
+    if not (root / RUNS_MOVED_MARKER).exists():
+        return
+    from nbops.migrate_runs import moved_to
+
+    moved = moved_to(root)
+    if moved is not None:
+        raise TrackingError(
+            f"the runs of this store were moved to the tracking database {moved} ({root / RUNS_MOVED_MARKER}); "
+            f"set {URI_ENV} to the MLflow server on that database (e.g. http://mlflow.internal:5000) and try again"
+        )
+
+
 def prepare_database_file(root: Path) -> None:
-    """Create an empty ``mlflow.db`` in WAL mode (milliseconds), if there is none.
+    """Create an empty ``mlflow.db`` in WAL mode (milliseconds), if there is none (nor were the runs moved).
 
     WAL is a property of the file, so every later connection — nbops' or
     MLflow's own, whichever comes first — uses it.
     """
+    if (root / RUNS_MOVED_MARKER).exists():
+        return
     path = root / TRACKING_DB
     if path.exists() and path.stat().st_size > 0:
         return  # a process killed between creating the file and setting WAL leaves it empty
