@@ -13,6 +13,7 @@ the target and the artifact destination as they were.
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import sys
 import warnings
@@ -48,8 +49,14 @@ X = np.array([[0.0], [1.0], [2.0], [3.0]])
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No tracking URI, password or read-only flag of the person running the tests is seen."""
-    for name in ("PGPASSWORD", URI_ENV, MARKER_ENV, READONLY_ENV, "NBOPS_HOME"):
+    """No tracking URI, password or read-only flag of the person running the tests is seen, and none is left.
+
+    ``nbops.open`` and ``mlflow.set_tracking_uri`` write ``os.environ``
+    themselves (that is how child processes inherit the URI), so the two
+    variables are put back by hand after the test.
+    """
+    saved = {name: os.environ.pop(name, None) for name in (URI_ENV, MARKER_ENV)}
+    for name in ("PGPASSWORD", READONLY_ENV, "NBOPS_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(None)
@@ -59,6 +66,11 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     mlflow.set_tracking_uri(None)
     tracking._CLIENTS.clear()
     tracking._EXPERIMENTS.clear()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def build_store(root: Path) -> dict[str, Any]:
@@ -144,8 +156,8 @@ def test_moved_runs_are_served_by_a_team_server_under_the_same_ids(
         client = server.client()
         assert runs_seen(client, run_ids) == before
         # The team member's set-up: MLFLOW_TRACKING_URI names the server.
-        monkeypatch.delenv(MARKER_ENV, raising=False)
-        monkeypatch.setenv(URI_ENV, server.uri)
+        os.environ.pop(MARKER_ENV, None)
+        os.environ[URI_ENV] = server.uri
         mlflow.set_tracking_uri(server.uri)
         for experiment, run_id in (("fraud", made["fraud"]), ("my exp", made["my exp"])):
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="notes/hello.txt",
@@ -182,7 +194,7 @@ def test_a_store_whose_runs_moved_refuses_to_start_a_second_tracking_database(
     mlflow.set_tracking_uri(None)
     tracking._CLIENTS.clear()
     tracking._EXPERIMENTS.clear()
-    monkeypatch.delenv(URI_ENV, raising=False)
+    os.environ.pop(URI_ENV, None)
     with nbops.open(root) as store:  # data work goes on
         assert store.load("raw")["a"].tolist() == [1, 2, 3]
         moved = r"moved to the tracking database sqlite:///.*team\.db.*set MLFLOW_TRACKING_URI"

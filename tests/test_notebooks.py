@@ -10,8 +10,16 @@ import pytest
 from nbclient import NotebookClient
 
 import nbops
+from nbops.paths import MARKER_ENV, URI_ENV
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel starts as a new user's would: no tracking URI from an earlier test or the person running them."""
+    monkeypatch.delenv(URI_ENV, raising=False)
+    monkeypatch.delenv(MARKER_ENV, raising=False)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
