@@ -41,7 +41,8 @@ from nbops.errors import ReadOnlyError, StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
 SCHEMA_HEAD = "0004"
-_KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+#: Every revision this nbops can upgrade from (a catalog at another was written by a newer nbops).
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 BUSY_TIMEOUT_SECONDS = 60
 #: How long opening waits for a PostgreSQL server that does not answer.
 CONNECT_TIMEOUT_SECONDS = 10
@@ -343,7 +344,7 @@ class Catalog:
 
     def schema_revision(self) -> str | None:
         with self.read() as conn:
-            return _current_revision(conn)
+            return current_revision(conn)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -360,10 +361,10 @@ class Catalog:
         if revision == SCHEMA_HEAD:
             return
         with self.write() as conn:
-            revision = _current_revision(conn)
+            revision = current_revision(conn)
             if revision == SCHEMA_HEAD:
                 return
-            if revision is not None and revision not in _KNOWN_REVISIONS:
+            if revision is not None and revision not in KNOWN_REVISIONS:
                 raise StoreError(
                     f"the catalog at {self.url} has schema revision {revision!r}, which this nbops "
                     f"does not know (it knows up to {SCHEMA_HEAD!r}); upgrade nbops"
@@ -400,7 +401,8 @@ def _advisory_locks(conn: Connection, names: tuple[tuple[str, str], ...]) -> Non
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def _current_revision(conn: Connection) -> str | None:
+def current_revision(conn: Connection) -> str | None:
+    """The catalog's schema revision (``SCHEMA_HEAD`` when up to date), None for a database without one."""
     if not sa.inspect(conn).has_table("alembic_version"):
         return None
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()

@@ -137,10 +137,10 @@ def migrate(root: str | os.PathLike[str], to: str, dry_run: bool = False) -> Mig
 # -- checks ------------------------------------------------------------------------------------
 def _check_source(root: Path) -> Path:
     if (root / MARKER_FILE).exists():
-        from nbops.store import _read_marker
+        from nbops.store import read_catalog_marker
 
         raise StoreError(
-            f"the store {root} is already on the server catalog {_read_marker(root)} ({MARKER_FILE}); "
+            f"the store {root} is already on the server catalog {read_catalog_marker(root)} ({MARKER_FILE}); "
             "there is nothing to migrate"
         )
     source_file = root / CATALOG_FILE
@@ -161,9 +161,9 @@ def _sqlite_engine(path: Path) -> Iterator[sa.Engine]:
 
 
 def _check_source_schema(conn: Connection, path: Path) -> dict[str, int]:
-    revision = cat._current_revision(conn)
+    revision = cat.current_revision(conn)
     if revision != cat.SCHEMA_HEAD:
-        if revision is not None and revision not in cat._KNOWN_REVISIONS:
+        if revision is not None and revision not in cat.KNOWN_REVISIONS:
             raise StoreError(f"{path} has schema revision {revision!r}, written by a newer nbops "
                              f"(this one knows up to {cat.SCHEMA_HEAD!r}); upgrade nbops, then migrate")
         raise StoreError(
@@ -202,8 +202,8 @@ def _check_target_empty(url: sa.URL, target: str) -> None:
 
 def _refuse_rows(conn: Connection, target: str) -> None:
     present = set(sa.inspect(conn).get_table_names())
-    revision = cat._current_revision(conn) if "alembic_version" in present else None
-    if revision is not None and revision not in cat._KNOWN_REVISIONS:
+    revision = cat.current_revision(conn) if "alembic_version" in present else None
+    if revision is not None and revision not in cat.KNOWN_REVISIONS:
         raise StoreError(f"{target} has schema revision {revision!r}, written by a newer nbops; "
                          "migrate into an empty database")
     held = {
@@ -249,9 +249,9 @@ def _reset_sequences(dst: Connection) -> None:
 # -- publish -----------------------------------------------------------------------------------
 def _publish(root: Path, url: sa.URL, target: str) -> None:
     """Write ``store.json``, then open the store through it and verify every object and version."""
-    from nbops.store import Store, _write_marker
+    from nbops.store import Store, write_catalog_marker
 
-    _write_marker(root, target)
+    write_catalog_marker(root, target)
     with Store(root, catalog=url.render_as_string(hide_password=False)) as store:
         report = store.verify()
     if not report.ok:

@@ -120,7 +120,7 @@ class Store:
         # this store at the same moment makes catalog.db (or a temporary marker)
         # first, so a listing with anything of ours in it is a store being made.
         present = set(os.listdir(root)) if root.is_dir() else set()
-        recorded = _read_marker(root)
+        recorded = read_catalog_marker(root)
         embedded = CATALOG_FILE in present
         being_made = any(n in (CATALOG_FILE, MARKER_FILE) or n.startswith(f".{MARKER_FILE}.") for n in present)
         if present and not being_made and recorded is None:
@@ -136,7 +136,7 @@ class Store:
         try:
             root.mkdir(parents=True, exist_ok=True)
             if server_catalog is not None and recorded is None:
-                _write_marker(root, server_catalog.url)
+                write_catalog_marker(root, server_catalog.url)
             self.root = root
             self.catalog = server_catalog or Catalog.for_store_root(root)
             self.objects: ObjectStore | RemoteObjectStore = open_objects(root, data, self._committed)
@@ -451,12 +451,12 @@ class Store:
         return report
 
 
-def _read_marker(root: Path) -> str | None:
+def read_catalog_marker(root: Path) -> str | None:
     """The catalog URL (no password) recorded in ``store.json``, if the store has one."""
     return markers.read(root, MARKER_FILE, "catalog", "postgresql+psycopg://user@host:5432/dbname")
 
 
-def _write_marker(root: Path, public: str) -> None:
+def write_catalog_marker(root: Path, public: str) -> None:
     """Record the catalog of a new store (racing openers agree or fail)."""
     markers.write(root, MARKER_FILE, "catalog", public, cat.same_catalog)
 
