@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from nbops import markers
 from nbops.audit import check_writable
+from nbops.catalog import current_revision
 from nbops.errors import StoreError
 from nbops.paths import RUNS_MOVED_MARKER, TRACKING_DB, without_password
 
@@ -177,7 +178,7 @@ def _check_source_schema(conn: sa.Connection, path: Path, metadata: sa.MetaData)
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     head = str(_get_latest_schema_revision())
-    revision = _revision(conn)
+    revision = current_revision(conn)
     if revision != head:
         raise StoreError(f"{path} has MLflow schema revision {revision!r}, not the {head!r} of the installed "
                          f"MLflow; upgrade it first (mlflow db upgrade sqlite:///{path}), then move the runs")
@@ -201,7 +202,7 @@ def _check_target(conn: sa.Connection | sa.Engine, target: str, head: str, metad
             present = set(sa.inspect(c).get_table_names())
             if not present:
                 return
-            revision = _revision(c) if "alembic_version" in present else None
+            revision = current_revision(c) if "alembic_version" in present else None
             if revision is not None and revision != head:
                 raise StoreError(f"{target} has MLflow schema revision {revision!r}, not the {head!r} of the installed "
                                  "MLflow; move the runs into a new database, or upgrade the server's first")
@@ -400,13 +401,6 @@ def _create_schema(url: sa.URL) -> None:
 def _quiet_mlflow() -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def _revision(conn: sa.Connection) -> str | None:
-    if not sa.inspect(conn).has_table("alembic_version"):
-        return None
-    value = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-    return None if value is None else str(value)
 
 
 @contextmanager
