@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import nbops
-from nbops.errors import StoreError
+from nbops.errors import CorruptDataError, IntegrityError, StoreError
 from nbops.hashing import column_digest
 from nbops.objects_remote import DATA_ENV, DATA_MARKER_FILE, RemoteObjectStore
 from s3server import (
@@ -193,9 +193,14 @@ def test_a_writer_killed_between_upload_and_commit_leaves_only_orphans_that_gc_r
         report = store.verify()
         assert report.ok and len(report.orphans) == 2, report.text()
         assert all(o.startswith("s3://") and "/team/data/objects/" in o for o in report.orphans)
-        kept = store.gc()  # the default grace protects a writer that is about to commit
+        # The catalog refers to no object: gc refuses unless told that this new store's first writer died.
+        for grace in (None, 0):
+            with pytest.raises(IntegrityError, match="refers to no object"):
+                store.gc() if grace is None else store.gc(grace_seconds=grace)
+        assert len(keys_under(s3_server, data_uri)) == 2
+        kept = store.gc(empty_catalog=True)  # the default grace protects a writer that is about to commit
         assert kept.removed_orphans == [] and len(kept.kept_recent) == 2
-        gone = store.gc(grace_seconds=0)
+        gone = store.gc(grace_seconds=0, empty_catalog=True)
         assert sorted(gone.removed_orphans) == sorted(report.orphans) and gone.bytes_freed > 0
         assert keys_under(s3_server, data_uri) == {}
         after = store.verify()
@@ -235,8 +240,8 @@ def test_verify_names_a_missing_object_by_its_uri(s3_store: nbops.Store, data_ur
     s3_server.filesystem().delete_file(f"{bucket_path}/{key}")  # type: ignore[attr-defined]
     report = s3_store.verify()
     assert not report.ok
-    assert report.missing_objects == [f"{key.split('/')[-1][:-8]} (s3://{bucket_path}/{key})"]
-    with pytest.raises(FileNotFoundError):
+    assert report.missing_objects == [f"{key.split('/')[-1][:-8]} (s3://{bucket_path}/{key}) (used by small@1)"]
+    with pytest.raises(CorruptDataError, match=r"is missing; it is used by small@1.*nbops repair"):
         s3_store.load("small")
 
 

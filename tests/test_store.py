@@ -98,8 +98,12 @@ def test_opening_a_non_empty_folder_that_is_not_a_store_is_an_error_and_touches_
 
 
 def test_a_folder_another_process_is_making_into_a_store_opens(tmp_path: Path) -> None:
-    """A racing opener may find only the catalog file or a marker being written: that is a store being made."""
-    for first_file in ("catalog.db", ".store.json.4242.tmp"):
+    """A racing opener may find only a catalog or a marker being written: that is a store being made.
+
+    (A new catalog is built under a temporary name and linked into place whole, so an
+    empty ``catalog.db`` is never a store being made: it is refused, see test_trust.py.)
+    """
+    for first_file in (".catalog.db.4242.0badcafe.tmp", ".store.json.4242.tmp"):
         folder = tmp_path / first_file.strip(".")
         folder.mkdir()
         (folder / first_file).touch()

@@ -37,13 +37,24 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from nbops._sqlite import use_wal
-from nbops.errors import ReadOnlyError, StoreError
+from nbops.errors import CatalogError, ReadOnlyError, StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
 SCHEMA_HEAD = "0004"
 #: Every revision this nbops can upgrade from (a catalog at another was written by a newer nbops).
 KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 BUSY_TIMEOUT_SECONDS = 60
+#: The embedded catalog's file name inside a store folder.
+CATALOG_FILE = "catalog.db"
+#: SQLite's application id of an nbops catalog ("nbop"), set when nbops creates or upgrades one.
+APPLICATION_ID = 0x6E626F70
+#: Tables every nbops catalog has had since its first revision.
+CORE_TABLES = frozenset({"alembic_version", "datasets", "objects", "snapshots", "snapshot_columns"})
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_RESTORE_HINT = (
+    "nbops leaves it as it is. Restore the file from a backup, or open another folder "
+    "(a new store is made in a folder that does not exist or is empty)"
+)
 #: How long opening waits for a PostgreSQL server that does not answer.
 CONNECT_TIMEOUT_SECONDS = 10
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+psycopg")
@@ -270,7 +281,21 @@ class Catalog:
 
     @classmethod
     def for_store_root(cls, root: Path) -> Catalog:
-        return cls(f"sqlite:///{root / 'catalog.db'}")
+        """The embedded catalog of the store folder ``root``, created if the folder has none.
+
+        An existing file must be an nbops catalog (:func:`check_catalog_file`);
+        a new one is built under a temporary name and linked into place whole,
+        so that ``catalog.db`` never exists half made (and an empty file is
+        never a store being created, but a damaged one).
+        """
+        path = root / CATALOG_FILE
+        if not path.exists():
+            _create_catalog_file(path)
+        check_catalog_file(path)
+        try:
+            return cls(f"sqlite:///{path}")
+        except sa.exc.DatabaseError as exc:
+            raise CatalogError(f"{path} is damaged ({_first_line(exc.orig or exc)}); {_RESTORE_HINT}") from None
 
     @property
     def is_sqlite(self) -> bool:
@@ -349,6 +374,51 @@ class Catalog:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def integrity_problems(self) -> list[str]:
+        """What makes this catalog untrustworthy for ``gc``: an empty list means none found.
+
+        SQLite's ``PRAGMA quick_check`` and foreign-key check, the schema
+        revision, and the references between versions, their columns and
+        the objects table (every referenced object has a row; every version
+        has as many column rows as it says).
+        """
+        problems: list[str] = []
+        with self.read() as conn:
+            if self.is_sqlite:
+                try:
+                    checks = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+                    if checks != ["ok"]:
+                        problems += [f"quick_check: {c}" for c in checks[:20]]
+                    bad_keys = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    problems += [f"foreign key: row {r[1]} of {r[0]} refers to a missing {r[2]} row" for r in bad_keys[:20]]
+                except sa.exc.DatabaseError as exc:
+                    return [f"the database cannot be read: {_first_line(exc.orig or exc)}"]
+            revision = current_revision(conn)
+            if revision != SCHEMA_HEAD:
+                problems.append(f"schema revision {revision!r}, expected {SCHEMA_HEAD!r}")
+                return problems
+            for refs, label in ((snapshot_columns, "snapshot column"), (feature_commit_columns, "feature commit column")):
+                missing = conn.execute(
+                    sa.select(refs.c.object_digest).distinct()
+                    .where(~sa.exists().where(objects.c.digest == refs.c.object_digest)).limit(20)
+                ).scalars().all()
+                problems += [f"{label} refers to object {d}, which has no objects row" for d in missing]
+            counted = (
+                sa.select(snapshot_columns.c.snapshot_id.label("id"), sa.func.count().label("n"))
+                .group_by(snapshot_columns.c.snapshot_id).subquery()
+            )
+            bad = conn.execute(
+                sa.select(snapshots.c.id).outerjoin(counted, counted.c.id == snapshots.c.id)
+                .where(sa.or_(counted.c.n.is_(None), counted.c.n != snapshots.c.n_columns)).limit(20)
+            ).scalars().all()
+            problems += [f"snapshot id {i} has fewer column rows than columns" for i in bad]
+            bare = conn.execute(
+                sa.select(feature_commits.c.id)
+                .where(~sa.exists().where(feature_commit_columns.c.commit_id == feature_commits.c.id)).limit(20)
+            ).scalars().all()
+            problems += [f"feature commit id {i} has no column rows" for i in bare]
+        return problems
+
     def _ensure_schema(self) -> None:
         try:
             revision = self.schema_revision()
@@ -364,12 +434,21 @@ class Catalog:
             revision = current_revision(conn)
             if revision == SCHEMA_HEAD:
                 return
+            tables = set(sa.inspect(conn).get_table_names())
+            if tables and not CORE_TABLES <= tables:
+                raise CatalogError(
+                    f"{self.describe()} holds tables that are not an nbops catalog's "
+                    f"({', '.join(sorted(tables)[:8])}); nbops leaves it as it is. Give nbops an empty "
+                    "database of its own, or the one that holds your nbops catalog"
+                )
             if revision is not None and revision not in KNOWN_REVISIONS:
                 raise StoreError(
                     f"the catalog at {self.url} has schema revision {revision!r}, which this nbops "
                     f"does not know (it knows up to {SCHEMA_HEAD!r}); upgrade nbops"
                 )
             _run_migrations(conn)
+            if self.is_sqlite:
+                conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
 
     def _reason(self, exc: sa.exc.DBAPIError) -> str:
         """The driver's own words (first lines), with the password removed should it appear."""
@@ -378,6 +457,71 @@ class Catalog:
         if self._url.password:
             reason = reason.replace(str(self._url.password), "***")
         return reason
+
+
+def check_catalog_file(path: Path) -> None:
+    """Refuse, with one line naming the file, anything at ``path`` that is not an nbops SQLite catalog.
+
+    Empty (0 bytes), not SQLite at all, SQLite but another program's
+    database, or SQLite that cannot be read: each is a :class:`CatalogError`,
+    and the file is only read (opened read-only), never migrated or
+    initialised over.
+    """
+    import sqlite3
+
+    if path.is_symlink() or not path.is_file():
+        raise CatalogError(f"{path} is not a regular file; {_RESTORE_HINT}")
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header:
+        raise CatalogError(f"{path} is empty (0 bytes), so it is not an nbops catalog; {_RESTORE_HINT}")
+    if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
+        raise CatalogError(f"{path} is not a SQLite database (corrupt, or another kind of file); {_RESTORE_HINT}")
+    application_id = int.from_bytes(header[68:72], "big")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            revision = (
+                conn.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise CatalogError(f"{path} is damaged ({_first_line(exc)}); {_RESTORE_HINT}") from None
+    if application_id == APPLICATION_ID:
+        return
+    if application_id != 0 or not CORE_TABLES <= tables or revision is None:
+        what = f"tables: {', '.join(sorted(tables)[:8])}" if tables else "no tables"
+        raise CatalogError(
+            f"{path} is a SQLite database but not an nbops catalog ({what}); {_RESTORE_HINT}"
+        )
+
+
+def _create_catalog_file(path: Path) -> None:
+    """Build a new catalog under a temporary name beside ``path``, then link it into place (never over a file).
+
+    Two processes making the same new store both build one; the first link
+    wins and the other's copy is dropped, so ``path`` is always whole.
+    """
+    import os
+    import uuid
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        Catalog(f"sqlite:///{tmp}").dispose()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _conflict_columns(table: sa.Table) -> list[str]:

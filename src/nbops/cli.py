@@ -4,6 +4,7 @@
     nbops show NAME          versions of one dataset
     nbops verify             re-hash every object; exit 1 on any mismatch
     nbops gc [--grace S]     remove orphan objects and stale temporary files
+    nbops repair [--from S]  restore missing or damaged objects from a backup store
     nbops demo [--dir D]     run the quickstart notebook on a fresh store
     nbops ui [--port P]      the MLflow UI on the store's tracking backend, on 127.0.0.1
     nbops audit [NAME] [--since T]
@@ -46,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
         help="keep files younger than this, which a running writer may still commit (default: 900)",
     )
     gc.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    gc.add_argument(
+        "--empty-catalog",
+        action="store_true",
+        help="collect even though the catalog refers to no object (only for a new store whose first writers "
+        "were all killed before committing)",
+    )
+    repair = verbs.add_parser(
+        "repair", help="restore missing or damaged objects from a backup store or data root; exit 1 if any remain"
+    )
+    repair.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        default=[],
+        metavar="STORE_OR_URI",
+        help="a store folder or data root URI to copy good objects from (repeatable; copies must hash right)",
+    )
+    repair.add_argument("--dry-run", action="store_true", help="list what would be restored, change nothing")
     export = verbs.add_parser("export", help="export a notebook into feature/training/inference pipeline modules")
     export.add_argument("notebook", help="the .ipynb file (read, never changed)")
     export.add_argument("--out", default="pipelines", help="output folder; files go to OUT/<stem>/ (default: pipelines)")
@@ -131,7 +150,11 @@ def _run(args: argparse.Namespace) -> int:
             from nbops.store import DEFAULT_GC_GRACE_SECONDS
 
             grace = args.grace if args.grace is not None else DEFAULT_GC_GRACE_SECONDS
-            print(store.gc(grace_seconds=grace, dry_run=args.dry_run).text())
+            print(store.gc(grace_seconds=grace, dry_run=args.dry_run, empty_catalog=args.empty_catalog).text())
+        elif args.command == "repair":
+            repaired = store.repair(args.sources, dry_run=args.dry_run)
+            print(repaired.text())
+            return 0 if repaired.ok else 1
     return 0
 
 

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nbops.errors import CorruptDataError
+from nbops.hashing import column_digest
+
 if TYPE_CHECKING:
     from nbops.store import Store
 
@@ -34,52 +37,195 @@ def workers(n: int) -> int:
 def publish_columns(store: Store, table: pa.Table, digests: Sequence[str]) -> int:
     """Write every column whose object does not exist yet; return the bytes written.
 
-    Existing objects are passed to ``publish`` too, which refreshes their
-    time: an old orphan that this version reuses must not fall to a
-    concurrent ``gc`` before the catalog commit.
+    Existing objects are passed to ``publish`` too, which checks their content
+    (a corrupt or truncated copy is replaced by the good bytes being written)
+    and refreshes their time: an old orphan that this version reuses must not
+    fall to a concurrent ``gc`` before the catalog commit.
     """
     todo = {d: table.column(i) for i, d in enumerate(digests)}
-
-    def publish(item: tuple[str, pa.ChunkedArray]) -> int:
-        digest, column = item
-        return store.objects.publish(
-            digest,
-            lambda path: pq.write_table(pa.table({_COLUMN: column}), path, compression=PARQUET_COMPRESSION),
-        )
-
     if not todo:
         return 0
     with ThreadPoolExecutor(workers(len(todo))) as pool:
-        return sum(pool.map(publish, todo.items()))
+        return sum(pool.map(lambda item: publish_column(store, *item), todo.items()))
+
+
+def publish_column(store: Store, digest: str, column: pa.ChunkedArray, replace: bool = False) -> int:
+    """Publish one column under ``digest``; an existing copy counts only if it reads back as ``digest``.
+
+    ``replace`` writes the object even over an existing copy (``nbops repair``).
+    """
+    return store.objects.publish(
+        digest,
+        lambda path: pq.write_table(_object_table(column), path, compression=PARQUET_COMPRESSION),
+        sound=(lambda: False) if replace else (lambda: object_is_sound(store.objects, digest, column.type)),
+    )
+
+
+#: Schema metadata key holding the dictionary of an empty dictionary column (Parquet drops it).
+_DICTIONARY_KEY = b"nbops.dictionary"
+
+
+def _object_table(column: pa.ChunkedArray) -> pa.Table:
+    """The one-column table an object file holds.
+
+    Parquet keeps a dictionary column's dictionary in its data pages, so an
+    empty column (no pages) would read back with no categories at all: its
+    dictionary goes into the file's metadata instead.
+    """
+    table = pa.table({_COLUMN: column})
+    if pa.types.is_dictionary(column.type) and len(column) == 0:
+        dictionary = _single_dictionary(column)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, pa.schema([("d", dictionary.type)])) as writer:
+            writer.write_batch(pa.record_batch([dictionary], names=["d"]))
+        table = table.replace_schema_metadata({_DICTIONARY_KEY: sink.getvalue().to_pybytes()})
+    return table
+
+
+def _single_dictionary(column: pa.ChunkedArray) -> pa.Array:
+    chunks = column.unify_dictionaries().chunks if column.num_chunks else []
+    return chunks[0].dictionary if chunks else pa.array([], type=column.type.value_type)
+
+
+def _column_of(table: pa.Table) -> pa.ChunkedArray:
+    """An object file's column, with the dictionary of an empty dictionary column put back."""
+    column = table.column(_COLUMN)
+    metadata = table.schema.metadata or {}
+    if _DICTIONARY_KEY in metadata and pa.types.is_dictionary(column.type) and len(column) == 0:
+        dictionary = pa.ipc.open_stream(metadata[_DICTIONARY_KEY]).read_all().column("d").combine_chunks()
+        empty = pa.DictionaryArray.from_arrays(pa.array([], type=column.type.index_type), dictionary,
+                                               ordered=column.type.ordered)
+        column = pa.chunked_array([empty])
+    return column
+
+
+def _legacy_empty_dictionary(column: pa.ChunkedArray) -> bool:
+    """An empty dictionary column written before its dictionary was kept: zero rows, nothing to verify but
+    that it is empty; its categories were lost when it was written (read back with none)."""
+    return pa.types.is_dictionary(column.type) and len(column) == 0 and len(_single_dictionary(column)) == 0
+
+
+def object_is_sound(objects: Any, digest: str, type: pa.DataType | None = None) -> bool:
+    """True if the object ``digest`` of ``objects`` (an object store) reads back whole and hashes to its name."""
+    try:
+        read_verified(objects, digest, type)
+    except (BadObjectError, OSError):
+        return False
+    return True
 
 
 def object_rows(store: Store, table: pa.Table, digests: Sequence[str], now: dt.datetime) -> list[dict[str, Any]]:
-    """Catalog rows for the objects of ``table`` (inserted with ON CONFLICT DO NOTHING)."""
+    """Catalog rows for the objects of ``table`` (inserted with ON CONFLICT DO NOTHING).
+
+    Called inside the version's catalog transaction, which is also what
+    ``gc`` deletes under: an object that a ``gc`` removed since it was
+    published is written again here, so a commit never refers to a missing
+    object.
+    """
     rows = []
-    for digest in dict.fromkeys(digests):
+    for digest, position in {d: i for i, d in enumerate(digests)}.items():
         try:
             size = store.objects.size(digest)
         except FileNotFoundError:
-            size = 0
+            publish_column(store, digest, table.column(position))
+            size = store.objects.size(digest)
         rows.append({"digest": digest, "rows": table.num_rows, "bytes": size, "created": now})
     return rows
 
 
-def read_column(store: Store, digest: str) -> pa.ChunkedArray:
-    return pq.read_table(store.objects.source(digest)).column(_COLUMN)
+def read_column(store: Store, digest: str, type: pa.DataType | None = None) -> pa.ChunkedArray:
+    """One object's column at ``type`` (the type its table records), checked against its digest.
+
+    A missing, truncated or altered object raises :class:`CorruptDataError`
+    naming the object, the versions that use it and how to repair it; it
+    never returns different data.
+    """
+    try:
+        return read_verified(store.objects, digest, type)
+    except BadObjectError as exc:
+        raise corrupt_error(store, digest, str(exc)) from None
+
+
+class BadObjectError(Exception):
+    """What is wrong with one object, before the catalog is asked who uses it."""
+
+
+def read_verified(objects: Any, digest: str, type: pa.DataType | None) -> pa.ChunkedArray:
+    """The column of object ``digest`` in the object store ``objects``; :class:`BadObjectError` unless it hashes right."""
+    try:
+        column = _column_of(pq.read_table(objects.source(digest)))
+    except FileNotFoundError:
+        raise BadObjectError("is missing") from None
+    except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+        # A truncated or overwritten Parquet file: no footer, bad pages, wrong column.
+        raise BadObjectError(f"cannot be read ({_first_line(exc)})") from None
+    if type is not None and column.type != type:
+        try:
+            column = column.cast(type)
+        except (pa.ArrowException, ValueError) as exc:
+            raise BadObjectError(f"holds {column.type}, not {type} ({_first_line(exc)})") from None
+    actual = column_digest(column)
+    if actual != digest and not _legacy_empty_dictionary(column):
+        raise BadObjectError(f"content hashes to {actual}, not to its name")
+    return column
 
 
 def read_table(store: Store, schema: pa.Schema, digests: Sequence[str]) -> pa.Table:
-    """Read the objects ``digests`` as the columns of ``schema``, in parallel.
+    """Read the objects ``digests`` as the columns of ``schema``, in parallel, each verified.
 
     Parquet does not keep every Arrow type exactly (a dictionary of
     large_string reads back as a dictionary of string): each column is cast
-    back to the type the catalog recorded.
+    back to the type the catalog recorded, and then hashed; the digest is of
+    that type, so the check is exact.
     """
     with ThreadPoolExecutor(workers(len(digests))) as pool:
-        columns = list(pool.map(lambda d: read_column(store, d), digests))
-    columns = [c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema, strict=True)]
+        columns = list(pool.map(lambda item: read_column(store, item[0], item[1].type), zip(digests, schema, strict=True)))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def users_of(store: Store, digest: str) -> list[str]:
+    """The snapshot versions (``name@v``) and feature commits (``group:v@c``) whose data includes ``digest``."""
+    import sqlalchemy as sa
+
+    from nbops import catalog as cat
+
+    s, sc, d = cat.snapshots, cat.snapshot_columns, cat.datasets
+    c, fc, v, g = cat.feature_commits, cat.feature_commit_columns, cat.feature_group_versions, cat.feature_groups
+    with store.catalog.read() as conn:
+        snapshots = conn.execute(
+            sa.select(d.c.name, s.c.version).distinct()
+            .join(s, s.c.dataset_id == d.c.id).join(sc, sc.c.snapshot_id == s.c.id)
+            .where(sc.c.object_digest == digest).order_by(d.c.name, s.c.version)
+        ).all()
+        commits = conn.execute(
+            sa.select(g.c.name, v.c.version, c.c.commit_no).distinct()
+            .join(v, v.c.group_id == g.c.id).join(c, c.c.group_version_id == v.c.id)
+            .join(fc, fc.c.commit_id == c.c.id)
+            .where(fc.c.object_digest == digest).order_by(g.c.name, v.c.version, c.c.commit_no)
+        ).all()
+    return [f"{n}@{ver}" for n, ver in snapshots] + [f"{n}:{ver}@{no}" for n, ver, no in commits]
+
+
+def corrupt_error(store: Store, digest: str, problem: str) -> CorruptDataError:
+    """The error for a bad object: what is wrong, where, what uses it, and what to run."""
+    try:
+        used_by = users_of(store, digest)
+    except Exception:  # the message must not hide the corruption behind a catalog error
+        used_by = []
+    uses = ", ".join(used_by[:10]) + (f" and {len(used_by) - 10} more" if len(used_by) > 10 else "")
+    return CorruptDataError(
+        f"stored object {store.objects.location(digest)} {problem}; it is used by "
+        f"{uses or 'no version'}. Nothing was returned. Run `nbops verify` to list every damaged object and "
+        "`nbops repair --from BACKUP` to restore it (or snapshot / register the same data again, "
+        "which rewrites the object)",
+        digest,
+        tuple(used_by),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def arrow_from_pandas(frame: Any, preserve_index: bool | None) -> pa.Table:

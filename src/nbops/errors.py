@@ -45,6 +45,24 @@ class IntegrityError(NbopsError):
     """Stored data no longer matches its content address."""
 
 
+class CorruptDataError(IntegrityError):
+    """A stored object read back does not match its digest (or is missing, or truncated).
+
+    The message names the object, the snapshot versions and feature commits
+    that use it, and the command that repairs it (``nbops repair``).
+    ``digest`` and ``used_by`` carry the same facts for code.
+    """
+
+    def __init__(self, message: str, digest: str = "", used_by: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.digest = digest
+        self.used_by = used_by
+
+
+class CatalogError(StoreError):
+    """The catalog file or database is not an nbops catalog: empty, foreign or corrupt. Nothing was changed."""
+
+
 class OnlineStoreError(NbopsError):
     """The online store cannot serve a lookup: unreachable, or missing a group's rows."""
 

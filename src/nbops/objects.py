@@ -39,7 +39,7 @@ class ObjectStore:
         self.tmp_dir = root / "tmp"
 
     def path(self, digest: str) -> Path:
-        if len(digest) != 32 or not all(c in "0123456789abcdef" for c in digest):
+        if len(digest) != 32 or not set(digest) <= _HEX:
             raise ValueError(f"not a digest: {digest!r}")
         return self.objects_dir / digest[:2] / f"{digest}{OBJECT_SUFFIX}"
 
@@ -58,16 +58,22 @@ class ObjectStore:
         """What ``pyarrow.parquet.read_table`` reads for this object."""
         return self.path(digest)
 
-    def publish(self, digest: str, write: Callable[[Path], None]) -> int:
+    def publish(self, digest: str, write: Callable[[Path], None], sound: Callable[[], bool] | None = None) -> int:
         """Write an object with ``write(tmp_path)`` and publish it atomically.
 
-        Returns the bytes written, or 0 when the object already existed (then
-        ``write`` is not called).
+        Returns the bytes written, or 0 when a sound copy already existed
+        (then ``write`` is not called).  An existing copy is trusted only if
+        ``sound()`` says its content still matches its digest; a corrupt or
+        truncated one is replaced by the good bytes (an atomic rename over a
+        file that is wrong anyway: readers see the bad copy or the good one).
         """
         final = self.path(digest)
+        replace = False
         if final.exists():
-            _touch(final)  # tells a concurrent `gc` that this object is wanted again
-            return 0
+            if sound is None or sound():
+                _touch(final)  # tells a concurrent `gc` that this object is wanted again
+                return 0
+            replace = True
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_dir / f"{digest}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
         try:
@@ -77,7 +83,11 @@ class ObjectStore:
             _faults.reached("before_publish")
             size = tmp.stat().st_size
             final.parent.mkdir(parents=True, exist_ok=True)
-            published = _link_no_replace(tmp, final)
+            if replace:
+                os.replace(tmp, final)
+                published = True
+            else:
+                published = _link_no_replace(tmp, final)
             if published:
                 _fsync_dir(final.parent)
             return size if published else 0
@@ -85,32 +95,55 @@ class ObjectStore:
             tmp.unlink(missing_ok=True)
 
     def iter_objects(self) -> Iterator[tuple[str, Path]]:
-        if not self.objects_dir.exists():
-            return
-        for sub in sorted(self.objects_dir.iterdir()):
-            if not sub.is_dir():
+        """Every object file, as (digest, path): regular files only, no symlink followed."""
+        for sub in _entries(self.objects_dir):
+            if not sub.is_dir(follow_symlinks=False) or len(sub.name) != 2:
                 continue
-            for path in sorted(sub.glob(f"*{OBJECT_SUFFIX}")):
-                yield path.name[: -len(OBJECT_SUFFIX)], path
+            for entry in _entries(Path(sub.path)):
+                name = entry.name
+                if not name.endswith(OBJECT_SUFFIX) or not entry.is_file(follow_symlinks=False):
+                    continue
+                digest = name[: -len(OBJECT_SUFFIX)]
+                if len(digest) == 32 and digest[:2] == sub.name and set(digest) <= _HEX:
+                    yield digest, Path(entry.path)
 
     def iter_tmp(self) -> Iterator[Path]:
-        if self.tmp_dir.exists():
-            yield from sorted(self.tmp_dir.iterdir())
+        """Temporary files being written (or left by a killed writer): regular files in ``tmp/`` only."""
+        for entry in _entries(self.tmp_dir):
+            if entry.is_file(follow_symlinks=False):
+                yield Path(entry.path)
 
     @staticmethod
     def older_than(path: Path, seconds: float) -> bool:
         try:
-            return time.time() - path.stat().st_mtime >= seconds
+            return time.time() - path.lstat().st_mtime >= seconds
         except FileNotFoundError:
             return False
 
     @staticmethod
     def size_of(path: Path) -> int:
-        return path.stat().st_size
+        return path.lstat().st_size
 
-    @staticmethod
-    def remove(path: Path) -> None:
+    def remove(self, path: Path) -> None:
+        """Delete one object or temporary file of this store; anything else is refused, never deleted."""
+        inside = path.parent.parent == self.objects_dir or path.parent == self.tmp_dir
+        if not inside or path.is_symlink() or (path.exists() and not path.is_file()):
+            raise ValueError(f"not a file of this store's objects or tmp folders: {path}")
         path.unlink(missing_ok=True)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of a real (not symlinked) folder, sorted by name; none if it does not exist."""
+    if folder.is_symlink():
+        return []
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _link_no_replace(src: Path, dst: Path) -> bool:

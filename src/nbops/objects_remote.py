@@ -135,15 +135,20 @@ class RemoteObjectStore:
         return int(info.size)
 
     # -- writing -----------------------------------------------------------
-    def publish(self, digest: str, write: Callable[[Any], None]) -> int:
+    def publish(self, digest: str, write: Callable[[Any], None], sound: Callable[[], bool] | None = None) -> int:
         """Write an object with ``write(sink)`` and upload it to its content address.
 
-        Returns the bytes uploaded, or 0 when the object already existed. An
+        Returns the bytes uploaded, or 0 when a sound copy already existed. An
         existing object without a catalog row (an orphan) is uploaded again,
-        which refreshes its time so that a concurrent ``gc`` keeps it.
+        which refreshes its time so that a concurrent ``gc`` keeps it; one
+        that ``sound()`` finds corrupt or truncated is uploaded again whole.
         """
         key = self.key(digest)
         if self.exists(digest):
+            if sound is not None and not sound():
+                data = _serialise(write)
+                self._upload(key, data)
+                return data.size
             if self._committed(digest):
                 return 0
             self._upload(key, _serialise(write))

@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 
     from nbops.features import FeatureGroupRef
     from nbops.refs import SnapshotDiff, SnapshotRef
+    from nbops.repair import RepairReport
 
-CATALOG_FILE = "catalog.db"
+CATALOG_FILE = cat.CATALOG_FILE
 #: In a store whose catalog is on a server: which catalog (URL without password).
 MARKER_FILE = "store.json"
 DEFAULT_GC_GRACE_SECONDS = 15 * 60
@@ -122,7 +123,9 @@ class Store:
         present = set(os.listdir(root)) if root.is_dir() else set()
         recorded = read_catalog_marker(root)
         embedded = CATALOG_FILE in present
-        being_made = any(n in (CATALOG_FILE, MARKER_FILE) or n.startswith(f".{MARKER_FILE}.") for n in present)
+        being_made = any(
+            n in (CATALOG_FILE, MARKER_FILE) or n.startswith((f".{MARKER_FILE}.", f".{CATALOG_FILE}.")) for n in present
+        )
         if present and not being_made and recorded is None:
             raise StoreError(
                 f"{root} is not an nbops store (it has no {CATALOG_FILE}) and is not empty (nor has it the "
@@ -417,38 +420,38 @@ class Store:
 
         return verify(self)
 
-    def gc(self, grace_seconds: float = DEFAULT_GC_GRACE_SECONDS, dry_run: bool = False) -> GcReport:
-        """Remove objects no catalog row refers to, and stale temporary files.
+    def repair(self, sources: Sequence[str | os.PathLike[str]] = (), dry_run: bool = False) -> RepairReport:
+        """Restore missing or damaged objects from other stores or data roots (``sources``) whose copies hash right.
 
-        Only files older than ``grace_seconds`` go, so a writer between
-        publishing its files and committing its catalog row is never robbed.
+        Lists what no source holds; never deletes anything. See :mod:`nbops.repair`.
+        """
+        from nbops.repair import repair
+
+        if not dry_run:
+            from nbops.audit import check_writable
+
+            check_writable("repair objects")
+        return repair(self, [os.fspath(s) for s in sources], dry_run)
+
+    def gc(
+        self, grace_seconds: float = DEFAULT_GC_GRACE_SECONDS, dry_run: bool = False, empty_catalog: bool = False
+    ) -> GcReport:
+        """Remove objects no stored version refers to, and stale temporary files.
+
+        Only files older than ``grace_seconds`` go. gc refuses, removing
+        nothing, when the catalog fails its integrity check or refers to no
+        object while objects exist, and never deletes through a symlink
+        (see :mod:`nbops.gc`). ``empty_catalog=True`` is for a new store whose
+        first writers were all killed before committing: it lets gc collect
+        beside a catalog that refers to no object.
         """
         if not dry_run:
             from nbops.audit import check_writable
 
             check_writable("remove orphan files (gc)")
-        with self.catalog.read() as conn:
-            known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
-        report = GcReport(dry_run=dry_run)
-        for digest, path in self.objects.iter_objects():
-            if digest in known:
-                continue
-            if not self.objects.older_than(path, grace_seconds):
-                report.kept_recent.append(str(path))
-                continue
-            report.bytes_freed += self.objects.size_of(path)
-            report.removed_orphans.append(str(path))
-            if not dry_run:
-                self.objects.remove(path)
-        for tmp in self.objects.iter_tmp():
-            if not ObjectStore.older_than(tmp, grace_seconds):
-                report.kept_recent.append(str(tmp))
-                continue
-            report.bytes_freed += tmp.stat().st_size
-            report.removed_tmp.append(str(tmp))
-            if not dry_run:
-                tmp.unlink(missing_ok=True)
-        return report
+        from nbops.gc import collect
+
+        return collect(self, grace_seconds, dry_run, empty_catalog)
 
 
 def read_catalog_marker(root: Path) -> str | None:
@@ -506,11 +509,16 @@ class VerifyReport:
     mismatched_versions: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     tmp_files: list[str] = field(default_factory=list)
+    catalog_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
-            self.mismatched_objects or self.missing_objects or self.unreadable_objects or self.mismatched_versions
+            self.mismatched_objects
+            or self.missing_objects
+            or self.unreadable_objects
+            or self.mismatched_versions
+            or self.catalog_problems
         )
 
     def raise_for_problems(self) -> None:
@@ -523,15 +531,21 @@ class VerifyReport:
             + ("OK" if self.ok else "PROBLEMS FOUND")
         ]
         for label, items in (
+            ("catalog integrity", self.catalog_problems),
             ("object content does not match its digest", self.mismatched_objects),
             ("object referenced by the catalog is missing", self.missing_objects),
-            ("object cannot be read", self.unreadable_objects),
+            ("object cannot be read (truncated or damaged)", self.unreadable_objects),
             ("version digest does not match its columns", self.mismatched_versions),
             ("orphan object (no catalog row; `nbops gc` removes it)", self.orphans),
             ("temporary file (`nbops gc` removes it)", self.tmp_files),
         ):
             for item in items:
                 lines.append(f"  {label}: {item}")
+        if self.mismatched_objects or self.missing_objects or self.unreadable_objects:
+            lines.append(
+                "  loading the versions named above fails with CorruptDataError; restore their objects with "
+                "`nbops repair --from BACKUP_STORE_OR_URI`, or snapshot / register the same data again"
+            )
         return "\n".join(lines)
 
 

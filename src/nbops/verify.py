@@ -16,8 +16,9 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from nbops import catalog as cat
-from nbops.columns import read_column
-from nbops.hashing import column_digest, combine_digest
+from nbops.columns import read_column, users_of
+from nbops.errors import CorruptDataError
+from nbops.hashing import combine_digest
 
 if TYPE_CHECKING:
     from nbops.store import Store, VerifyReport
@@ -82,21 +83,24 @@ def verify(store: Store) -> VerifyReport:
             object_types.setdefault(digest, field.type)
 
     on_disk = dict(store.objects.iter_objects())
-    for digest in sorted(known):
+    for digest in sorted(known | set(object_types)):
         path = on_disk.get(digest)
         if path is None:
-            report.missing_objects.append(f"{digest} ({store.objects.location(digest)})")
+            report.missing_objects.append(f"{digest} ({store.objects.location(digest)})" + _users(store, digest))
             continue
         report.objects_checked += 1
         try:
-            column = read_column(store, digest)
-            expected_type = object_types.get(digest, column.type)
-            actual = column_digest(column if column.type == expected_type else column.cast(expected_type))
-        except Exception as exc:  # a torn or corrupted Parquet file
-            report.unreadable_objects.append(f"{path}: {exc}")
-            continue
-        if actual != digest:
-            report.mismatched_objects.append(f"{path} (content hashes to {actual})")
+            read_column(store, digest, object_types.get(digest))
+        except CorruptDataError as exc:
+            problem = str(exc).split(";", 1)[0].removeprefix("stored object ")
+            target = report.mismatched_objects if "hashes to" in problem else report.unreadable_objects
+            target.append(problem + _users(store, digest))
+    report.catalog_problems = store.catalog.integrity_problems()
     report.orphans = [str(path) for digest, path in on_disk.items() if digest not in known]
     report.tmp_files = [str(p) for p in store.objects.iter_tmp()]
     return report
+
+
+def _users(store: Store, digest: str) -> str:
+    used_by = users_of(store, digest)
+    return f" (used by {', '.join(used_by)})" if used_by else " (used by no version)"

@@ -1,0 +1,114 @@
+"""``nbops gc``: remove objects that no version refers to, and stale temporary files.
+
+gc is the one command that deletes data, so it refuses on any doubt:
+
+- the live set is marked from every table whose rows refer to objects
+  (``snapshot_columns`` and ``feature_commit_columns``: snapshots, training
+  sets saved with ``save_as`` and feature commits), never from the
+  ``objects`` index, which could disagree;
+- before anything is deleted the catalog's integrity check runs (SQLite
+  ``quick_check`` and foreign keys, schema revision, references between
+  versions, their columns and objects) and any problem stops gc;
+- a catalog that refers to no object while objects exist on disk is refused
+  outright: that is a replaced or re-initialised catalog far more often than
+  a new store whose first writers were all killed (for that case, and only
+  when asked by name: ``nbops gc --empty-catalog``);
+- only regular files directly inside the store's own ``objects/<xx>/`` and
+  ``tmp/`` folders are removed; a symlink is never followed, and a symlinked
+  ``objects`` or ``tmp`` folder stops gc;
+- marking and deleting happen inside one catalog write transaction, which
+  every snapshot and feature commit also needs to commit. A writer that
+  published its objects before gc ran finds them gone when it commits and
+  writes them again (``nbops.columns.object_rows``), so even ``--grace 0``
+  beside running writers never leaves a commit without its data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from nbops import catalog as cat
+from nbops.errors import IntegrityError, StoreError
+
+if TYPE_CHECKING:
+    from nbops.store import GcReport, Store
+
+
+def live_digests(conn: sa.Connection) -> set[str]:
+    """Every object digest that a stored version or commit refers to."""
+    live: set[str] = set()
+    for table in (cat.snapshot_columns, cat.feature_commit_columns):
+        live.update(conn.execute(sa.select(table.c.object_digest).distinct()).scalars())
+    return live
+
+
+def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bool = False) -> GcReport:
+    """Remove (or with ``dry_run`` list) orphan objects and temporary files older than ``grace_seconds``.
+
+    ``empty_catalog=True`` lets gc collect beside a catalog that refers to no
+    object: only for a new store whose first writers were all killed before
+    they committed, when you know this catalog is the store's own.
+    """
+    from nbops.store import GcReport
+
+    _refuse_linked_folders(store)
+    problems = store.catalog.integrity_problems()
+    if problems:
+        raise IntegrityError(
+            f"gc refused: {store.catalog.describe()} failed its integrity check, so it cannot say which "
+            f"objects are live ({'; '.join(problems[:5])}); nothing was removed. Restore the catalog from a backup"
+        )
+    report = GcReport(dry_run=dry_run)
+    transaction = store.catalog.read() if dry_run else store.catalog.write()
+    with transaction as conn:
+        live = live_digests(conn)
+        on_disk = list(store.objects.iter_objects())
+        if not live and on_disk and not empty_catalog:
+            raise IntegrityError(
+                f"gc refused: {store.catalog.describe()} refers to no object, yet {len(on_disk)} objects are "
+                f"stored ({store.objects.location(on_disk[0][0])}, ...); a catalog that lost its versions must "
+                "not decide what to delete, so nothing was removed. If this is a new store whose first writers "
+                "were killed before they committed, run `nbops gc --empty-catalog`"
+            )
+        for digest, path in on_disk:
+            if digest in live:
+                continue
+            if not store.objects.older_than(path, grace_seconds):
+                report.kept_recent.append(str(path))
+                continue
+            report.bytes_freed += store.objects.size_of(path)
+            report.removed_orphans.append(str(path))
+            if not dry_run:
+                store.objects.remove(path)
+        if not dry_run:
+            _drop_unreferenced_rows(conn, live)
+    for tmp in store.objects.iter_tmp():
+        if not store.objects.older_than(tmp, grace_seconds):
+            report.kept_recent.append(str(tmp))
+            continue
+        report.bytes_freed += store.objects.size_of(tmp)
+        report.removed_tmp.append(str(tmp))
+        if not dry_run:
+            store.objects.remove(tmp)
+    return report
+
+
+def _drop_unreferenced_rows(conn: sa.Connection, live: Iterable[str]) -> None:
+    """Rows of the objects index that no version refers to (their files are gone or orphans)."""
+    live = set(live)
+    stale = [d for d in conn.execute(sa.select(cat.objects.c.digest)).scalars() if d not in live]
+    for start in range(0, len(stale), 500):
+        conn.execute(cat.objects.delete().where(cat.objects.c.digest.in_(stale[start : start + 500])))
+
+
+def _refuse_linked_folders(store: Store) -> None:
+    folders: list[Any] = [getattr(store.objects, "objects_dir", None), getattr(store.objects, "tmp_dir", None)]
+    for folder in folders:
+        if folder is not None and folder.is_symlink():
+            raise StoreError(
+                f"gc refused: {folder} is a symbolic link, and gc never deletes through one. "
+                "Make it a real folder of the store; nothing was removed"
+            )
