@@ -10,6 +10,13 @@ read-only connection and caches the resolved plan (versions, output names,
 types) until the catalog's versions change, so a one-key lookup is one
 indexed query plus building the frame.
 
+Requested keys are matched with the types of the group's key columns, as
+``training_data`` matches them: each value is normalised to the key column's
+type under strict rules (``1.0`` finds the int key ``1``; ``1.5``, ``True``,
+missing values and values of another kind are refused with an
+:class:`~nbops.errors.InvalidInputError` naming the key), then encoded exactly
+as stored rows are (:func:`key_column_values`, :func:`key_normaliser`).
+
 A shared Redis can serve the same rows instead (``NBOPS_ONLINE_URL`` or
 ``nbops.open(..., online="redis://...")``, see :mod:`nbops.online_redis`):
 the catalog's table stays the record, and each registration pushes its rows
@@ -18,11 +25,12 @@ to Redis after its catalog commit.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,9 +81,282 @@ def encodable(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=table.column_names)
 
 
+#: The one encoder of entity keys (the same text as ``json.dumps(..., separators=(",", ":"))``).
+_KEY_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def entity_key(values: Iterable[Any]) -> str:
-    """The canonical text of one key tuple (numpy scalars as Python values)."""
-    return json.dumps([v.item() if hasattr(v, "item") else v for v in values], separators=(",", ":"))
+    """The canonical text of one key tuple, from its canonical values (numpy scalars as Python values).
+
+    Canonical values are what :func:`key_column_values` gives for stored rows and
+    a :func:`key_normaliser` gives for requested keys: equal keys, equal text.
+    """
+    return _KEY_JSON.encode([v.item() if isinstance(v, np.generic) else v for v in values])
+
+
+# -- key values: one canonical form for stored rows and requested keys ------------------
+# Integer, float, bool and string keys are the Python values Arrow gives (the text
+# stores have always held: ``[5]``, ``[1.5]``, ``["a"]``, ``[true]``).  The other key
+# types have no JSON form of their own and are written as: timestamps, the UTC instant
+# as an integer count of the column's unit (naive means UTC); dates, days (date32) or
+# milliseconds (date64) since 1970; decimals, Arrow's text at the column's scale;
+# binary, its hex.  Categorical keys are their values.
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+#: Attoseconds per numpy/Arrow time unit: exact integer conversion between any two.
+_ATTOSECONDS = {
+    "as": 1, "fs": 10**3, "ps": 10**6, "ns": 10**9, "us": 10**12, "ms": 10**15, "s": 10**18,
+    "m": 60 * 10**18, "h": 3_600 * 10**18, "D": 86_400 * 10**18, "W": 604_800 * 10**18,
+}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class _Refused(ValueError):
+    """A requested key value that the key column cannot hold (the reason, for the message)."""
+
+
+def _key_value_type(typ: pa.DataType) -> pa.DataType:
+    """The type key values are compared in: a categorical's values, else the type itself."""
+    return typ.value_type if pa.types.is_dictionary(typ) else typ
+
+
+def _is_string(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
+
+
+def _is_binary(typ: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_binary_view(typ)
+        or pa.types.is_fixed_size_binary(typ)
+    )
+
+
+def servable_key(typ: pa.DataType) -> bool:
+    """Whether an online group can be keyed by a column of ``typ``."""
+    typ = _key_value_type(typ)
+    return (
+        pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or _is_string(typ)
+        or _is_binary(typ) or pa.types.is_decimal(typ) or pa.types.is_date(typ) or pa.types.is_timestamp(typ)
+    )
+
+
+def check_servable_keys(schema: pa.Schema, keys: Sequence[str]) -> None:
+    """Refuse key columns that online rows cannot be keyed by, naming the first one."""
+    for name in keys:
+        typ = schema.field(name).type
+        if not servable_key(typ):
+            raise InvalidInputError(
+                f"key column {name!r} has type {typ}, which online groups cannot serve; use integer, float, "
+                "bool, string, binary, decimal, date or timestamp key columns (or register without online=True)"
+            )
+
+
+def key_column_values(column: pa.Array | pa.ChunkedArray, name: str) -> list[Any]:
+    """The canonical values of a stored key column (see above); unsupported key types are refused."""
+    check_servable_keys(pa.schema([pa.field(name, column.type)]), [name])
+    typ = _key_value_type(column.type)
+    if typ != column.type:
+        column = column.cast(typ)
+    if pa.types.is_timestamp(typ) or pa.types.is_date64(typ):
+        return column.cast(pa.int64()).to_pylist()
+    if pa.types.is_date32(typ):
+        return column.cast(pa.int32()).to_pylist()
+    if pa.types.is_decimal(typ):
+        return column.cast(pa.string()).to_pylist()
+    if _is_binary(typ):
+        return [v.hex() for v in column.to_pylist()]
+    return column.to_pylist()  # integer, float, bool, string: the values stores have always held
+
+
+def key_normaliser(typ: pa.DataType) -> Callable[[Any], Any]:
+    """A function from a requested key value to the canonical value of a key column of ``typ``.
+
+    The rules are strict: a value is taken only when it is exactly a value the
+    column can hold, compared as the offline join compares keys (an int key
+    takes ``1``, ``1.0``, ``np.int32(1)``, never ``True`` or ``1.5``; a timestamp
+    key takes any zone and compares instants, naive meaning UTC).  Anything else,
+    and every missing value, raises :class:`_Refused` with the reason.
+    """
+    typ = _key_value_type(typ)
+    if pa.types.is_integer(typ):
+        bits = typ.bit_width
+        low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if pa.types.is_signed_integer(typ) else (0, 2**bits - 1)
+
+        def integer(value: Any) -> Any:
+            if type(value) is int and low <= value <= high:
+                return value
+            return _integer(value, low, high)
+
+        return integer
+    if pa.types.is_floating(typ):
+        width = typ.bit_width
+
+        def floating(value: Any) -> Any:
+            if type(value) is float and width == 64 and value == value:
+                return value
+            return _floating(value, width)
+
+        return floating
+    if pa.types.is_boolean(typ):
+        return _boolean
+    if _is_string(typ):
+        return _string
+    if pa.types.is_timestamp(typ):
+        unit = typ.unit
+        return lambda value: _instant(value, unit)
+    if pa.types.is_date(typ):
+        scale = 86_400_000 if pa.types.is_date64(typ) else 1
+        return lambda value: _date(value) * scale
+    if pa.types.is_decimal(typ):
+        return lambda value: _decimal(value, typ)
+    if _is_binary(typ):
+        size = typ.byte_width if pa.types.is_fixed_size_binary(typ) else None
+        return lambda value: _binary(value, size)
+
+    def unservable(value: Any) -> Any:
+        raise _Refused(f"online groups cannot serve {typ} keys")
+
+    return unservable
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT, pd.NA and the like: values that stand for no value."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError, ArithmeticError):  # pd.NA refuses bool(); Decimal('sNaN') refuses comparing
+        return type(value).__name__ in ("NAType", "NaTType", "Decimal")
+
+
+def _refuse_missing(value: Any) -> None:
+    if _missing(value):
+        raise _Refused("a missing value is not a key (it matches no row)")
+
+
+def _integer(value: Any, low: int, high: int) -> int:
+    _refuse_missing(value)
+    if isinstance(value, (bool, np.bool_)):
+        raise _Refused("a bool is not an integer key; pass an int")
+    if isinstance(value, (int, np.integer)):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise _Refused("an infinite number is not an integer key")
+        if not float(value).is_integer():
+            raise _Refused("it has a fractional part, so no integer key equals it")
+        number = int(value)
+    else:
+        raise _Refused("an integer key takes an int, a numpy integer or a whole float")
+    if not low <= number <= high:
+        raise _Refused(f"it is outside the range of the key column ({low} to {high})")
+    return number
+
+
+def _floating(value: Any, width: int) -> float:
+    _refuse_missing(value)
+    if isinstance(value, (bool, np.bool_)):
+        raise _Refused("a bool is not a number key; pass a float")
+    if isinstance(value, (int, np.integer)):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = float("nan")
+        if not np.isfinite(number) or int(number) != int(value):
+            raise _Refused("it is not exactly representable as a float, so no key equals it")
+    elif isinstance(value, (float, np.floating)):
+        number = float(value)
+    else:
+        raise _Refused("a float key takes a float, a numpy float or an int")
+    if width < 64:
+        narrow = np.float32 if width == 32 else np.float16
+        with np.errstate(over="ignore"):
+            if float(narrow(number)) != number:
+                raise _Refused(f"it is not exactly representable as a float{width}, so no key equals it")
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is bool:
+        return value
+    _refuse_missing(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise _Refused("a bool key takes True or False")
+
+
+def _string(value: Any) -> str:
+    if type(value) is str:
+        return value
+    _refuse_missing(value)
+    if isinstance(value, str):
+        return str(value)
+    raise _Refused("a string key takes a str")
+
+
+def _binary(value: Any, size: int | None) -> str:
+    _refuse_missing(value)
+    if not isinstance(value, (bytes, bytearray)):
+        raise _Refused("a binary key takes bytes")
+    if size is not None and len(value) != size:
+        raise _Refused(f"the key column holds exactly {size} bytes")
+    return bytes(value).hex()
+
+
+def _instant(value: Any, unit: str) -> int:
+    """An instant as a count of ``unit`` since 1970 UTC (naive means UTC), exactly or refused."""
+    _refuse_missing(value)
+    if isinstance(value, dt.datetime):
+        as_numpy = getattr(value, "asm8", None)  # pandas Timestamp: its UTC instant, nanoseconds included
+        if as_numpy is not None:
+            value = as_numpy
+        else:
+            # Exact integer arithmetic: the offset is applied to a count, never to a datetime that may overflow.
+            offset = value.utcoffset() or dt.timedelta(0)
+            micros = (value.replace(tzinfo=None) - _EPOCH - offset) // dt.timedelta(microseconds=1)
+            return _count(micros * _ATTOSECONDS["us"], unit)
+    if isinstance(value, np.datetime64):
+        source, step = np.datetime_data(value.dtype)
+        if source in ("Y", "M"):  # calendar units: exact in days
+            value, source, step = value.astype("datetime64[D]"), "D", 1
+        if source not in _ATTOSECONDS:
+            raise _Refused(f"numpy time unit {source!r} cannot be compared")
+        return _count(int(value.astype(np.int64)) * step * _ATTOSECONDS[source], unit)
+    if isinstance(value, dt.date):
+        raise _Refused("a date is not a timestamp; pass a datetime or a pd.Timestamp")
+    raise _Refused("a timestamp key takes a pd.Timestamp, a datetime or a np.datetime64")
+
+
+def _count(attoseconds: int, unit: str) -> int:
+    count, rest = divmod(attoseconds, _ATTOSECONDS[unit])
+    if rest:
+        raise _Refused(f"it is finer than the key column's unit ({unit}), so no key equals it")
+    if not _INT64[0] <= count <= _INT64[1]:
+        raise _Refused(f"it is outside the range of timestamp[{unit}]")
+    return count
+
+
+def _date(value: Any) -> int:
+    if type(value) is dt.date:
+        return value.toordinal() - _EPOCH_ORDINAL
+    _refuse_missing(value)
+    raise _Refused("a date key takes a datetime.date (not a datetime or a Timestamp)")
+
+
+def _decimal(value: Any, typ: pa.DataType) -> str:
+    import decimal
+
+    _refuse_missing(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, decimal.Decimal)):
+        raise _Refused("a decimal key takes a decimal.Decimal or an int")
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        raise _Refused("an infinite decimal is not a key")
+    try:
+        array = pa.array([int(value) if isinstance(value, np.integer) else value], type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise _Refused(f"the key column cannot hold it exactly ({exc})") from exc
+    return str(array.cast(pa.string())[0].as_py())
 
 
 def upsert(
@@ -114,7 +395,7 @@ def upsert(
     latest = pc.take(firsts["__pos_min"], keep)
     ordered = ordered.take(latest)
     ordered_times = pc.take(ordered_times_array, latest).to_pylist()
-    key_rows = list(zip(*[ordered.column(k).to_pylist() for k in keys], strict=True))
+    key_rows = list(zip(*[key_column_values(ordered.column(k), k) for k in keys], strict=True))
     encoded = encodable(ordered.select(list(feature_cols)))
     value_rows = list(zip(*[c.to_pylist() for c in encoded.columns], strict=True))
     seen: set[str] = set()
@@ -210,6 +491,8 @@ class _GroupPlan:
     positions: dict[str, int]  # feature -> index in the stored value list
     stored_types: dict[str, pa.DataType]  # feature -> JSON-friendly type
     types: dict[str, pa.DataType]  # feature -> the group's type
+    key_types: tuple[pa.DataType, ...]  # the key columns' types, in key order
+    normalisers: tuple[Callable[[Any], Any], ...]  # requested key value -> canonical value, in key order
 
 
 class OnlineReader:
@@ -271,6 +554,8 @@ class OnlineReader:
                     positions={c: i for i, c in enumerate(feature_cols)},
                     stored_types={c: stored.field(c).type for c in feature_cols},
                     types={c: gv.schema.field(c).type for c in feature_cols},
+                    key_types=tuple(gv.schema.field(k).type for k in gv.keys),
+                    normalisers=tuple(key_normaliser(gv.schema.field(k).type) for k in gv.keys),
                 )
             )
         if fingerprint is not None:
@@ -332,6 +617,41 @@ def _nullable(typ: pa.DataType) -> str:
     return "boolean" if pa.types.is_boolean(typ) else str(typ).replace("int", "Int").replace("uInt", "UInt")
 
 
+def _entity_keys(plan: _GroupPlan, key_lists: Mapping[str, list[Any]]) -> list[str]:
+    """The entity key of each requested key tuple, with the group's types; a value it cannot hold is refused."""
+    encode = _KEY_JSON.encode
+    columns: list[list[Any]] = []
+    for name, normalise in zip(plan.version.keys, plan.normalisers, strict=True):
+        values = key_lists[name]
+        try:
+            columns.append([normalise(v) for v in values])
+        except (ValueError, TypeError, ArithmeticError):  # _Refused, or a value too odd to compare
+            for i, value in enumerate(values):  # find the first refused value, for the message
+                try:
+                    normalise(value)
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    raise InvalidInputError(
+                        f"keys[{name!r}][{i}] = {_shown(value)} cannot be looked up in {plan.group}:"
+                        f"{plan.version.version}, whose key {name!r} is {plan.key_types[len(columns)]}: {exc}"
+                    ) from None
+            raise  # not reached: the value refused above is refused again
+    if len(columns) == 1:
+        if pa.types.is_integer(_key_value_type(plan.key_types[0])):
+            return [f"[{v}]" for v in columns[0]]  # the JSON text of a one-int list, without the encoder
+        return [encode([v]) for v in columns[0]]
+    return [encode(list(t)) for t in zip(*columns, strict=True)]
+
+
+def _shown(value: Any) -> str:
+    """A requested key value and its type, bounded for a one-line message."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    kind = type(value)
+    package = kind.__module__.split(".")[0]
+    return f"{text} ({kind.__name__ if package == 'builtins' else f'{package}.{kind.__name__}'})"
+
+
 def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     import pandas as pd
 
@@ -348,8 +668,7 @@ def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequen
     reader: OnlineReader = store.online_reader()
     columns: dict[str, Any] = dict(key_lists)
     for plan in reader.plan(list(refs), frozenset(key_lists)):
-        key_tuples = zip(*[key_lists[k] for k in plan.version.keys], strict=True)
-        entity_keys = [entity_key(values) for values in key_tuples]
+        entity_keys = _entity_keys(plan, key_lists)
         found = reader.fetch(plan, entity_keys)
         rows = [json.loads(found[e]) if e in found else None for e in entity_keys]
         for feature, output in plan.outputs.items():

@@ -33,7 +33,10 @@ One hash per group version, plus one for the ordering of its rows::
     nbops:{<store id>:<group>:<version>}:order   entity key -> event time and commit, as a sortable text
 
 Entity keys are the canonical JSON of the key values (``[5]``), the same text
-as in the catalog, so the ``#commit`` field can never collide with one.  The
+as in the catalog, so the ``#commit`` field can never collide with one.  A
+lookup builds that text from the requested values with the group's key types
+(:func:`nbops.online.key_normaliser`), so Redis matches keys exactly as the
+catalog's table and ``training_data`` do.  The
 braces put a group version's keys in one Redis Cluster slot, as its push
 script needs.  The store id is a random id kept in the store folder
 (``store-id``) for an embedded catalog, or the server and database of a
