@@ -479,7 +479,8 @@ def check_catalog_file(path: Path) -> None:
         raise CatalogError(f"{path} is not a SQLite database (corrupt, or another kind of file); {_RESTORE_HINT}")
     application_id = int.from_bytes(header[68:72], "big")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)
+        # Read-only and without the WAL index, so that looking creates no file beside it either.
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             revision = (

@@ -13,6 +13,8 @@ gc is the one command that deletes data, so it refuses on any doubt:
   outright: that is a replaced or re-initialised catalog far more often than
   a new store whose first writers were all killed (for that case, and only
   when asked by name: ``nbops gc --empty-catalog``);
+- a temporary file whose writer (named by the pid in the file name) still
+  runs is kept whatever the grace;
 - only regular files directly inside the store's own ``objects/<xx>/`` and
   ``tmp/`` folders are removed; a symlink is never followed, and a symlinked
   ``objects`` or ``tmp`` folder stops gc;
@@ -86,7 +88,7 @@ def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bo
         if not dry_run:
             _drop_unreferenced_rows(conn, live)
     for tmp in store.objects.iter_tmp():
-        if not store.objects.older_than(tmp, grace_seconds):
+        if _writer_alive(tmp) or not store.objects.older_than(tmp, grace_seconds):
             report.kept_recent.append(str(tmp))
             continue
         report.bytes_freed += store.objects.size_of(tmp)
@@ -94,6 +96,29 @@ def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bo
         if not dry_run:
             store.objects.remove(tmp)
     return report
+
+
+def _writer_alive(tmp: Any) -> bool:
+    """Whether the process that is writing this temporary file still runs (its pid is in the name).
+
+    A temporary file is outside any transaction, so even ``--grace 0`` keeps
+    the ones a live writer on this machine is still writing.
+    """
+    import os
+
+    parts = getattr(tmp, "name", "").split(".")
+    if len(parts) < 4 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _drop_unreferenced_rows(conn: sa.Connection, live: Iterable[str]) -> None:
