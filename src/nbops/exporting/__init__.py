@@ -9,6 +9,12 @@ and ``test_pipelines.py``, plus any ``%%writefile`` files.  The notebook is
 read, never changed, and never executed (``verify`` executes it, on a
 scratch store).  Each export is recorded in the store's catalog: an
 unchanged export keeps its version and rewrites nothing.
+
+Text from the notebook (file name, metadata, cell ids, parameters, strings)
+reaches the generated files only as literals, and export writes only inside
+``OUT``: never through a symbolic link (see :mod:`nbops.exporting.writing`).
+A ``%%writefile`` may not replace a generated file nor shadow a module the
+pipelines import (``nbops``, the standard library, installed packages).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from nbops.exporting.cells import (
@@ -80,9 +87,33 @@ class Plan:
     cells: list[Cell]
     params: dict[str, Any]
     stages: dict[str, list[Cell]]
-    files: dict[str, str]
-    manifest: dict[str, Any]
+    files: dict[str, str]  # the export version as render.VERSION_PLACEHOLDER; no manifest.json
+    manifest: dict[str, Any]  # "version" is render.VERSION_PLACEHOLDER
     findings: list[Finding]
+
+    def manifest_at(self, version: int) -> dict[str, Any]:
+        """The manifest of export ``version``."""
+        manifest: dict[str, Any] = json.loads(json.dumps(self.manifest))
+        manifest["version"] = version
+        return manifest
+
+    def files_at(self, version: int) -> dict[str, str]:
+        """Every file of export ``version``, ``manifest.json`` included.
+
+        The modules are rendered again with the version in them: nothing in
+        :attr:`files` is searched and replaced, so no text from the notebook
+        can be mistaken for the version's place.
+        """
+        from nbops.exporting import render
+
+        files = dict(self.files)
+        for stage, chosen in self.stages.items():
+            files[render.MODULES[stage]], _ = render.module(
+                self.stem, stage, chosen, self.params, self.notebook.name, self.notebook_sha256,
+                self.manifest["nbops_version"], version,
+            )  # fmt: skip
+        files["manifest.json"] = json.dumps(self.manifest_at(version), indent=2, sort_keys=False) + "\n"
+        return files
 
 
 def _read_cells(path: Path) -> tuple[list[Cell], bytes]:
@@ -97,16 +128,23 @@ def _read_cells(path: Path) -> tuple[list[Cell], bytes]:
     for index, c in enumerate(nb.cells):
         if c.cell_type != "code":
             continue
-        cell_id = str(c.get("id") or "")
-        if not _SAFE_ID.fullmatch(cell_id):
+        cell_id = c.get("id")
+        if not isinstance(cell_id, str) or not _SAFE_ID.fullmatch(cell_id):
             cell_id = f"cell{index + 1}"  # ids go into comments and the manifest: keep them plain
+        metadata = c.get("metadata")
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ExportError(f"cell {index + 1} (id {cell_id}): its metadata 'tags' must be a list of strings")
+        if not isinstance(c.get("source"), str):
+            raise ExportError(f"cell {index + 1} (id {cell_id}): its source is not text")
+        count = c.get("execution_count")
         cells.append(
             Cell(
                 index=index,
                 id=cell_id,
                 source=c.source,
-                tags=tuple(c.get("metadata", {}).get("tags", [])),
-                execution_count=c.get("execution_count"),
+                tags=tuple(tags),
+                execution_count=count if isinstance(count, int) and not isinstance(count, bool) else None,
             )
         )
     return cells, raw
@@ -135,6 +173,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
     sha = hashlib.sha256(raw).hexdigest()
     requirements: list[str] = []
     extra_files: dict[str, str] = {}
+    writers: dict[str, Cell] = {}
     dropped: dict[str, list[str]] = {}
     import ast
 
@@ -152,6 +191,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
             if name in extra_files and extra_files[name] != content:
                 raise ExportError(f"{cell.label}: %%writefile {name} is written twice with different contents")
             extra_files[name] = content
+            writers.setdefault(name, cell)
         if translated.dropped:
             dropped[cell.id] = translated.dropped
         analyse(cell, ast.parse(cell.code))
@@ -192,8 +232,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
             }
         )
     for name, content in extra_files.items():
-        if name in files or name in ("manifest.json", "test_pipelines.py"):
-            raise ExportError(f"%%writefile {name} would overwrite a generated file; rename it")
+        _check_writefile(name, writers[name], stem)
         files[name] = content
     files["test_pipelines.py"] = render.test_module(stem, list(stages))
     if target == "airflow":
@@ -214,6 +253,55 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         "findings": [{"kind": f.kind, "cell": f.cell, "name": f.name, "message": f.message} for f in findings],
     }
     return Plan(stem, path, sha, cells, params, stages, files, manifest, findings)
+
+
+#: Files export writes (or Python makes) beside the modules, besides the modules themselves.
+_GENERATED = ("manifest.json", "test_pipelines.py", "__pycache__")
+#: Modules the generated files import, or that Python imports at start-up, which may not be installed here.
+_ALWAYS_SHADOWED = frozenset({"nbops", "pytest", "_pytest", "pendulum", "airflow", "sitecustomize", "usercustomize"})
+
+
+def _check_writefile(name: str, cell: Cell, stem: str) -> None:
+    """A ``%%writefile`` that would replace a generated file, or shadow an imported module, is an ExportError."""
+    from nbops.exporting import render
+
+    first = PurePosixPath(name).parts[0]
+    generated = [*render.MODULES.values(), *_GENERATED, f"{stem}_dag.py"]
+    # Compared without case: on macOS and Windows, Feature_Pipeline.py is feature_pipeline.py.
+    taken = next((g for g in generated if g.casefold() == first.casefold()), None)
+    if taken is not None:
+        raise ExportError(f"{cell.label}: %%writefile {name!r} would overwrite the generated {taken}; rename it")
+    module = _module_of(name)
+    if module is not None and module in _shadowed_modules():
+        raise ExportError(
+            f"{cell.label}: %%writefile {name!r} would shadow the module {module!r} that the pipelines import "
+            "(a file beside the modules is found before any installed one); rename it"
+        )
+
+
+def _module_of(name: str) -> str | None:
+    """The top-level module a file at ``name`` would define (``pandas.py``, ``pandas/...`` -> pandas), if any."""
+    import importlib.machinery
+
+    parts = PurePosixPath(name).parts
+    if len(parts) > 1:
+        return parts[0]  # a package folder
+    for suffix in sorted(importlib.machinery.all_suffixes(), key=len, reverse=True):
+        if parts[0].endswith(suffix) and len(parts[0]) > len(suffix):
+            return parts[0][: -len(suffix)]
+    return None
+
+
+def _shadowed_modules() -> frozenset[str]:
+    """Top-level modules a running pipeline may import: nbops, the standard library, every installed package.
+
+    Which of them an export imports depends on the code paths it takes (nbops
+    imports pandas, MLflow, ...), so every module of this environment counts.
+    """
+    from nbops.exporting import render
+
+    installed = {name for name in render._distributions() if name.isidentifier()}
+    return _ALWAYS_SHADOWED | frozenset(sys.stdlib_module_names) | installed
 
 
 def _check_compiles(source: str, name: str, ranges: list[tuple[str, int, int]], cells: list[Cell]) -> None:
@@ -284,6 +372,7 @@ def export(
 ) -> ExportResult:
     """Export ``notebook`` into ``OUT/<stem>/``; record the version in the store's catalog."""
     from nbops import catalog as cat
+    from nbops.exporting import writing
     from nbops.store import current
 
     store = store if store is not None else current()
@@ -291,12 +380,11 @@ def export(
     # The path as typed (relative or absolute) is not content: the notebook's hash is.
     versioned = {**p.manifest, "notebook": {"sha256": p.notebook_sha256}}
     content_digest = _digest(p.files | {"manifest.json": json.dumps(versioned, sort_keys=True)})
-    out_dir = Path(out).expanduser().resolve() / p.stem
+    out_dir = writing.folder_in(Path(out).expanduser().resolve(), p.stem)
+    writing.check_targets(out_dir, [*p.files, "manifest.json"])  # before the catalog records a version
     version, unchanged = _record(store, p, content_digest, out_dir)
-    files = {name: text.replace("{{NBOPS_EXPORT_VERSION}}", str(version)) for name, text in p.files.items()}
-    manifest = json.loads(json.dumps(p.manifest).replace("{{NBOPS_EXPORT_VERSION}}", str(version)))
-    manifest["version"] = version
-    files["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    files = p.files_at(version)
+    manifest = p.manifest_at(version)
     written = _write(out_dir, files)
     with store.catalog.write() as conn:
         conn.execute(
@@ -347,18 +435,10 @@ def _record(store: Store, p: Plan, digest: str, out_dir: Path) -> tuple[int, boo
 
 
 def _write(out_dir: Path, files: dict[str, str]) -> list[str]:
-    """Write files whose content differs (atomically, by rename); return the names written."""
-    written = []
-    for name, content in files.items():
-        target = out_dir / name
-        if target.exists() and target.read_text(encoding="utf-8") == content:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, target)  # generated files, not versions: replacing is the point
-        written.append(name)
-    return written
+    """Write files whose content differs (atomically, never through a link); return the names written."""
+    from nbops.exporting import writing
+
+    return writing.write_files(out_dir, files)
 
 
 def history(notebook_or_stem: str, store: Store | None = None) -> Any:

@@ -9,7 +9,6 @@ which nbconvert's writer puts in ``<build dir>/<stem>/``.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from nbconvert.exporters import Exporter
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode, default
 
-from nbops.exporting.cells import STAGES
+from nbops.exporting.cells import STAGES, ExportError
 
 
 class StagePreprocessor(Preprocessor):
@@ -72,14 +71,16 @@ class NbopsExporter(Exporter):
         from nbops.exporting import plan
 
         nb_copy, resources = super().from_notebook_node(nb, resources, **kw)
-        name = (resources.get("metadata") or {}).get("name") or "notebook"
+        name = str((resources.get("metadata") or {}).get("name") or "notebook")
+        if Path(name).name != name or name in (".", ".."):
+            raise ExportError(f"the notebook name {name!r} is not a file name")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.ipynb"
             nbformat.write(nb_copy, path)
             p = plan(path, target=self.target or None)
         outputs = resources.setdefault("outputs", {})
-        for filename, content in p.files.items():
-            outputs[f"{p.stem}/{filename}"] = content.replace("{{NBOPS_EXPORT_VERSION}}", "0").encode()
-        manifest = json.loads(json.dumps(p.manifest).replace("{{NBOPS_EXPORT_VERSION}}", "0"))
-        manifest["version"] = 0  # nbconvert does not record versions; `nbops export` does
-        return json.dumps(manifest, indent=2) + "\n", resources
+        files = p.files_at(0)  # nbconvert does not record versions; `nbops export` does
+        manifest = files.pop("manifest.json")
+        for filename, content in files.items():
+            outputs[f"{p.stem}/{filename}"] = content.encode()
+        return manifest, resources

@@ -4,6 +4,11 @@ Modules are plain Python that read like code a person wrote: the cells'
 own lines (comments kept) under ``# %% cell <id>`` markers, inside
 ``main(**params)`` whose parameters come from the cell tagged
 ``parameters``, and a ``__main__`` entry whose options are those parameters.
+
+Text from the notebook (its file name, the pipeline name, parameter values)
+reaches a generated file only as a Python literal made by :func:`literal` or
+:func:`docstring`, each checked to read back as the same value; nothing is
+substituted into the files after they are rendered.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,7 +26,36 @@ from nbops.exporting.cells import Cell, ExportError
 from nbops.exporting.translate import _indent
 
 MODULES = {"feature": "feature_pipeline.py", "training": "training_pipeline.py", "inference": "inference_pipeline.py"}
+#: Stands for the export version until the catalog assigns it (in the digest's input only).
 VERSION_PLACEHOLDER = "{{NBOPS_EXPORT_VERSION}}"
+#: Names every module binds itself: a parameter of that name would replace them inside main().
+RESERVED_PARAMETERS = frozenset({"nbops", "_nbops", "nbops_store", "PIPELINE", "PARAMETERS", "help"})
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def literal(value: Any) -> str:
+    """``repr(value)`` as source, checked to read back as ``value`` (else an ExportError)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past the digit limit, a list nested too deep
+        raise ExportError(f"a {type(value).__name__} too large to write as a Python literal") from None
+    try:
+        back = ast.literal_eval(text)
+        same = back == value and type(back) is type(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        same = False  # e.g. inf, whose repr is a name, not a literal
+    if not same:
+        raise ExportError(f"{text[:80]} has no exact Python literal; use a number, string, bool, None, list or dict")
+    return text
+
+
+def docstring(text: str) -> str:
+    """A string literal holding exactly ``text``: triple-quoted when that is plain, else ``repr``."""
+    plain = all(ch == "\n" or (ch.isprintable() and ch not in '"\\') for ch in text)
+    source = f'"""{text}"""' if plain else repr(text)
+    if ast.literal_eval(source) != text:  # cannot happen: both forms are exact; never write a guess
+        raise ExportError(f"cannot write {text[:80]!r} as a docstring")
+    return source
 
 
 def parameters(cell: Cell | None) -> dict[str, Any]:
@@ -38,11 +74,26 @@ def parameters(cell: Cell | None) -> dict[str, Any]:
             target, value = node.target.id, node.value
         else:
             raise ExportError(f"{cell.label} (parameters): only `name = value` lines belong in the parameters cell")
+        if target in RESERVED_PARAMETERS:
+            raise ExportError(
+                f"{cell.label} (parameters): the name {target!r} is taken by the generated module "
+                f"({', '.join(sorted(RESERVED_PARAMETERS))}); rename the parameter"
+            )
         try:
             params[target] = ast.literal_eval(value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             raise ExportError(
                 f"{cell.label} (parameters): {target} must be a literal (number, string, bool, None, list, dict)"
+            ) from None
+        try:
+            literal(params[target])
+            json.dumps(params[target])  # the manifest lists the parameters
+        except ExportError as exc:
+            raise ExportError(f"{cell.label} (parameters): {target}: {exc}") from None
+        except (TypeError, ValueError):
+            raise ExportError(
+                f"{cell.label} (parameters): {target} must be a number, string, bool, None, list or dict "
+                f"(keys: strings or numbers), not {type(params[target]).__name__}"
             ) from None
     return params
 
@@ -55,34 +106,48 @@ def module(
     notebook: str,
     notebook_sha256: str,
     nbops_version: str,
+    version: int | None = None,
 ) -> tuple[str, list[tuple[str, int, int]]]:
-    """The source of one stage module, and each cell's (id, first line, last line) in it."""
-    signature = ", ".join(f"{name}={value!r}" for name, value in params.items())
+    """The source of one stage module, and each cell's (id, first line, last line) in it.
+
+    ``version`` is the export version; ``None`` renders :data:`VERSION_PLACEHOLDER`
+    in its place (what the export's digest is computed on).
+    """
+    shown = VERSION_PLACEHOLDER if version is None else str(version)
+    for cell in cells:
+        if not _PLAIN_ID.fullmatch(cell.id):  # ids go into comments: only plain ones ever do
+            raise ExportError(f"cell {cell.index + 1}: its id is not plain (letters, digits, '_' and '-')")
+    signature = ", ".join(f"{name}={literal(value)}" for name, value in params.items())
+    about = "\n".join(
+        [
+            f"{stage.capitalize()} pipeline of {notebook}, exported by nbops {nbops_version}.",
+            "",
+            f"Notebook: {notebook} (sha256 {notebook_sha256[:16]})",
+            f"Export: {stem}@{shown}, stage {stage}; cells: {', '.join(c.id for c in cells)}",
+            "",
+            "Generated: edit the notebook and export it again rather than editing this file.",
+            f"Run: python {MODULES[stage]} --help",
+            "",
+        ]
+    )
     header = [
-        f'"""{stage.capitalize()} pipeline of {notebook}, exported by nbops {nbops_version}.',
-        "",
-        f"Notebook: {notebook} (sha256 {notebook_sha256[:16]})",
-        f"Export: {stem}@{VERSION_PLACEHOLDER}, stage {stage}; cells: {', '.join(c.id for c in cells)}",
-        "",
-        "Generated: edit the notebook and export it again rather than editing this file.",
-        f"Run: python {MODULES[stage]} --help",
-        '"""',
+        docstring(about),
         "",
         "import argparse",
         "",
         "import nbops",
         "import nbops as _nbops  # the cells may import nbops themselves, making `nbops` local to main()",
         "",
-        f"PIPELINE = {stem + '@' + VERSION_PLACEHOLDER!r}",
-        f"PARAMETERS = {dict(params)!r}",
+        f"PIPELINE = {literal(stem + '@' + shown)}",
+        f"PARAMETERS = {literal(dict(params))}",
         "",
         "",
         f"def main({signature}):",
         f'    """Run the {stage} stage; parameters default to the notebook\'s."""',
         "    nbops_store = _nbops.open()",
-        f"    with _nbops.pipeline(PIPELINE, stage={stage!r}):",
+        f"    with _nbops.pipeline(PIPELINE, stage={literal(stage)}):",
     ]
-    lines = list(header)
+    lines = "\n".join(header).split("\n")  # a docstring may span lines
     ranges = []
     body_indent = " " * 8
     for cell in cells:
@@ -101,23 +166,23 @@ def module(
 def _cli(stage: str, params: Mapping[str, Any]) -> str:
     out = [
         'if __name__ == "__main__":',
-        f"    parser = argparse.ArgumentParser(description={f'{stage} pipeline (parameters from the notebook)'!r})",
+        f"    parser = argparse.ArgumentParser(description={literal(f'{stage} pipeline (parameters from the notebook)')})",
     ]
     for name, value in params.items():
-        flag = "--" + name.replace("_", "-")
+        flag, dest, default = literal("--" + name.replace("_", "-")), literal(name), literal(value)
         if isinstance(value, bool):
             out.append(
-                f"    parser.add_argument({flag!r}, dest={name!r}, type=lambda s: s.lower() in ('1', 'true', 'yes'), "
-                f"default={value!r}, help='default: %(default)s')"
+                f"    parser.add_argument({flag}, dest={dest}, type=lambda s: s.lower() in ('1', 'true', 'yes'), "
+                f"default={default}, help='default: %(default)s')"
             )
         elif isinstance(value, (int, float, str)):
             out.append(
-                f"    parser.add_argument({flag!r}, dest={name!r}, type={type(value).__name__}, default={value!r}, "
+                f"    parser.add_argument({flag}, dest={dest}, type={type(value).__name__}, default={default}, "
                 "help='default: %(default)s')"
             )
         else:
             out.append(
-                f"    parser.add_argument({flag!r}, dest={name!r}, type=__import__('json').loads, default={value!r}, "
+                f"    parser.add_argument({flag}, dest={dest}, type=__import__('json').loads, default={default}, "
                 "help='JSON; default: %(default)s')"
             )
     out.append("    main(**vars(parser.parse_args()))")
@@ -173,7 +238,8 @@ def _installed(dist: str) -> bool:
 
 def test_module(stem: str, stages: Sequence[str]) -> str:
     modules = [MODULES[s] for s in stages]
-    return f'''"""Runs each stage of {stem} in a fresh process against a scratch store (pytest)."""
+    about = docstring(f"Runs each stage of {stem} in a fresh process against a scratch store (pytest).")
+    return f'''{about}
 
 import os
 import subprocess
@@ -181,7 +247,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = {modules!r}
+STAGES = {literal(modules)}
 
 
 def test_stages_run_in_order_on_a_scratch_store(tmp_path):
@@ -198,12 +264,13 @@ def test_stages_run_in_order_on_a_scratch_store(tmp_path):
 
 def airflow_dag(stem: str, stages: Sequence[str]) -> str:
     tasks = "\n".join(
-        f"    {s} = BashOperator(task_id={s!r}, bash_command=f\"{{sys.executable}} {{HERE / {MODULES[s]!r}}}\")"
-        for s in stages
+        f"    {s} = BashOperator(task_id={literal(s)}, bash_command=_command({literal(MODULES[s])}))" for s in stages
     )
     chain = " >> ".join(stages)
-    return f'''"""Airflow DAG running the {stem} pipelines: {" -> ".join(stages)} (generated by nbops)."""
+    about = docstring(f"Airflow DAG running the {stem} pipelines: {' -> '.join(stages)} (generated by nbops).")
+    return f'''{about}
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -213,8 +280,14 @@ from airflow.sdk import DAG
 
 HERE = Path(__file__).resolve().parent
 
+
+def _command(module):
+    # Quoted: the export folder's path may hold spaces or characters the shell would read.
+    return shlex.join([sys.executable, str(HERE / module)])
+
+
 with DAG(
-    dag_id={stem!r},
+    dag_id={literal(stem)},
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

@@ -15,14 +15,17 @@ IPython's own input transformers find the magics (``%line``, ``%%cell``,
 - anything else is an :class:`ExportError` naming the cell and the magic.
 
 User text is never pasted into code: every string from a magic line becomes
-a Python literal through ``repr``.
+a Python literal through ``repr``, and text repeated in a comment is shown
+as a literal when it holds anything but printable characters.
 """
 
 from __future__ import annotations
 
 import ast
+import keyword
 import re
 import shlex
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -85,16 +88,31 @@ def _cell_magic(cell: Cell, source: str, experiment: str, out: Translated) -> st
         names = [a for a in args if not a.startswith("-")]
         if len(names) != 1 or "-a" in args or "--append" in args:
             raise ExportError(f"{cell.label}: %%writefile needs exactly one file name (and no --append) to export")
-        path = PurePosixPath(names[0])
-        if path.is_absolute() or ".." in path.parts or not path.parts:
-            raise ExportError(f"{cell.label}: %%writefile {names[0]!r} must be a relative path inside the export folder")
-        out.files[str(path)] = body if body.endswith("\n") else body + "\n"
+        out.files[_writefile_path(cell, names[0])] = body if body.endswith("\n") else body + "\n"
         return ""
     if name == "features":
         return _features(cell, line, body, out)
     if name == "track":
         return _track(cell, line, body, experiment, out)
     raise ExportError(f"{cell.label}: the cell magic %%{name} cannot be exported; nbops does not know what it does")
+
+
+def _writefile_path(cell: Cell, name: str) -> str:
+    """``name`` as a relative path inside the export folder, or an ExportError naming the cell."""
+    path = PurePosixPath(name)
+    plain = all(
+        part != ".."
+        and "\\" not in part
+        and not re.match(r"[A-Za-z]:", part)  # a drive on Windows
+        and not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in part)
+        for part in path.parts
+    )
+    if path.is_absolute() or not path.parts or not plain:
+        raise ExportError(
+            f"{cell.label}: %%writefile {name!r} must be a relative path inside the export folder "
+            "(no '..', no leading '/', no '\\', drive or control characters)"
+        )
+    return str(path)
 
 
 def _features(cell: Cell, line: str, body: str, out: Translated) -> str:
@@ -188,7 +206,7 @@ def _line_magic(cell: Cell, text: str, out: Translated) -> str:
     if method in ("system", "getoutput"):
         command = args[0]
         if _pip_requirements(cell, command, out):
-            return f"pass  # !{command} -> manifest requirements"
+            return f"pass  # !{_comment(command)} -> manifest requirements"
         raise ExportError(f"{cell.label}: the shell command !{command} cannot be exported; do it in Python")
     name, line = args[0], args[1] if len(args) > 1 else ""
     if target is not None and name not in UNWRAP_LINE:
@@ -196,14 +214,14 @@ def _line_magic(cell: Cell, text: str, out: Translated) -> str:
     if name == "pip":
         if not _pip_requirements(cell, f"pip {line}", out):
             raise ExportError(f"{cell.label}: only %pip install can be exported, not %pip {line}")
-        return f"pass  # %pip {line} -> manifest requirements"
+        return f"pass  # %pip {_comment(line)} -> manifest requirements"
     if name in UNWRAP_LINE:
         out.dropped.append(f"%{name} (unwrapped)")
         statement = _TIMING_OPTIONS.sub("", line) if name != "time" else line
         return f"{target} = {statement}" if target else statement
     if name in DROP_LINE:
         out.dropped.append(f"%{name} (display only)")
-        return f"pass  # %{name} (display only)"
+        return f"pass  # %{_comment(name)} (display only)"
     if name == "snapshot":
         return _snapshot(cell, line)
     raise ExportError(f"{cell.label}: the magic %{name} cannot be exported; nbops does not know what it does")
@@ -222,10 +240,10 @@ def _snapshot(cell: Cell, line: str) -> str:
         except NbopsError as exc:
             raise ExportError(f"{cell.label}: %snapshot --load {args.load!r}: {exc}") from None
         var = args.as_var or name
-        if not var.isidentifier():
+        if not var.isidentifier() or keyword.iskeyword(var):
             raise ExportError(f"{cell.label}: --as {var!r} is not a variable name")
         return f"{var} = nbops_store.load({args.load!r})"
-    if not args.dataframe or not args.dataframe.isidentifier():
+    if not args.dataframe or not args.dataframe.isidentifier() or keyword.iskeyword(args.dataframe):
         raise ExportError(f"{cell.label}: %snapshot needs the name of a DataFrame variable")
     call = f"nbops_store.snapshot({args.dataframe}, {(args.name or args.dataframe)!r}"
     if args.message is not None:
@@ -313,6 +331,11 @@ def _shell_words(cell: Cell, text: str) -> list[str]:
         return shlex.split(text)
     except ValueError as exc:
         raise ExportError(f"{cell.label}: cannot read {text!r}: {exc}") from None
+
+
+def _comment(text: str) -> str:
+    """``text`` to repeat after a ``#``: itself when printable, else its ``repr`` (no line break can end the comment)."""
+    return text if text.isprintable() else repr(text)
 
 
 def _indent(code: str, prefix: str) -> str:
