@@ -448,3 +448,29 @@ def test_a_foreign_postgresql_database_is_refused_and_left_as_it_is(tmp_path: Pa
 
 
 pytest_plugins = ["pgserver"]
+
+
+# -- 10. errors a person can act on --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"catalog": "mysql://x/y"}, "must be PostgreSQL"),
+        ({"catalog": "::::"}, "must be a URL such as postgresql://"),
+        ({"online": "foo://bar"}, "unknown online store 'foo://bar'"),
+        ({"data": "weird://x/y"}, "cannot use the data root weird://x/y"),
+        ({"data": "s3://"}, "names no bucket or folder"),
+    ],
+)
+def test_a_bad_url_is_one_line_of_the_package_s_own_error(tmp_path: Path, options: dict[str, str], says: str) -> None:
+    with pytest.raises(nbops.errors.NbopsError, match=says) as caught:
+        store = nbops.open(tmp_path / ".nbops", **options)
+        store.online_features(["g.f"], keys={"k": [1]})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_store_path_that_is_a_file_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    path.write_text("not a folder")
+    result = _nbops("--store", str(path), "ls")
+    assert result.returncode == 2 and result.stderr.strip() == f"nbops: error: {path} is a file, not a store folder"
+    assert path.read_text() == "not a folder"

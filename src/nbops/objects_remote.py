@@ -81,6 +81,8 @@ class RemoteObjectStore:
         except (ValueError, OSError) as exc:
             raise StoreError(f"cannot use the data root {self.uri}: {exc}") from None
         self.base = base.rstrip("/")
+        if not self.base:
+            raise StoreError(f"the data root {self.uri} names no bucket or folder; use e.g. s3://bucket/prefix")
         self._uri_base = _location(uri)
         self._check_reachable()
 
