@@ -24,6 +24,14 @@ store is opened on the same host: each live run has a small file in
 URI (without a password).  When that URI is a tracking server that does not
 answer, the open goes on and a later open marks the run.
 
+Disk full.  A write of a run's state that the disk refuses (ENOSPC,
+EDQUOT, EIO: the run's row, its live-run file, ``cell.py``, metrics, inputs,
+lineage, its end status, or what the body logs through MLflow) ends the run
+FAILED and raises :class:`RunWriteError`, a :class:`TrackingError` that
+names what was being written and where.  When even the FAILED status cannot
+be written, the live-run file is renamed to ``<run id>.failed`` (a rename
+needs no free space) and the next open of the store marks the run FAILED.
+
 Inputs.  Every snapshot, feature commit and training set read or written
 during a run is logged as an MLflow dataset input named ``name@version`` with
 the nbops digest, straight from the catalog (no schema inference, so logging
@@ -32,7 +40,9 @@ a 1M-row input costs the same as a 10-row one).
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
 import sys
@@ -45,8 +55,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from nbops import _faults, lineage
 from nbops import catalog as cat
-from nbops import lineage
 from nbops._version import __version__
 from nbops.errors import InvalidInputError, NbopsError, NotFoundError
 from nbops.names import validate_experiment_name, validate_name
@@ -72,6 +82,113 @@ _TAG = "nbops."
 
 class TrackingError(NbopsError):
     """A run could not be started, ended or registered."""
+
+
+class RunWriteError(TrackingError):
+    """The disk refused a write of a run's state (full, over quota, or failing); the run ended FAILED.
+
+    ``errno``, ``what`` and ``path`` say which write failed where; ``original``
+    is the exception the write raised (an ``OSError``, or MLflow's or the
+    database driver's own error).
+    """
+
+    def __init__(
+        self, number: int, what: str, path: str, outcome: str = "", original: BaseException | None = None
+    ) -> None:
+        self.errno, self.what, self.path, self.outcome, self.original = number, what, path, outcome, original
+        name = errno.errorcode.get(number, str(number))
+        if number == errno.ENOSPC:
+            message = f"disk full (ENOSPC) while writing {what} at {path}; free space and run it again"
+        elif number == getattr(errno, "EDQUOT", None):
+            message = f"disk quota exceeded ({name}) while writing {what} at {path}; free space and run it again"
+        else:
+            message = (
+                f"I/O error ({name}) while writing {what} at {path}; "
+                "check the disk (the system log names the device) and run it again"
+            )
+        super().__init__(f"{message}; {outcome}" if outcome else message)
+
+    def with_outcome(self, outcome: str) -> RunWriteError:
+        """The same error, saying what became of the run."""
+        return RunWriteError(self.errno, self.what, self.path, outcome, self.original)
+
+
+#: errno values of a write the disk refused: full, over quota, failing.
+DISK_ERRNOS = frozenset(n for n in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EIO) if n is not None)
+#: How a database or a tracking server words them (SQLite, PostgreSQL, the OS via a server's reply).
+_DISK_MESSAGES = (
+    ("database or disk is full", errno.ENOSPC),
+    ("no space left on device", errno.ENOSPC),
+    ("disk quota exceeded", getattr(errno, "EDQUOT", errno.ENOSPC)),
+    ("disk i/o error", errno.EIO),
+    ("input/output error", errno.EIO),
+)
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+
+
+def disk_error(exc: BaseException) -> tuple[int, str | None] | None:
+    """``(errno, file)`` when ``exc``, or an error it was raised from, is a write the disk refused; else None.
+
+    Follows ``__cause__``, ``__context__`` and a driver error's ``orig``: MLflow
+    wraps SQLAlchemy's error, which wraps ``sqlite3``'s ("database or disk is
+    full", SQLITE_FULL).  ``file`` is the path an ``OSError`` names, if any.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        number = current.errno if isinstance(current, OSError) else None
+        if isinstance(current, OSError) and isinstance(number, int) and number in DISK_ERRNOS:
+            name = current.filename2 if current.filename2 is not None else current.filename
+            return number, None if name is None else os.fsdecode(name)
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in (_SQLITE_FULL, _SQLITE_IOERR):
+            return (errno.ENOSPC if code & 0xFF == _SQLITE_FULL else errno.EIO), None
+        text = str(current).lower()
+        for needle, number in _DISK_MESSAGES:
+            if needle in text:
+                return number, None
+        for nxt in (current.__cause__, current.__context__, getattr(current, "orig", None)):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return None
+
+
+@contextmanager
+def _writing(what: str, path: str | Path, fault: str | None = None) -> Iterator[None]:
+    """Turn a write the disk refuses inside the block into a :class:`RunWriteError` naming ``what`` and ``path``."""
+    try:
+        if fault is not None:
+            _faults.io_error(fault, path)
+        yield
+    except Exception as exc:
+        found = disk_error(exc)
+        if found is None:
+            raise
+        raise RunWriteError(found[0], what, found[1] or str(path), original=exc) from None
+
+
+class _QuietDiskErrors(logging.Filter):
+    """Drops MLflow's logged traceback of a database write the disk refused: nbops reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or disk_error(error) is None
+
+
+_QUIET = _QuietDiskErrors()
+_MLFLOW_DB_LOGGER = "mlflow.store.db.utils"
+
+
+def _tracking_place() -> str:
+    """Where MLflow writes runs: the SQLite file, or the tracking URI without its password."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    return uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else _without_password(uri)
 
 
 def ensure_backend(store: Store) -> Any:
@@ -277,8 +394,12 @@ class LiveRun:
         folder = self.folder(store)
         folder.mkdir(exist_ok=True)
         tmp = folder / f".{self.run_id}.tmp"
-        tmp.write_text(json.dumps({**self.__dict__, "tracking_uri": _without_password(self.tracking_uri)}))
-        os.replace(tmp, self.path(store))
+        try:
+            tmp.write_text(json.dumps({**self.__dict__, "tracking_uri": _without_password(self.tracking_uri)}))
+            os.replace(tmp, self.path(store))
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a disk that is full still lets a file be removed
+            raise
 
     def remove(self, store: Store) -> None:
         self.path(store).unlink(missing_ok=True)
@@ -297,8 +418,54 @@ class LiveRun:
         return runs
 
 
+#: A live-run file renamed to ``<run id>.failed``: the run ended, but its FAILED status could not be written.
+ENDED_SUFFIX = ".failed"
+#: Runs of this process whose FAILED status could not be written: run id -> tracking URI.
+_UNENDED: dict[str, str] = {}
+SWEPT_TAG = "swept: its end could not be written (disk full or I/O error)"
+
+
+def _mark_for_sweep(store: Store, run_id: str, uri: str) -> None:
+    """Leave word that ``run_id`` ended FAILED without its status written, for the next open to write it.
+
+    The run's live-run file is renamed to ``<run id>.failed``: a rename needs
+    no free space, and the next ``nbops.open()`` of the store, by any process
+    on any host, sweeps it whether or not this process is still alive.
+    """
+    _UNENDED[run_id] = uri
+    folder = LiveRun.folder(store)
+    marker = folder / f"{run_id}{ENDED_SUFFIX}"
+    try:
+        os.replace(folder / f"{run_id}.json", marker)
+    except FileNotFoundError:  # the live-run file was never written: an empty file needs no data block
+        try:
+            folder.mkdir(exist_ok=True)
+            with open(marker, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps({"run_id": run_id, "tracking_uri": _without_password(uri)}))
+        except OSError:
+            pass  # the sweep reads an empty or torn marker as "this store's tracking URI"
+    except OSError:
+        pass  # this process still sweeps it (_UNENDED) at its next open; if it dies, the run is reaped KILLED
+
+
+def _unended_runs(store: Store) -> dict[str, str]:
+    """Runs to mark FAILED: this process's own, and every ``*.failed`` marker in the store (run id -> URI)."""
+    found = dict(_UNENDED)
+    folder = LiveRun.folder(store)
+    if folder.is_dir():
+        for path in folder.glob(f"*{ENDED_SUFFIX}"):
+            run_id = path.name[: -len(ENDED_SUFFIX)]
+            try:
+                uri = str(json.loads(path.read_text(encoding="utf-8"))["tracking_uri"])
+            except (OSError, ValueError, TypeError, KeyError):
+                uri = os.environ.get(URI_ENV) or store_tracking_uri(store)
+            found.setdefault(run_id, uri)
+    return found
+
+
 def reap_dead_runs(store: Store) -> list[str]:
-    """Mark KILLED every run of this host whose process is gone; return their ids."""
+    """Mark KILLED every run of this host whose process is gone, and FAILED every run whose end
+    could not be written (:data:`ENDED_SUFFIX`); return their ids."""
     host = socket.gethostname()
     dead = []
     for live in LiveRun.all(store):
@@ -307,39 +474,71 @@ def reap_dead_runs(store: Store) -> list[str]:
         started = _process_started(live.pid)
         if started is None or abs(started - live.process_started) >= 1.0:
             dead.append(live)
-    if not dead:
+    unended = _unended_runs(store)
+    if not dead and not unended:
         return []
     from nbops.audit import readonly
 
     if readonly():
         return []  # a read-only process leaves them for the next process that may write
-    killed = []
+    ended = []
     import mlflow
 
     reachable: dict[str, bool] = {}
-    for live in dead:
-        if live.tracking_uri not in reachable:
-            reachable[live.tracking_uri] = _server_reachable(live.tracking_uri)
-            if not reachable[live.tracking_uri]:
+
+    def answers(uri: str) -> bool:
+        if uri not in reachable:
+            reachable[uri] = _server_reachable(uri)
+            if not reachable[uri]:
                 print(
-                    f"nbops: the tracking server at {_without_password(live.tracking_uri)} does not answer; runs of "
+                    f"nbops: the tracking server at {_without_password(uri)} does not answer; runs of "
                     "dead processes there stay RUNNING until a later open reaches it",
                     file=sys.stderr,
                 )
-        if not reachable[live.tracking_uri]:
-            continue  # its file stays, so that the next open tries again
-        try:
-            tracking = mlflow.MlflowClient(tracking_uri=_credentialed(live.tracking_uri))
-            run = tracking.get_run(live.run_id)
-            if run.info.status == "RUNNING":
-                tracking.set_terminated(live.run_id, status="KILLED")
-                tracking.set_tag(live.run_id, f"{_TAG}ended_by", "reaped: its process died")
-            killed.append(live.run_id)
-        except Exception as exc:  # an unreachable server must not stop the store from opening
-            print(f"nbops: could not mark run {live.run_id} KILLED: {exc}", file=sys.stderr)
-            continue
-        live.remove(store)
-    return killed
+        return reachable[uri]
+
+    logger = logging.getLogger(_MLFLOW_DB_LOGGER)
+    logger.addFilter(_QUIET)  # a disk still full: one line below, not MLflow's traceback
+    try:
+        for live in dead:
+            if live.run_id in unended:
+                continue  # its end is known: swept FAILED below
+            if not answers(live.tracking_uri):
+                continue  # its file stays, so that the next open tries again
+            if _terminate_if_running(mlflow, live.run_id, live.tracking_uri, "KILLED", "reaped: its process died"):
+                ended.append(live.run_id)
+                live.remove(store)
+        for run_id, uri in unended.items():
+            if not answers(uri):
+                continue
+            if _terminate_if_running(mlflow, run_id, uri, "FAILED", SWEPT_TAG):
+                ended.append(run_id)
+                _UNENDED.pop(run_id, None)
+                folder = LiveRun.folder(store)
+                (folder / f"{run_id}{ENDED_SUFFIX}").unlink(missing_ok=True)
+                (folder / f"{run_id}.json").unlink(missing_ok=True)  # left when the rename failed
+    finally:
+        logger.removeFilter(_QUIET)
+    return ended
+
+
+def _terminate_if_running(mlflow: Any, run_id: str, uri: str, status: str, why: str) -> bool:
+    """End ``run_id`` with ``status`` if it is still RUNNING; False (and a message) if the backend refused."""
+    try:
+        tracking = mlflow.MlflowClient(tracking_uri=_credentialed(uri))
+        if tracking.get_run(run_id).info.status == "RUNNING":
+            tracking.set_terminated(run_id, status=status)
+            tracking.set_tag(run_id, f"{_TAG}ended_by", why)
+        return True
+    except Exception as exc:  # an unreachable server or a full disk must not stop the store from opening
+        found = disk_error(exc)
+        if found is not None:
+            where = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else _without_password(uri)
+            reason = f"{errno.errorcode.get(found[0], found[0])} while writing at {where}; a later open tries again"
+        else:
+            reason = str(exc)
+        print(f"nbops: could not mark run {run_id} {status}: {reason}", file=sys.stderr)
+        return False
 
 
 #: How long the crash sweep waits for a tracking server before leaving its runs for later.
@@ -413,6 +612,7 @@ class Run:
     reads: list[tuple[Store, str, str]] = field(default_factory=list)
     writes: list[tuple[Store, str, str]] = field(default_factory=list)
     status: str = "RUNNING"
+    artifact_uri: str = ""
 
     @property
     def info(self) -> Any:
@@ -445,19 +645,31 @@ class Run:
         return f"<nbops Run {self.run_id} experiment={self.experiment!r} name={self.name!r} {self.status}>"
 
 
-def _save_cell_source(artifact_uri: str, source: str) -> None:
-    """The cell's source as the artifact ``cell.py`` (written in place for a local artifact store)."""
+def _local_artifacts(artifact_uri: str) -> Path | None:
+    """The folder of a ``file:`` (or plain path) artifact URI; None for a remote artifact store."""
     from urllib.parse import unquote, urlparse
 
     parsed = urlparse(artifact_uri)
-    if parsed.scheme in ("", "file"):
-        folder = Path(unquote(parsed.path))
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cell.py").write_text(source, encoding="utf-8")
+    return Path(unquote(parsed.path)) if artifact_uri and parsed.scheme in ("", "file") else None
+
+
+def _save_cell_source(artifact_uri: str, source: str) -> None:
+    """The cell's source as the artifact ``cell.py`` (written in place for a local artifact store)."""
+    folder = _local_artifacts(artifact_uri)
+    if folder is not None:
+        path = folder / "cell.py"
+        with _writing("the cell source cell.py", path, fault="run_cell_source"):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path.write_text(source, encoding="utf-8")
+            except OSError:
+                path.unlink(missing_ok=True)  # no torn cell.py beside a FAILED run
+                raise
         return
     import mlflow
 
-    mlflow.log_text(source, "cell.py")
+    with _writing("the cell source cell.py", f"{artifact_uri}/cell.py", fault="run_cell_source"):
+        mlflow.log_text(source, "cell.py")
 
 
 def validate_metric_name(name: str) -> None:
@@ -474,7 +686,11 @@ def start_run(
     tags: Mapping[str, str] | None = None,
     source: str | None = None,
 ) -> Run:
-    """Start an MLflow run in the store's backend and begin recording data inputs."""
+    """Start an MLflow run in the store's backend and begin recording data inputs.
+
+    A write the disk refuses raises :class:`RunWriteError`: before the run
+    exists nothing is left behind; after, the run is ended FAILED.
+    """
     from nbops.audit import check_writable
 
     experiment = experiment or "Default"
@@ -482,13 +698,18 @@ def start_run(
     validate_experiment_name(experiment)
     if register_model is not None:
         validate_name(register_model, "model")
-    mlflow = ensure_backend(store)
+    not_started = "no run was started"
+    try:
+        with _writing("the tracking database", store.root / TRACKING_DB):
+            mlflow = ensure_backend(store)
+    except RunWriteError as exc:
+        raise exc.with_outcome(not_started) from None
     if mlflow.active_run() is not None:
         active = mlflow.active_run()
         raise TrackingError(
             f"run {active.info.run_id} is still active; end it first (%track stop, or mlflow.end_run())"
         )
-    exp_id = experiment_id(store, experiment)
+    place = _tracking_place()
     all_tags = {
         f"{_TAG}version": __version__,
         f"{_TAG}host": socket.gethostname(),
@@ -500,46 +721,132 @@ def start_run(
     commit = _git_commit()
     if commit:
         all_tags["mlflow.source.git.commit"] = commit
-    active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=all_tags)
-    run = Run(store, active.info.run_id, experiment, exp_id, active.info.run_name, register_model)
-    LiveRun(run.run_id, mlflow.get_tracking_uri(), socket.gethostname(), os.getpid(), _own_start()).write(store)
+    try:
+        with _writing(f"experiment {experiment!r}", place):
+            exp_id = experiment_id(store, experiment)
+        with _writing("the new run", place, fault="run_start"):
+            active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=all_tags)
+    except RunWriteError as exc:
+        raise exc.with_outcome(not_started) from None
     from nbops import api
 
-    api.start(run)
-    if source is not None:
-        _save_cell_source(active.info.artifact_uri, source)
-    if autolog:
-        mlflow.autolog(log_models=False, silent=True)
+    info = active.info
+    run = Run(store, info.run_id, experiment, exp_id, info.run_name, register_model, artifact_uri=info.artifact_uri)
+    logging.getLogger(_MLFLOW_DB_LOGGER).addFilter(_QUIET)  # removed by end_run
+    try:
+        live = LiveRun(run.run_id, mlflow.get_tracking_uri(), socket.gethostname(), os.getpid(), _own_start())
+        with _writing("the run's live-run file", live.path(store), fault="run_live_file"):
+            live.write(store)
+        api.start(run)
+        if source is not None:
+            _save_cell_source(info.artifact_uri, source)
+        if autolog:
+            mlflow.autolog(log_models=False, silent=True)
+    except BaseException as exc:
+        api.stop(run)
+        _, recorded = _write_end(run, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if isinstance(exc, RunWriteError):
+            raise exc.with_outcome(_end_outcome(run, recorded)) from None
+        raise
     return run
 
 
 def end_run(run: Run, status: str = "FINISHED") -> None:
-    """Flush metrics, log data inputs and lineage, register the model, end the run."""
-    import mlflow
-    from mlflow.entities import Metric
+    """Flush metrics, log data inputs and lineage, register the model, end the run.
 
+    A write the disk refuses ends the run FAILED and raises
+    :class:`RunWriteError`; if even the FAILED status cannot be written, the
+    next ``nbops.open()`` of the store writes it (see :func:`_mark_for_sweep`).
+    """
     from nbops import api
 
-    store = run.store
     api.stop(run)
-    tracking = client()
+    problem: RunWriteError | None = None
     try:
-        if run.steps or run.metrics:
-            now = int(time.time() * 1000)
-            metrics = [Metric(k, v, now, s) for k, v, s in run.steps]
-            metrics += [Metric(k, v, now, 0) for k, v in run.metrics.items()]
+        _write_results(run, status)
+    except RunWriteError as exc:
+        problem, status = exc, "FAILED"
+    except BaseException:
+        unwritten, _ = _write_end(run, status)
+        if unwritten is not None:  # the error that stopped the results goes on; this one is said here
+            print(f"nbops: {unwritten.with_outcome(_end_outcome(run, recorded=False))}", file=sys.stderr)
+        raise
+    unwritten, recorded = _write_end(run, status)
+    problem = problem or unwritten
+    if problem is not None:
+        raise problem.with_outcome(_end_outcome(run, recorded)) from None
+
+
+def _end_outcome(run: Run, recorded: bool) -> str:
+    if recorded:
+        return f"run {run.run_id} ended FAILED"
+    return (
+        f"run {run.run_id} ended FAILED, but its status could not be written; "
+        "the next nbops.open() of the store marks it FAILED"
+    )
+
+
+def _write_results(run: Run, status: str) -> None:
+    """Everything a run writes at its end before its status: metrics, inputs, lineage, the model."""
+    from mlflow.entities import Metric
+
+    tracking = client()
+    place = _tracking_place()
+    if run.steps or run.metrics:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, s) for k, v, s in run.steps]
+        metrics += [Metric(k, v, now, 0) for k, v in run.metrics.items()]
+        with _writing("the run's metrics", place, fault="run_metrics"):
             for start in range(0, len(metrics), 1000):
                 tracking.log_batch(run.run_id, metrics=metrics[start : start + 1000], synchronous=True)
+    with _writing("the run's dataset inputs", place, fault="run_inputs"):
         _log_inputs(run, tracking)
-        if status == "FINISHED" and run.register_model:
-            register_model(store, run.register_model, run_id=run.run_id)
+    _log_lineage(run)
+    if status == "FINISHED" and run.register_model:
+        with _writing(f"the registration of model {run.register_model!r}", place):
+            register_model(run.store, run.register_model, run_id=run.run_id)
+
+
+def _terminate(run_id: str, status: str) -> None:
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status=status)  # MLflow forgets the run first, then writes: no run left active
+    else:
+        client().set_terminated(run_id, status=status)
+
+
+def _write_end(run: Run, status: str) -> tuple[RunWriteError | None, bool]:
+    """Write the run's end status; on a disk error, FAILED once more, then leave it to the sweep.
+
+    Returns the disk error of the first attempt (or None) and whether a status
+    was written (``run.status`` says which).  Only disk errors are caught.
+    """
+    import mlflow
+
+    try:
+        try:
+            with _writing("the run's end status", _tracking_place(), fault="run_status"):
+                _terminate(run.run_id, status)
+            run.status = status
+            return None, True
+        except RunWriteError as exc:
+            failed = exc
+        run.status = "FAILED"
+        try:  # once more, as FAILED: an I/O error may pass, another process may have freed space
+            with _writing("the run's end status", _tracking_place()):
+                _terminate(run.run_id, "FAILED")
+            return failed, True
+        except RunWriteError:
+            _mark_for_sweep(run.store, run.run_id, mlflow.get_tracking_uri())
+            return failed, False
     finally:
-        if mlflow.active_run() is not None and mlflow.active_run().info.run_id == run.run_id:
-            mlflow.end_run(status=status)
-        else:
-            tracking.set_terminated(run.run_id, status=status)
-        run.status = status
-        (LiveRun.folder(store) / f"{run.run_id}.json").unlink(missing_ok=True)
+        logging.getLogger(_MLFLOW_DB_LOGGER).removeFilter(_QUIET)
+        try:
+            LiveRun.folder(run.store).joinpath(f"{run.run_id}.json").unlink(missing_ok=True)
+        except OSError:
+            pass  # the run has ended: a live-run file left behind is removed by a later open
 
 
 @contextmanager
@@ -552,17 +859,63 @@ def track(
     tags: Mapping[str, str] | None = None,
     source: str | None = None,
 ) -> Iterator[Run]:
+    """Run the block inside a run: FINISHED, FAILED (its exception goes on unchanged) or KILLED.
+
+    When the block fails because the disk refused a write of the run's state
+    (``mlflow.log_param`` on a full database, ``mlflow.log_artifact`` into
+    the store), the error is a :class:`RunWriteError` instead.
+    """
     run = start_run(store, experiment, run_name, register_model, autolog, tags, source)
     try:
         yield run
-    except KeyboardInterrupt:
-        end_run(run, "KILLED")
-        raise
-    except BaseException:
-        end_run(run, "FAILED")
+    except BaseException as exc:
+        problem = None if isinstance(exc, KeyboardInterrupt) else state_write_error(run, exc)
+        try:
+            end_run(run, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        except RunWriteError as unended:
+            if problem is not None:  # the same disk: the body's error, with how the run ended
+                raise problem.with_outcome(unended.outcome) from None
+            print(f"nbops: {unended}", file=sys.stderr)  # the body's own error goes on
+        if problem is not None:
+            raise problem.with_outcome(f"run {run.run_id} ended FAILED") from None
         raise
     else:
         end_run(run, "FINISHED")
+
+
+def state_write_error(run: Run, exc: BaseException) -> RunWriteError | None:
+    """A :class:`RunWriteError` when the body's exception is a refused write of the run's own state.
+
+    That is a disk error raised inside MLflow (``mlflow.log_param`` on a full
+    database, ``mlflow.log_artifact`` into a full artifact folder), or an
+    ``OSError`` about a file in the store or in the run's artifact folder.
+    Anything else is the user's own error and goes on unchanged.
+    """
+    found = disk_error(exc)
+    if found is None:
+        return None
+    number, path = found
+    artifacts = _local_artifacts(run.artifact_uri)
+    if path is not None:
+        inside = [run.store.root] + ([artifacts] if artifacts is not None else [])
+        if any(Path(path).resolve().is_relative_to(p.resolve()) for p in inside):
+            return RunWriteError(number, "an artifact of the run", path, original=exc)
+    if not _raised_in_mlflow(exc):
+        return None
+    if isinstance(exc, OSError):
+        where = path or (str(artifacts) if artifacts is not None else run.artifact_uri)
+        return RunWriteError(number, "an artifact of the run", where, original=exc)
+    return RunWriteError(number, "what the run logged (params, metrics or tags)", _tracking_place(), original=exc)
+
+
+def _raised_in_mlflow(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of MLflow's own code (a frame of an ``mlflow`` module on its traceback)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).partition(".")[0] == "mlflow":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _git_commit(start: Path | None = None) -> str | None:
@@ -644,7 +997,10 @@ def _log_inputs(run: Run, client: Any) -> None:
             )
     if inputs:
         client.log_inputs(run.run_id, datasets=inputs)
-    # Lineage edges live in the store that holds each artifact.
+
+
+def _log_lineage(run: Run) -> None:
+    """Lineage edges of the run; they live in the store that holds each artifact."""
     now = cat.utcnow()
     child = ("run", run.run_id)
     stores = {run.store.root: run.store, **{s.root: s for s, _, _ in run.reads + run.writes}}
@@ -653,7 +1009,8 @@ def _log_inputs(run: Run, client: Any) -> None:
         outputs = [(k, r) for s, k, r in run.writes if s.root == root]
         if not parents and not outputs:
             continue  # no write transaction (and no commit) for a run that touched no data
-        with store.catalog.write() as conn:
+        where = store.catalog.describe()
+        with _writing("the run's lineage", where, fault="run_lineage"), store.catalog.write() as conn:
             lineage.add_edges(store.catalog, conn, child, parents, now)
             for artifact in outputs:
                 lineage.add_edges(store.catalog, conn, artifact, [child], now, written=False)

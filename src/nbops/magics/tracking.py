@@ -114,6 +114,9 @@ class TrackingMagics(Magics):
             with usage_errors():
                 tracking.end_run(run, status)
         print(f"run {run.run_id} ({run.name}) {run.status} in experiment {run.experiment!r}")
+        disk = tracking.state_write_error(run, error) if error is not None else None
+        if disk is not None:  # the disk refused the run's own state: say so in one line
+            raise UsageError(str(disk.with_outcome(f"run {run.run_id} ended {run.status}")))
         if error is not None and outer is not None:
             outer.error_in_exec = error  # shown once already, by the inner run
         return None
