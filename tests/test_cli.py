@@ -141,7 +141,13 @@ def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project:
             runs = json.load(answer)["runs"]
         assert [r["info"]["run_id"] for r in runs] == [run_.run_id]
         family = [psutil.Process(ui.pid), *psutil.Process(ui.pid).children(recursive=True)]
-        listening = {c.laddr.ip for p in family for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        listening = set()
+        for member in family:
+            try:  # a short-lived helper (a worker MLflow starts and stops) may be gone by now
+                connections = member.net_connections("tcp")
+            except psutil.NoSuchProcess:
+                continue
+            listening |= {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
         assert listening == {"127.0.0.1"}
     finally:
         children = psutil.Process(ui.pid).children(recursive=True) if ui.poll() is None else []
