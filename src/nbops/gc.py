@@ -76,26 +76,25 @@ def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bo
                 "were killed before they committed, run `nbops gc --empty-catalog`"
             )
         for digest, path in on_disk:
-            if digest in live:
-                continue
-            if not store.objects.older_than(path, grace_seconds):
-                report.kept_recent.append(str(path))
-                continue
-            report.bytes_freed += store.objects.size_of(path)
-            report.removed_orphans.append(str(path))
-            if not dry_run:
-                store.objects.remove(path)
+            if digest not in live:
+                _remove(store, report, report.removed_orphans, path, keep=not store.objects.older_than(path, grace_seconds))
         if not dry_run:
             _drop_unreferenced_rows(conn, live)
     for tmp in store.objects.iter_tmp():
-        if _writer_alive(tmp) or not store.objects.older_than(tmp, grace_seconds):
-            report.kept_recent.append(str(tmp))
-            continue
-        report.bytes_freed += store.objects.size_of(tmp)
-        report.removed_tmp.append(str(tmp))
-        if not dry_run:
-            store.objects.remove(tmp)
+        keep = _writer_alive(tmp) or not store.objects.older_than(tmp, grace_seconds)
+        _remove(store, report, report.removed_tmp, tmp, keep)
     return report
+
+
+def _remove(store: Store, report: GcReport, removed: list[str], path: Any, keep: bool) -> None:
+    """Count one object or temporary file as kept or removed, and remove it unless this is a dry run."""
+    if keep:
+        report.kept_recent.append(str(path))
+        return
+    report.bytes_freed += store.objects.size_of(path)
+    removed.append(str(path))
+    if not report.dry_run:
+        store.objects.remove(path)
 
 
 def _writer_alive(tmp: Any) -> bool:
