@@ -8,7 +8,9 @@ Every read of a named snapshot or feature group version through nbops adds a
 row in a transaction of its own (reads have no transaction to share).
 
 Who: ``NBOPS_IDENTITY`` when set (a service account, a pipeline's name),
-else the operating-system user; the host name beside it.  When: UTC.
+else the operating-system user; the host name beside it.  When: UTC.  The
+trail holds no credentials: names are validated (no URL can be one), and a
+URL in an identity is recorded redacted (:func:`nbops.redact.redact_text`).
 
 Read-only mode: with ``NBOPS_READONLY=1`` every write is refused with
 :class:`ReadOnlyError` before anything is written (and reads are not
@@ -76,7 +78,9 @@ def identity() -> tuple[str, str]:
             actor = getpass.getuser()
         except (KeyError, OSError):  # no user name for this uid (some containers)
             actor = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-    return actor[:256], socket.gethostname()[:256]
+    from nbops.redact import redact_text
+
+    return redact_text(actor)[:256], socket.gethostname()[:256]
 
 
 def split_ref(kind: str, ref: str) -> tuple[str, str | None]:

@@ -231,8 +231,10 @@ def catalog_url(url: str | sa.URL) -> sa.URL:
 
 
 def public_url(url: str | sa.URL) -> str:
-    """The URL without its password: what may be printed, logged or stored."""
-    return _without_password(catalog_url(url)).render_as_string(hide_password=False)
+    """The URL without its password (nor a ``?password=``): what may be printed, logged or stored."""
+    from nbops.redact import without_credentials
+
+    return without_credentials(_without_password(catalog_url(url)).render_as_string(hide_password=False))
 
 
 def _without_password(url: sa.URL) -> sa.URL:
@@ -454,9 +456,9 @@ class Catalog:
         """The driver's own words (first lines), with the password removed should it appear."""
         reason = " ".join(str(exc.orig or exc).split())
         reason = reason.removeprefix("connection failed: ")
-        if self._url.password:
-            reason = reason.replace(str(self._url.password), "***")
-        return reason
+        from nbops.redact import redact_text, url_secrets
+
+        return redact_text(reason, *url_secrets(self._url.render_as_string(hide_password=False)))
 
 
 def check_catalog_file(path: Path) -> None:

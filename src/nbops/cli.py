@@ -21,6 +21,7 @@ finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -110,8 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except NbopsError as exc:
-        print(f"nbops: error: {exc}", file=sys.stderr)
+        print(f"nbops: error: {_shown(exc, args)}", file=sys.stderr)
         return 2
+
+
+def _shown(exc: BaseException, args: argparse.Namespace) -> str:
+    """An error's message without any credential this command was given (arguments or environment)."""
+    from nbops.redact import env_secrets, redact_text, url_secrets
+
+    given = [getattr(args, name, None) for name in ("to", "runs_to", "artifacts_to")]
+    given += list(getattr(args, "sources", None) or [])
+    return redact_text(str(exc), *env_secrets(), *(s for url in given for s in url_secrets(url)))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -181,9 +191,10 @@ def _ui(store: object, port: int) -> int:
         print(f"MLFLOW_TRACKING_URI points at a tracking server; its UI is at {without_password(uri)}")
         return 0
     artifacts = (store.root / tracking.ARTIFACT_DIR).as_uri()  # type: ignore[attr-defined]
+    # The backend goes in the server's environment, not its command line, which
+    # any user of the machine can read (``ps``) and which may hold a password.
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", uri,
         "--default-artifact-root", artifacts,
         "--host", "127.0.0.1",
         "--port", str(port),
@@ -198,7 +209,7 @@ def _ui(store: object, port: int) -> int:
     signal.signal(signal.SIGTERM, stop)  # a terminated `nbops ui` takes its server with it
     # Its own process group: `mlflow server` starts uvicorn and job workers that
     # outlive a signal sent to it alone, so the whole group is stopped together.
-    server = subprocess.Popen(command, start_new_session=True)
+    server = subprocess.Popen(command, start_new_session=True, env={**os.environ, "MLFLOW_BACKEND_STORE_URI": uri})
     try:
         return server.wait()
     except KeyboardInterrupt:
@@ -255,7 +266,7 @@ def _export(args: argparse.Namespace) -> int:
             return 0
         result = exporting.export(args.notebook, out=args.out, store=store, target=args.target, verify=args.verify)
     except exporting.ExportError as exc:
-        print(f"nbops: cannot export: {exc}", file=sys.stderr)
+        print(f"nbops: cannot export: {_shown(exc, args)}", file=sys.stderr)
         return 2
     print(result.summary())
     verification = getattr(result, "verification", None)

@@ -1,7 +1,10 @@
 """Small JSON files in a store folder that say where its parts live (``store.json``, ``data.json``).
 
-Each holds one key, e.g. ``{"catalog": "postgresql+psycopg://etl@db/nbops"}``
-(never a password).  It is published without overwriting: racing openers of a
+Each holds one key, e.g. ``{"catalog": "postgresql+psycopg://etl@db/nbops"}``,
+never a credential: :func:`write` leaves out the password and every secret
+query parameter of the value (:func:`nbops.redact.without_credentials`), so the
+next open takes them from where they belong (PGPASSWORD, ~/.pgpass, the AWS
+credential chain).  It is published without overwriting: racing openers of a
 new store either record the same place or the later one fails.
 """
 
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nbops.errors import StoreError
+from nbops.redact import redact_url, without_credentials
 
 
 def read(root: Path, filename: str, key: str, example: str) -> str | None:
@@ -36,7 +40,9 @@ def read(root: Path, filename: str, key: str, example: str) -> str | None:
 
 
 def write(root: Path, filename: str, key: str, value: str, same: Callable[[str, str], bool]) -> None:
-    """Record ``value``; if another process recorded a place first, it must be the ``same`` one."""
+    """Record ``value``, without its credentials; if another process recorded a place first,
+    it must be the ``same`` one."""
+    value = without_credentials(value)
     marker = root / filename
     temporary = root / f".{filename}.{os.getpid()}.tmp"
     with temporary.open("w", encoding="utf-8") as file:
@@ -49,6 +55,8 @@ def write(root: Path, filename: str, key: str, value: str, same: Callable[[str, 
     except FileExistsError:
         recorded = read(root, filename, key, value) or ""
         if not same(recorded, value):
-            raise StoreError(f"{root} was just given the {key} {recorded} by another process, not {value}") from None
+            raise StoreError(
+                f"{root} was just given the {key} {redact_url(recorded)} by another process, not {value}"
+            ) from None
     finally:
         temporary.unlink(missing_ok=True)

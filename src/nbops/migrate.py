@@ -37,6 +37,7 @@ import nbops.audit  # noqa: F401 - registers audit_events in the catalog's metad
 from nbops import catalog as cat
 from nbops.audit import check_writable
 from nbops.errors import StoreError
+from nbops.redact import redact_text, redact_url, url_secrets
 
 CATALOG_FILE = "catalog.db"
 MARKER_FILE = "store.json"
@@ -95,9 +96,9 @@ def migrate(root: str | os.PathLike[str], to: str, dry_run: bool = False) -> Mig
     """
     root = Path(root).expanduser().resolve()
     url = cat.catalog_url(to)
+    target = redact_url(cat.public_url(url))  # no password, nor one given as ?password=
     if url.get_backend_name() != "postgresql":
-        raise StoreError(f"--to must be a postgresql://user@host:port/dbname URL, not {cat.public_url(url)}")
-    target = cat.public_url(url)
+        raise StoreError(f"--to must be a postgresql://user@host:port/dbname URL, not {target}")
     check_writable(f"migrate {root} to {target}")
     source_file = _check_source(root)
     with _sqlite_engine(source_file) as engine, engine.connect() as conn:
@@ -193,8 +194,7 @@ def _check_target_empty(url: sa.URL, target: str) -> None:
             _refuse_rows(conn, target)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         reason = " ".join(str(exc.orig or exc).split()).removeprefix("connection failed: ")
-        if url.password:
-            reason = reason.replace(str(url.password), "***")
+        reason = redact_text(reason, *url_secrets(url.render_as_string(hide_password=False)))
         raise StoreError(f"cannot connect to {target}: {reason}") from None
     finally:
         engine.dispose()

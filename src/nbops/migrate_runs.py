@@ -51,6 +51,7 @@ from nbops.audit import check_writable
 from nbops.catalog import current_revision
 from nbops.errors import StoreError
 from nbops.paths import RUNS_MOVED_MARKER, TRACKING_DB, without_password
+from nbops.redact import redact_text, url_secrets
 
 ARTIFACT_DIR = "mlartifacts"
 #: Written once the runs are moved: ``{"tracking_database": URL without password}``.
@@ -210,6 +211,7 @@ def _check_target(conn: sa.Connection | sa.Engine, target: str, head: str, metad
                     if (n := c.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()) > _STARTER_ROWS.get(t.name, 0)}
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         reason = " ".join(str(exc.orig or exc).split()).removeprefix("connection failed: ")
+        reason = redact_text(reason, *url_secrets(url.render_as_string(hide_password=False)))
         raise StoreError(f"cannot connect to {target}: {reason}") from None
     if held:
         listed = ", ".join(f"{n} in {name}" for name, n in held.items())
@@ -248,7 +250,10 @@ def _filesystem(artifacts: str) -> tuple[Any, str]:
     try:
         fs, base = pafs.FileSystem.from_uri(artifacts)
     except _FS_ERRORS as exc:
-        raise StoreError(f"cannot reach the artifact destination {without_password(artifacts)}: {exc}") from None
+        raise StoreError(
+            f"cannot reach the artifact destination {without_password(artifacts)}: "
+            f"{redact_text(str(exc), *url_secrets(artifacts))}"
+        ) from None
     return fs, base.rstrip("/")
 
 
@@ -279,7 +284,7 @@ def _plan_copies(locations: dict[str, str], fs: Any, base: str) -> tuple[list[_C
             try:
                 info = fs.get_file_info(destination)
             except _FS_ERRORS as exc:
-                raise StoreError(f"cannot reach the artifact destination: {exc}") from None
+                raise StoreError(f"cannot reach the artifact destination: {redact_text(str(exc))}") from None
             if info.type == pafs.FileType.NotFound:
                 copies.append(_Copy(path, destination, length))
             elif info.type == pafs.FileType.File and info.size == length:

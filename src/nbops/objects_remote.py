@@ -243,7 +243,10 @@ def configured_data(data: str | os.PathLike[str] | None) -> str | None:
 
 
 def public_uri(uri: str) -> str:
-    """``uri`` without the credentials it may carry (``s3://key:secret@bucket/...``)."""
+    """``uri`` without the credentials it may carry (``s3://key:secret@bucket/...``, ``?secret_key=...``)."""
+    from nbops.redact import without_credentials
+
+    uri = without_credentials(uri)
     parts = urllib.parse.urlsplit(uri)
     if "@" not in parts.netloc:
         return uri

@@ -446,8 +446,10 @@ def reader_for(store: Store, url: str | None) -> OnlineReader:
         from nbops.online_redis import RedisOnlineReader
 
         return RedisOnlineReader(store, url)
+    from nbops.redact import redact_url
+
     raise InvalidInputError(
-        f"unknown online store {url!r}: use 'embedded' (the catalog's own table) or a Redis URL "
+        f"unknown online store {redact_url(url)!r}: use 'embedded' (the catalog's own table) or a Redis URL "
         "such as 'redis://127.0.0.1:6379/0'"
     )
 

@@ -65,6 +65,7 @@ import sqlalchemy as sa
 from nbops import catalog as cat
 from nbops.errors import InvalidInputError, OnlineStoreError
 from nbops.online import OnlineReader, OnlineRow
+from nbops.redact import redact_text, redact_url, url_secrets
 
 if TYPE_CHECKING:
     from nbops.features import _Version
@@ -110,15 +111,8 @@ def rank(event_time_us: int, commit_no: int) -> str:
 
 
 def public_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL without its password (``redis://:***@host:6379/0``, ``?password=***``), for messages."""
+    return redact_url(url)
 
 
 def store_id(store: Store) -> str:
@@ -161,12 +155,19 @@ class RedisOnlineReader(OnlineReader):
         self._connection_errors: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
         )
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        namespace = query.pop("namespace", None)
-        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
-        # Fail in seconds, not minutes, when the server is gone (options in the URL win).
-        self.client: Any = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            parts = urlsplit(url)
+            query = dict(parse_qsl(parts.query))
+            namespace = query.pop("namespace", None)
+            self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+            # Fail in seconds, not minutes, when the server is gone (options in the URL win).
+            self.client: Any = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+        except (ValueError, TypeError) as exc:  # a port that is not a number, an option redis-py refuses
+            reason = redact_text(str(exc), *url_secrets(url))
+            raise InvalidInputError(
+                f"the online store {public_url(url)} is not a usable Redis URL ({reason}); "
+                "write it as redis://[:password@]host:6379/0"
+            ) from None
         self.namespace = namespace or store_id(store)
         self._push = self.client.register_script(_PUSH_SCRIPT)
 
@@ -182,9 +183,10 @@ class RedisOnlineReader(OnlineReader):
         return f"nbops:{tag}:rows", f"nbops:{tag}:order"
 
     def _unreachable(self, exc: BaseException) -> OnlineStoreError:
+        reason = redact_text(str(exc), *url_secrets(self.url))  # a server's words may echo what it was sent
         if isinstance(exc, self._connection_errors):
-            return OnlineStoreError(f"{self.describe()} is unreachable: {exc}")
-        return OnlineStoreError(f"{self.describe()} refused the request: {exc}")
+            return OnlineStoreError(f"{self.describe()} is unreachable: {reason}")
+        return OnlineStoreError(f"{self.describe()} refused the request: {reason}")
 
     # -- reads ------------------------------------------------------------------------------
     def fetch(self, plan: _GroupPlan, entity_keys: Sequence[str]) -> dict[str, str]:

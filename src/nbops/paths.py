@@ -33,7 +33,7 @@ class CatalogSetting:
     """A configured catalog and where the setting came from (for error messages).
 
     ``url`` may hold a password: never print it or store it; use
-    :func:`nbops.catalog.public_url`.
+    :func:`nbops.catalog.public_url` or :func:`nbops.redact.redact_url`.
     """
 
     url: str
@@ -139,14 +139,10 @@ def release_mlflow() -> None:
 
 
 def without_password(uri: str) -> str:
-    """``uri`` with any password in its user part replaced by ``***``, for messages and files."""
-    from urllib.parse import urlsplit, urlunsplit
+    """``uri`` with its password and secret query values replaced by ``***``, for messages and files.
 
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    See :func:`nbops.redact.redact_url` (``http://team:***@host``, ``?token=***``).
+    """
+    from nbops.redact import redact_url
 
+    return redact_url(uri)

@@ -536,7 +536,9 @@ def _terminate_if_running(mlflow: Any, run_id: str, uri: str, status: str, why: 
             where = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else _without_password(uri)
             reason = f"{errno.errorcode.get(found[0], found[0])} while writing at {where}; a later open tries again"
         else:
-            reason = str(exc)
+            from nbops.redact import redact_text, url_secrets
+
+            reason = redact_text(str(exc), *url_secrets(_credentialed(uri)))
         print(f"nbops: could not mark run {run_id} {status}: {reason}", file=sys.stderr)
         return False
 
@@ -566,13 +568,10 @@ def _server_reachable(uri: str) -> bool:
 
 
 def _without_password(uri: str) -> str:
-    """``uri`` with its password left out (``http://user:secret@host`` -> ``http://user@host``)."""
-    from urllib.parse import urlsplit, urlunsplit
+    """``uri`` with its password and secret query parameters left out (``http://user:secret@host`` -> ``http://user@host``)."""
+    from nbops.redact import without_credentials
 
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.netloc.rpartition('@')[2]}"))
+    return without_credentials(uri)
 
 
 def _credentialed(recorded: str) -> str:
@@ -709,6 +708,8 @@ def start_run(
         raise TrackingError(
             f"run {active.info.run_id} is still active; end it first (%track stop, or mlflow.end_run())"
         )
+    from mlflow.exceptions import MlflowException
+
     place = _tracking_place()
     all_tags = {
         f"{_TAG}version": __version__,
@@ -728,6 +729,11 @@ def start_run(
             active = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=all_tags)
     except RunWriteError as exc:
         raise exc.with_outcome(not_started) from None
+    except MlflowException as exc:  # MLflow's words quote the tracking URI, password and all
+        from nbops.redact import redact_text, url_secrets
+
+        reason = redact_text(str(exc), *url_secrets(mlflow.get_tracking_uri()))
+        raise TrackingError(f"cannot start a run at {place}: {reason}; {not_started}") from None
     from nbops import api
 
     info = active.info

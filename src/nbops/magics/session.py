@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from nbops.errors import NbopsError
 
 if TYPE_CHECKING:
     from nbops.store import Store
+
+
+@contextmanager
+def without_secrets() -> Iterator[None]:
+    """Let no credential of this kernel's settings (``NBOPS_CATALOG_URL``, ``MLFLOW_TRACKING_URI``, ...)
+    through in the message of an nbops error raised inside: the magics show it in the notebook."""
+    try:
+        yield
+    except NbopsError as exc:
+        from nbops.redact import env_secrets, redact_text
+
+        shown = redact_text(str(exc), *env_secrets())
+        if shown != str(exc):
+            exc.args = (shown,)
+        raise
 
 
 class KernelSession:
@@ -24,7 +43,8 @@ class KernelSession:
         if self._store is None:
             from nbops.store import open as open_store
 
-            self._store = open_store()
+            with without_secrets():
+                self._store = open_store()
         return self._store
 
     def point_mlflow(self) -> None:
@@ -68,7 +88,8 @@ class KernelSession:
     def use(self, path: str | os.PathLike[str]) -> Store:
         from nbops.store import open as open_store
 
-        new = open_store(path)
+        with without_secrets():
+            new = open_store(path)
         self.close()
         self._store = new
         return new

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -192,12 +193,34 @@ def group_detail(store: Store, group: str, version: int, commit: int) -> dict[st
 
 
 # -- runs --------------------------------------------------------------------------------
+@contextmanager
+def _tracking_errors() -> Iterator[None]:
+    """MLflow's errors as a :class:`~nbops.tracking.TrackingError` whose message names no credential.
+
+    MLflow's own messages quote the request URL, with the password of a
+    tracking URI such as ``http://user:pw@host``; a panel shows the message.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        import mlflow
+
+        from nbops.redact import env_secrets, redact_text, url_secrets
+        from nbops.tracking import TrackingError
+
+        secrets = [*url_secrets(mlflow.get_tracking_uri()), *env_secrets()]
+        raise TrackingError(f"MLflow: {redact_text(str(exc), *secrets)}") from None
+
+
 def experiments(store: Store) -> list[tuple[str, str]]:
     """(id, name) of every active experiment, by name."""
     from nbops import tracking
 
     tracking.ensure_backend(store)
-    found = tracking.client().search_experiments()
+    with _tracking_errors():
+        found = tracking.client().search_experiments()
     return sorted(((str(e.experiment_id), e.name) for e in found), key=lambda p: p[1])
 
 
@@ -216,9 +239,10 @@ def runs_page(store: Store, experiment_ids: Sequence[str], token: str | None = N
     tracking.ensure_backend(store)
     if not experiment_ids:
         return RunsPage([], None, [], [])
-    found = tracking.client().search_runs(
-        list(experiment_ids), max_results=size, order_by=["attributes.start_time DESC"], page_token=token
-    )
+    with _tracking_errors():
+        found = tracking.client().search_runs(
+            list(experiment_ids), max_results=size, order_by=["attributes.start_time DESC"], page_token=token
+        )
     runs = []
     metrics: dict[str, None] = {}
     params: dict[str, None] = {}
@@ -328,7 +352,8 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
         from nbops import tracking
 
         tracking.ensure_backend(store)
-        run = tracking.client().get_run(ref)
+        with _tracking_errors():
+            run = tracking.client().get_run(ref)
         rows += [("run name", run.info.run_name or ""), ("status", run.info.status),
                  ("started", text(_ms(run.info.start_time)))]
         rows += [(f"param {k}", v) for k, v in sorted(run.data.params.items())]
@@ -338,7 +363,8 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
 
         tracking.ensure_backend(store)
         name, _, version = ref.rpartition("@")
-        mv = tracking.client().get_model_version(name, version)
+        with _tracking_errors():
+            mv = tracking.client().get_model_version(name, version)
         rows += [("source run", mv.run_id or ""), ("aliases", ", ".join(getattr(mv, "aliases", []) or [])),
                  ("status", mv.status or ""), ("created", text(_ms(mv.creation_timestamp)))]
     elif kind == "pipeline":
