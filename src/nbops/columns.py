@@ -159,7 +159,9 @@ def read_verified(objects: Any, digest: str, type: pa.DataType | None) -> pa.Chu
     except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
         # A truncated or overwritten Parquet file: no footer, bad pages, wrong column.
         raise BadObjectError(f"cannot be read ({_first_line(exc)})") from None
-    if type is not None and column.type != type:
+    # Arrow's == ignores a list's field name (Parquet reads list<item> back as list<element>), but the
+    # digest hashes the type's spelling: compare spellings.
+    if type is not None and (column.type != type or str(column.type) != str(type)):
         try:
             column = column.cast(type)
         except (pa.ArrowException, ValueError) as exc:

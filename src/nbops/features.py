@@ -184,9 +184,19 @@ class FeatureGroupRef:
 
 
 # -- writing -------------------------------------------------------------------------
-def features_to_arrow(data: object) -> pa.Table:
-    """A feature frame as Arrow, without its index (keys belong in columns)."""
+def features_to_arrow(data: object, exact: bool = True) -> pa.Table:
+    """A feature frame as Arrow, without its index (keys belong in columns).
+
+    With ``exact`` (for writes), a frame whose columns would not load back
+    equal through ``features()`` is refused here, before anything is written
+    (see :mod:`nbops.roundtrip`); a read-only use such as comparing a frame
+    with stored features can pass ``exact=False``.
+    """
+    from nbops.roundtrip import check_arrow_types, check_frame, check_labels, conversion_error
+
     if isinstance(data, pa.Table):
+        if exact:
+            check_arrow_types(data)
         return data
     import pandas as pd
 
@@ -195,12 +205,24 @@ def features_to_arrow(data: object) -> pa.Table:
     duplicated = data.columns[data.columns.duplicated()].tolist()
     if duplicated:
         raise InvalidInputError(f"column names must be unique; repeated: {', '.join(map(str, duplicated))}")
+    if exact:
+        check_labels(data, keep_index=False)
     try:
-        return arrow_from_pandas(data, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        table = arrow_from_pandas(data, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(
-            f"this DataFrame cannot be stored as features: {exc}. Give each column one type and try again"
+            f"this DataFrame cannot be stored as features: {conversion_error(data, exc, False)}. Give each column "
+            "one type and try again"
         ) from exc
+    if exact:
+        # Compare with what features() gives: read_group_table rewrites the pandas metadata of what it reads.
+        check_frame(
+            data,
+            table,
+            keep_index=False,
+            as_read=lambda t: t.replace_schema_metadata(_read_back_metadata([_Commit(1, t, 0)], t)),
+        )
+    return table
 
 
 def _core_schema(schema: pa.Schema) -> pa.Schema:
@@ -701,6 +723,8 @@ def _read_back_metadata(commits: Sequence[_Commit], state: pa.Table) -> dict[byt
         name, numpy_type = column.get("field_name"), column.get("numpy_type")
         if numpy_type not in _NULLABLE or name not in state.column_names:
             continue
+        if column.get("pandas_type") == "categorical":  # numpy_type names the codes: missing values are code -1
+            continue
         if name in nullable_somewhere or state.column(name).null_count:
             column["numpy_type"] = _NULLABLE[numpy_type]
             changed = True
@@ -972,7 +996,7 @@ def drift(
 
     def side(value: object, default_commit: int) -> tuple[str, pa.Table]:
         if isinstance(value, pd.DataFrame) or isinstance(value, pa.Table):
-            return "frame", features_to_arrow(value)
+            return "frame", features_to_arrow(value, exact=False)  # compared, never stored
         if value is None:
             value = default_commit
         if isinstance(value, int) and not isinstance(value, bool):

@@ -38,10 +38,17 @@ _KIND = "snapshot"
 
 
 def to_arrow(data: object) -> pa.Table:
-    """A pandas DataFrame (or an Arrow table) as an Arrow table; anything else is an error."""
+    """A pandas DataFrame (or an Arrow table) as an Arrow table; anything else is an error.
+
+    A DataFrame that would not load back equal is refused here, before anything
+    is written (see :mod:`nbops.roundtrip`).
+    """
+    from nbops.roundtrip import check_arrow_types, check_frame, check_labels, conversion_error
+
     if isinstance(data, pa.Table):
         if data.num_columns == 0:
             raise InvalidInputError("this table has no columns; a snapshot needs at least one")
+        check_arrow_types(data)
         return data
     import pandas as pd
 
@@ -55,13 +62,16 @@ def to_arrow(data: object) -> pa.Table:
     duplicated = data.columns[data.columns.duplicated()].tolist()
     if duplicated:
         raise InvalidInputError(f"column names must be unique; repeated: {', '.join(map(str, duplicated))}")
+    check_labels(data, keep_index=True)
     try:
-        return arrow_from_pandas(data, preserve_index=None)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        table = arrow_from_pandas(data, preserve_index=None)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(
-            f"this DataFrame cannot be stored as columns: {exc}. Give each column one type "
-            "(e.g. df[col] = df[col].astype(str)) and try again"
+            f"this DataFrame cannot be stored as columns: {conversion_error(data, exc, None)}. Give each column "
+            "one type (e.g. df[col] = df[col].astype(str)) and try again"
         ) from exc
+    check_frame(data, table, keep_index=True)
+    return table
 
 
 def snapshot(
