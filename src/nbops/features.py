@@ -328,6 +328,8 @@ def register_features(
 
     # Read-only checks first, so a bad call fails before anything is written.
     target = _target_version(store, group, version, key_list, event_time, core)
+    if online or (target is not None and target.online):  # before anything is written, not in the commit
+        online_store.check_servable_keys(table.schema, key_list)
     if target is not None:
         table = _conform(table, target.schema)
         stored_rules = target.expectations_json
