@@ -378,6 +378,11 @@ def _histogram(
     if low == high:  # numpy's rule, so that the one value sits in a bin of width 1
         low, high = low - 0.5, high + 0.5
     edges = np.linspace(float(low), float(high), bins + 1)
+    if not np.all(np.diff(edges) > 0):
+        # Values so large (or so close) that the bins' edges round to the same double: widen
+        # the range until every edge is distinct, or the bins would not be counted.
+        pad = max(abs(float(low)), abs(float(high))) * 2.0**-30
+        edges = np.linspace(float(low) - pad, float(high) + pad, bins + 1)
     boundaries = [float(-e) for e in edges[::-1]]
     [(reversed_counts,)] = cursor.execute(
         f"SELECT map_values(histogram(-({plan.alias}::DOUBLE), $b)) FROM t", {"b": boundaries}
