@@ -33,7 +33,8 @@ pytest.register_assert_rewrite("pgserver", "mlflowserver")  # it is also this mo
 
 import nbops
 from mlflowserver import MlflowServer, running_server
-from nbops import api, tracking
+from mlflowstate import reset_mlflow
+from nbops import tracking
 from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
 from nbops.widgets.lineage import LineagePanel
@@ -59,14 +60,6 @@ def mlflow_server(pg_server: PgServer) -> Iterator[MlflowServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _reset_mlflow() -> None:
-    for run in api.active_runs():
-        api.stop(run)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-
-
 @pytest.fixture(autouse=True)
 def user_uri(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``MLFLOW_TRACKING_URI`` set by the user to the server, as a team member does."""
@@ -74,7 +67,7 @@ def user_uri(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv(URI_ENV, mlflow_server.uri)
     mlflow.set_tracking_uri(None)  # forget a URI cached by an earlier test
     yield mlflow_server.uri
-    _reset_mlflow()
+    reset_mlflow()
 
 
 @pytest.fixture

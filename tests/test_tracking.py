@@ -39,6 +39,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import nbops
+from mlflowstate import reset_mlflow
 from nbops import api, tracking
 from nbops.errors import NbopsError, NotFoundError
 from nbops.paths import MARKER_ENV, URI_ENV
@@ -49,15 +50,6 @@ FIRST_USE = "creating the MLflow tracking database"
 
 
 # -- fixtures ----------------------------------------------------------------------------
-def _reset_mlflow() -> None:
-    """End any MLflow or nbops run this process left open and forget MLflow's cached URI."""
-    for run in api.active_runs():
-        api.stop(run)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI, which MLflow sets itself
-
-
 @pytest.fixture(autouse=True)
 def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No tracking URI from the environment or an earlier test; nothing left running after."""
@@ -65,7 +57,7 @@ def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(MARKER_ENV, raising=False)
     mlflow.set_tracking_uri(None)
     yield
-    _reset_mlflow()  # monkeypatch then restores the environment as it was
+    reset_mlflow()  # monkeypatch then restores the environment as it was
 
 
 @dataclass
@@ -98,7 +90,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         finally:
             src.close()
             dst.close()
-        _reset_mlflow()
+        reset_mlflow()
     yield Backend(root, f"sqlite:///{root / 'mlflow.db'}", err.getvalue(), template)
 
 
@@ -153,7 +145,7 @@ def data_run(backend: Backend) -> DataRun:
                 mlflow.log_param("window", "7d")
                 fg = s.register_features(s.load("raw@1"), "fg", keys="id", event_time="ts")
                 nbops.log(rows=len(frame))
-        _reset_mlflow()
+        reset_mlflow()
     return DataRun(run.run_id, raw, fg)
 
 

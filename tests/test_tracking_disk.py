@@ -38,6 +38,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import nbops
+from mlflowstate import reset_mlflow
 from nbops import _faults, api, tracking
 from nbops.errors import NbopsError
 from nbops.paths import MARKER_ENV, URI_ENV
@@ -52,15 +53,6 @@ UNRECORDED = (
 
 
 # -- fixtures ----------------------------------------------------------------------------
-def _reset_mlflow() -> None:
-    """End any MLflow or nbops run this process left open and forget MLflow's cached URI."""
-    for run in api.active_runs():
-        api.stop(run)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-
-
 @pytest.fixture(autouse=True)
 def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No tracking URI from the environment or an earlier test; nothing left running after."""
@@ -69,7 +61,7 @@ def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(_faults.FAULT_ENV, raising=False)
     mlflow.set_tracking_uri(None)
     yield
-    _reset_mlflow()
+    reset_mlflow()
     tracking._UNENDED.clear()  # a failed test must not leave a run for later opens to sweep
 
 
@@ -85,7 +77,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         with nbops.open(live) as s:
             tracking.ensure_backend(s)
             s.snapshot(pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]}), "raw")
-        _reset_mlflow()
+        reset_mlflow()
     copy = base / ".nbops"
     shutil.copytree(live, copy, ignore=shutil.ignore_patterns("*.db", "*.db-wal", "*.db-shm"))
     for db in live.glob("*.db"):  # a consistent copy of each database, whatever its WAL holds

@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbops
+from mlflowstate import reset_mlflow
 from nbops import api, expectations
 from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
@@ -34,14 +35,6 @@ from nbops.widgets import (
 )
 
 HOSTILE = '<img src=x onerror="alert(1)">'
-
-
-def _reset_mlflow() -> None:
-    for run in api.active_runs():
-        api.stop(run)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
 
 
 @dataclass
@@ -104,7 +97,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 nbops.log(auc=0.9)
             runs["model"] = run.run_id
             experiment_id = str(mlflow.MlflowClient().get_experiment_by_name("exp").experiment_id)
-        _reset_mlflow()
+        reset_mlflow()
     yield World(root, runs, experiment_id)
 
 
@@ -119,7 +112,7 @@ def store(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
         yield s
     finally:
         s.close()
-        _reset_mlflow()
+        reset_mlflow()
 
 
 def assert_escaped(markup: str) -> None:
@@ -272,7 +265,7 @@ def test_runs_come_in_pages_read_from_mlflow(tmp_path: Path, monkeypatch: pytest
             panel.previous.click()
             assert panel.runs.rows[0][0] == "r59"
     finally:
-        _reset_mlflow()
+        reset_mlflow()
 
 
 # -- lineage -------------------------------------------------------------------------------
@@ -342,7 +335,7 @@ def shell(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interactive
     yield ip
     ip.extension_manager.unload_extension("nbops")
     InteractiveShell.clear_instance()
-    _reset_mlflow()
+    reset_mlflow()
 
 
 def test_panel_magics_return_panels(shell: InteractiveShell, world: World) -> None:
