@@ -493,7 +493,7 @@ def test_syntax_error_names_the_cell(tmp_path: Path) -> None:
         plan(nb)
 
 
-def test_helper_defined_after_its_first_use_is_a_finding_naming_both_cells(tmp_path: Path) -> None:
+def test_helper_defined_after_its_first_use_is_refused_naming_both_cells(tmp_path: Path) -> None:
     nb = write_notebook(
         tmp_path / "late.ipynb",
         [
@@ -501,10 +501,10 @@ def test_helper_defined_after_its_first_use_is_a_finding_naming_both_cells(tmp_p
             code("def helper(v):\n    return v", id="helper-def"),
         ],
     )
-    p = plan(nb)  # exported (with a warning), not refused
-    [finding] = p.findings
-    assert finding.kind == "used-before-defined" and finding.name == "helper"
-    assert label(0, "use") in finding.message and label(1, "helper-def") in finding.message
+    # The module would fail with NameError: refused, naming both cells.
+    with pytest.raises(ExportError) as refused:
+        plan(nb)
+    assert f"{label(0, 'use')} uses 'helper' before {label(1, 'helper-def')} defines it" in str(refused.value)
 
 
 def test_helper_used_only_inside_an_earlier_function_body_is_fine(tmp_path: Path) -> None:
@@ -532,23 +532,26 @@ def test_function_called_before_its_late_bound_helper_is_defined_is_reported(
             code("def helper(v):\n    return v", id="helper"),
         ],
     )
-    p = plan(nb)
-    assert any(
-        f.kind == "used-before-defined" and label(2, "helper") in f.message for f in p.findings
-    )
+    with pytest.raises(ExportError) as refused:
+        plan(nb)
+    assert "'helper'" in str(refused.value) and label(2, "helper") in str(refused.value)
 
 
-def test_name_defined_only_in_a_skipped_cell_is_a_finding(tmp_path: Path) -> None:
+def test_name_defined_only_in_a_skipped_cell_is_refused(tmp_path: Path) -> None:
     nb = write_notebook(
         tmp_path / "skipped.ipynb",
         [code("z = 5", "skip", id="scratch"), code("# nbops: feature\ny = z + 1", id="use")],
     )
-    [finding] = plan(nb).findings
-    assert finding.kind == "defined-in-skipped-cell" and finding.name == "z"
-    assert label(0, "scratch") in finding.message and label(1, "use") in finding.message
+    with pytest.raises(ExportError) as refused:
+        plan(nb)
+    message = str(refused.value)
+    assert "'z'" in message and label(0, "scratch") in message and label(1, "use") in message
+    assert "skipped" in message
 
 
-def test_training_cell_using_a_feature_variable_is_a_finding(tmp_path: Path) -> None:
+def test_training_cell_using_an_unpersisted_feature_variable_is_refused_with_both_fixes(
+    tmp_path: Path,
+) -> None:
     nb = write_notebook(
         tmp_path / "stagevar.ipynb",
         [
@@ -556,17 +559,12 @@ def test_training_cell_using_a_feature_variable_is_a_finding(tmp_path: Path) -> 
             code("# nbops: training\nmodel = sum(feats)", id="train"),
         ],
     )
-    p = plan(nb)
-    [finding] = p.findings
-    assert (finding.kind, finding.name) == ("defined-in-other-stage", "feats")
-    assert (
-        label(0, "feat") in finding.message
-        and label(1, "train") in finding.message
-        and "store" in finding.message
-    )
-    assert [c["id"] for c in p.manifest["stages"][1]["cells"]] == [
-        "train"
-    ]  # the feature cell is not copied in
+    with pytest.raises(ExportError) as refused:
+        plan(nb)
+    message = str(refused.value)
+    assert message.startswith(f"{label(1, 'train')} (training) uses 'feats'")
+    assert label(0, "feat") in message
+    assert "persist it" in message and "tag " + label(0, "feat") + " into both stages" in message
 
 
 @pytest.mark.parametrize(

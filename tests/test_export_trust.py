@@ -304,7 +304,7 @@ def test_parameters_that_cannot_arrive_as_themselves_are_refused(tmp_path: Path,
 )
 def test_any_parameter_value_arrives_as_itself(value: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        nb = write_notebook(Path(tmp) / "v.ipynb", [code(f"v = {value!r}", "parameters"), code(FEATURE)])
+        nb = write_notebook(Path(tmp) / "v.ipynb", [code(f"v = {value!r}", "parameters"), code(FEATURE + "\nused = v")])
         p = plan(nb)
     module = p.files_at(2)["feature_pipeline.py"]
     assert assigned(module, "PARAMETERS") == {"v": value} and main_defaults(module) == {"v": value}

@@ -9,7 +9,7 @@
     nbops ui [--port P]      the MLflow UI on the store's tracking backend, on 127.0.0.1
     nbops audit [NAME] [--since T]
                              who wrote or read what, and when
-    nbops export NB [--out DIR] [--verify] [--history] [--target airflow]
+    nbops export NB [--out DIR] [--verify] [--history] [--target airflow] [--latest]
                              export a notebook into pipeline modules
     nbops migrate --to URL [--dry-run]
                              move the embedded catalog into an empty PostgreSQL database
@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--verify", action="store_true", help="run the modules on a scratch store and compare with the notebook")
     export.add_argument("--history", action="store_true", help="list the export versions of the notebook instead")
     export.add_argument("--target", choices=["airflow"], help="also write an orchestrator file (an Airflow 3 DAG)")
+    export.add_argument(
+        "--latest", action="store_true",
+        help="later stages read the latest version of what earlier stages stored, not the version the notebook names",
+    )
     demo = verbs.add_parser("demo", help="run the quickstart notebook headless on a fresh store")
     demo.add_argument("--dir", metavar="DIR", help="work folder (default: a new temporary folder)")
     demo.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook cell (default: 600)")
@@ -264,7 +268,9 @@ def _export(args: argparse.Namespace) -> int:
             table = exporting.history(args.notebook, store=store)
             print(table.to_string(index=False) if len(table) else f"no exports of {args.notebook} yet")
             return 0
-        result = exporting.export(args.notebook, out=args.out, store=store, target=args.target, verify=args.verify)
+        result = exporting.export(
+            args.notebook, out=args.out, store=store, target=args.target, verify=args.verify, latest=args.latest
+        )
     except exporting.ExportError as exc:
         print(f"nbops: cannot export: {_shown(exc, args)}", file=sys.stderr)
         return 2

@@ -117,3 +117,24 @@ def experiment_name_from(text: str) -> str:
         return validate_experiment_name(cleaned)
     except InvalidNameError:
         return "Default"
+
+
+def pipeline_name_from(text: str) -> str:
+    """A valid pipeline name made from a notebook's file name, e.g. ``1_feature pipeline`` -> ``nb_1_feature_pipeline``.
+
+    Letters with accents lose them, every other character the rules refuse
+    becomes ``_``, and a name that does not start with a letter or ``_`` gets
+    the prefix ``nb_``: a file name never blocks an export.
+
+        >>> pipeline_name_from("1_feature_pipeline")
+        'nb_1_feature_pipeline'
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_text).strip("_-") or "notebook"
+    if not re.match(r"[A-Za-z_]", cleaned):
+        cleaned = "nb_" + cleaned
+    cleaned = cleaned[:MAX_NAME_LENGTH]
+    try:
+        return validate_name(cleaned, "pipeline")
+    except InvalidNameError:  # a Windows device name such as CON
+        return validate_name(cleaned[: MAX_NAME_LENGTH - 3] + "_nb", "pipeline")

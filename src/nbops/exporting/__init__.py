@@ -33,10 +33,11 @@ from nbops.exporting.cells import (
     Cell,
     ExportError,
     Finding,
+    Selection,
     analyse,
     assign_stage,
     execution_order_findings,
-    select,
+    select_stage,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class Plan:
     files: dict[str, str]  # the export version as render.VERSION_PLACEHOLDER; no manifest.json
     manifest: dict[str, Any]  # "version" is render.VERSION_PLACEHOLDER
     findings: list[Finding]
+    selections: dict[str, Selection] = field(default_factory=dict)
+    latest: bool = False  # store reads without the notebook's version pins
 
     def manifest_at(self, version: int) -> dict[str, Any]:
         """The manifest of export ``version``."""
@@ -108,9 +111,10 @@ class Plan:
 
         files = dict(self.files)
         for stage, chosen in self.stages.items():
+            selection = self.selections[stage]
             files[render.MODULES[stage]], _ = render.module(
-                self.stem, stage, chosen, self.params, self.notebook.name, self.notebook_sha256,
-                self.manifest["nbops_version"], version,
+                self.stem, stage, chosen, {p: self.params[p] for p in selection.parameters}, self.notebook.name,
+                self.notebook_sha256, self.manifest["nbops_version"], version, selection.reads, self.latest,
             )  # fmt: skip
         files["manifest.json"] = json.dumps(self.manifest_at(version), indent=2, sort_keys=False) + "\n"
         return files
@@ -150,8 +154,12 @@ def _read_cells(path: Path) -> tuple[list[Cell], bytes]:
     return cells, raw
 
 
-def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
-    """Read the notebook and work out every file of its export (writes nothing)."""
+def plan(notebook: str | os.PathLike[str], target: str | None = None, latest: bool = False) -> Plan:
+    """Read the notebook and work out every file of its export (writes nothing).
+
+    ``latest``: a later stage reads what an earlier one persisted without the
+    notebook's version pins (``store.features(group)`` rather than ``version=2``).
+    """
     from nbops._version import __version__
     from nbops.exporting import render
     from nbops.exporting.translate import translate
@@ -161,14 +169,10 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         raise ExportError(f"no notebook at {path}")
     if target not in (None, "airflow"):
         raise ExportError(f"unknown target {target!r}; the one adapter is 'airflow'")
-    stem = path.stem
-    from nbops.names import validate_name
+    from nbops.names import experiment_name_from, pipeline_name_from
 
-    try:
-        validate_name(stem.replace(".", "_"), "notebook")
-    except Exception as exc:
-        raise ExportError(f"the notebook's name cannot name a pipeline: {exc}") from None
-    stem = stem.replace(".", "_")
+    stem = pipeline_name_from(path.stem)  # `1_feature_pipeline` -> `nb_1_feature_pipeline`: never blocks export
+    experiment = experiment_name_from(path.stem)  # what %%track uses in the notebook
     cells, raw = _read_cells(path)
     sha = hashlib.sha256(raw).hexdigest()
     requirements: list[str] = []
@@ -182,11 +186,14 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         if not cell.source.strip():
             continue
         if cell.stage == "skip":
-            _analyse_skipped(cell, stem)  # only so that findings can name what it defines
+            _analyse_skipped(cell, experiment)  # only so that findings can name what it defines
             continue
-        translated = translate(cell, experiment=stem)
+        cell.source = _without_leading_indent(cell.source)
+        translated = translate(cell, experiment=experiment)
         cell.code = translated.code
         requirements += translated.requirements
+        for name in getattr(translated, "requirement_files", []):
+            requirements += _requirement_file(path, name, cell)
         for name, content in translated.files.items():
             if name in extra_files and extra_files[name] != content:
                 raise ExportError(f"{cell.label}: %%writefile {name} is written twice with different contents")
@@ -194,7 +201,10 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
             writers.setdefault(name, cell)
         if translated.dropped:
             dropped[cell.id] = translated.dropped
-        analyse(cell, ast.parse(cell.code))
+        try:
+            analyse(cell, ast.parse(cell.code))
+        except (SyntaxError, ValueError) as exc:  # translate() checks the syntax; this is a last guard
+            raise ExportError(f"{cell.label}: cannot read the cell: {exc}") from None
     param_cells = [c for c in cells if c.stage == "parameters"]
     if len(param_cells) > 1:
         raise ExportError("more than one cell is tagged 'parameters'; keep one")
@@ -202,12 +212,22 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
 
     findings = execution_order_findings(cells)
     stages: dict[str, list[Cell]] = {}
+    selections: dict[str, Selection] = {}
     for stage in STAGES:
-        if not any(c.stage == stage for c in cells):
+        if not any(c.in_stage(stage) for c in cells):
             continue
-        chosen, found = select(cells, stage, params)
-        stages[stage] = [c for c in chosen if c.stage != "parameters" and c.code.strip()]
-        findings += [f for f in found if f not in findings]
+        selection = select_stage(cells, stage, params)
+        selections[stage] = selection
+        stages[stage] = [c for c in selection.cells if c.stage != "parameters" and c.code.strip()]
+        findings += [f for f in selection.findings if f not in findings]
+    fatal = [f for f in findings if f.fatal]
+    if fatal:
+        shown = "\n".join(f"  - {f.message}" for f in fatal[:10])
+        more = f"\n  ... and {len(fatal) - 10} more" if len(fatal) > 10 else ""
+        raise ExportError(
+            f"{fatal[0].message}" if len(fatal) == 1
+            else f"{len(fatal)} names would be undefined in the exported modules:\n{shown}{more}"
+        )
     if not stages:
         raise ExportError(
             f"{path.name} has no stage: tag cells feature / training / inference, start one with "
@@ -217,13 +237,19 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
     files: dict[str, str] = {}
     stage_entries = []
     for stage, chosen in stages.items():
-        source, ranges = render.module(stem, stage, chosen, params, path.name, sha, __version__)
+        selection = selections[stage]
+        stage_params = {p: params[p] for p in selection.parameters}
+        source, ranges = render.module(
+            stem, stage, chosen, stage_params, path.name, sha, __version__, None, selection.reads, latest
+        )
         _check_compiles(source, render.MODULES[stage], ranges, chosen)
         files[render.MODULES[stage]] = source
         stage_entries.append(
             {
                 "stage": stage,
                 "module": render.MODULES[stage],
+                "parameters": list(stage_params),
+                "store_reads": [{"name": r.name, "read": r.expression(latest), "what": r.what} for r in selection.reads],
                 "cells": [
                     {"id": cid, "index": next(c.index for c in chosen if c.id == cid), "lines": [a, b],
                      "reason": next(c.stage_reason or "dependency" for c in chosen if c.id == cid)}
@@ -242,7 +268,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         "format": EXPORT_FORMAT,
         "pipeline": stem,
         "version": render.VERSION_PLACEHOLDER,
-        "notebook": {"path": str(path.resolve()), "sha256": sha},
+        "notebook": {"path": str(path.resolve()), "name": path.name, "sha256": sha},
         "nbops_version": __version__,
         "parameters": params,
         "stages": stage_entries,
@@ -252,7 +278,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None) -> Plan:
         "dropped": dropped,
         "findings": [{"kind": f.kind, "cell": f.cell, "name": f.name, "message": f.message} for f in findings],
     }
-    return Plan(stem, path, sha, cells, params, stages, files, manifest, findings)
+    return Plan(stem, path, sha, cells, params, stages, files, manifest, findings, selections, latest)
 
 
 #: Files export writes (or Python makes) beside the modules, besides the modules themselves.
@@ -319,14 +345,48 @@ def _check_compiles(source: str, name: str, ranges: list[tuple[str, int, int]], 
         ) from None
 
 
-def _analyse_skipped(cell: Cell, stem: str) -> None:
+def _without_leading_indent(source: str) -> str:
+    """The cell as IPython runs it: a first line's indentation is removed from every line that has it."""
+    lines = source.split("\n")
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    if not indent:
+        return source
+    return "\n".join(line[len(indent) :] if line.startswith(indent) else line for line in lines)
+
+
+def _requirement_file(notebook: Path, name: str, cell: Cell) -> list[str]:
+    """The requirements of ``pip install -r NAME``, read beside the notebook (options and includes refused)."""
+    where = (notebook.parent / name) if not Path(name).is_absolute() else Path(name)
+    try:
+        text = where.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(
+            f"{cell.label}: `pip install -r {name}` needs {where} to list the requirements: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            raise ExportError(
+                f"{cell.label}: line {number} of {name} ({line.split()[0]}) is a pip option, not a package; "
+                "list the packages themselves"
+            )
+        found.append(line)
+    return found
+
+
+def _analyse_skipped(cell: Cell, experiment: str) -> None:
     import ast
 
     from nbops.exporting.translate import translate
 
     try:
-        analyse(cell, ast.parse(translate(cell, experiment=stem).code))
-    except (ExportError, SyntaxError):
+        analyse(cell, ast.parse(translate(cell, experiment=experiment).code))
+    except (ExportError, SyntaxError, ValueError):
         cell.defines = set()  # a skipped cell may hold anything; it defines nothing we can see
 
 
@@ -369,14 +429,20 @@ def export(
     store: Store | None = None,
     target: str | None = None,
     verify: bool = False,
+    latest: bool = False,
 ) -> ExportResult:
-    """Export ``notebook`` into ``OUT/<stem>/``; record the version in the store's catalog."""
+    """Export ``notebook`` into ``OUT/<stem>/``; record the version in the store's catalog.
+
+    ``<stem>`` is the notebook's file name made a valid pipeline name
+    (``1_feature_pipeline.ipynb`` -> ``nb_1_feature_pipeline``); the manifest
+    keeps the original.  ``latest``: see :func:`plan`.
+    """
     from nbops import catalog as cat
     from nbops.exporting import writing
     from nbops.store import current
 
     store = store if store is not None else current()
-    p = plan(notebook, target)
+    p = plan(notebook, target, latest)
     # The path as typed (relative or absolute) is not content: the notebook's hash is.
     versioned = {**p.manifest, "notebook": {"sha256": p.notebook_sha256}}
     content_digest = _digest(p.files | {"manifest.json": json.dumps(versioned, sort_keys=True)})
@@ -450,7 +516,9 @@ def history(notebook_or_stem: str, store: Store | None = None) -> Any:
     from nbops.store import current
 
     store = store if store is not None else current()
-    stem = Path(notebook_or_stem).stem.replace(".", "_")
+    from nbops.names import pipeline_name_from
+
+    stem = pipeline_name_from(Path(notebook_or_stem).stem)
     with store.catalog.read() as conn:
         rows = conn.execute(
             sa.select(cat.exports).where(cat.exports.c.pipeline == stem).order_by(cat.exports.c.version)

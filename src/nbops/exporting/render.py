@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from nbops.exporting.cells import Cell, ExportError
+from nbops.exporting.cells import Cell, ExportError, StoreRead
 from nbops.exporting.translate import _indent
 
 MODULES = {"feature": "feature_pipeline.py", "training": "training_pipeline.py", "inference": "inference_pipeline.py"}
@@ -107,9 +107,14 @@ def module(
     notebook_sha256: str,
     nbops_version: str,
     version: int | None = None,
+    reads: Sequence[StoreRead] = (),
+    latest: bool = False,
 ) -> tuple[str, list[tuple[str, int, int]]]:
     """The source of one stage module, and each cell's (id, first line, last line) in it.
 
+    ``params`` are the parameters this stage uses (its ``main()`` signature and
+    ``--help``); ``reads`` the values earlier stages persisted, read from the
+    store before the first cell (``latest``: without the notebook's version pins).
     ``version`` is the export version; ``None`` renders :data:`VERSION_PLACEHOLDER`
     in its place (what the export's digest is computed on).
     """
@@ -130,6 +135,7 @@ def module(
             "",
         ]
     )
+    cells, star_imports = _hoist_star_imports(cells)
     header = [
         docstring(about),
         "",
@@ -150,6 +156,11 @@ def module(
     lines = "\n".join(header).split("\n")  # a docstring may span lines
     ranges = []
     body_indent = " " * 8
+    if reads:
+        lines.append(f"{body_indent}# %% from other stages: their imports again, what they stored from the store")
+        for read in sorted(reads, key=lambda r: not r.is_import):
+            lines.append(f"{body_indent}{read.statement(latest)}  # {read.what}")
+        lines.append("")
     for cell in cells:
         lines.append(f"{body_indent}# %% cell {cell.id}")
         start = len(lines) + 1
@@ -157,13 +168,13 @@ def module(
         lines.extend((_indent(code, body_indent) if code.strip() else body_indent + "pass").split("\n"))
         ranges.append((cell.id, start, len(lines)))
         lines.append("")
-    if not cells:
+    if not cells and not reads:
         lines.append(body_indent + "pass")
-    lines += ["", "", _cli(stage, params), ""]
+    lines += ["", "", _cli(stage, params, star_imports), ""]
     return "\n".join(lines), ranges
 
 
-def _cli(stage: str, params: Mapping[str, Any]) -> str:
+def _cli(stage: str, params: Mapping[str, Any], star_imports: Sequence[str] = ()) -> str:
     out = [
         'if __name__ == "__main__":',
         f"    parser = argparse.ArgumentParser(description={literal(f'{stage} pipeline (parameters from the notebook)')})",
@@ -173,20 +184,57 @@ def _cli(stage: str, params: Mapping[str, Any]) -> str:
         if isinstance(value, bool):
             out.append(
                 f"    parser.add_argument({flag}, dest={dest}, type=lambda s: s.lower() in ('1', 'true', 'yes'), "
-                f"default={default}, help='default: %(default)s')"
+                f"default={default}, help='bool (true/false); default: %(default)s')"
             )
         elif isinstance(value, (int, float, str)):
+            kind = type(value).__name__
             out.append(
-                f"    parser.add_argument({flag}, dest={dest}, type={type(value).__name__}, default={default}, "
-                "help='default: %(default)s')"
+                f"    parser.add_argument({flag}, dest={dest}, type={kind}, default={default}, "
+                f"help={literal(kind + '; default: %(default)s')})"
             )
         else:
+            kind = "null" if value is None else type(value).__name__
             out.append(
                 f"    parser.add_argument({flag}, dest={dest}, type=__import__('json').loads, default={default}, "
-                "help='JSON; default: %(default)s')"
+                f"help={literal('JSON (' + kind + '); default: %(default)s')})"
             )
-    out.append("    main(**vars(parser.parse_args()))")
+    if star_imports:
+        # `from m import *` is allowed only at module level; here, `--help` answers without `m` installed.
+        out.append("    arguments = parser.parse_args()")
+        out += [f"    {statement}" for statement in star_imports]
+        out.append("    main(**vars(arguments))")
+    else:
+        out.append("    main(**vars(parser.parse_args()))")
     return "\n".join(out)
+
+
+def _hoist_star_imports(cells: Sequence[Cell]) -> tuple[list[Cell], list[str]]:
+    """Cells without their top-level ``from m import *`` lines, and those imports for the module's top."""
+    import dataclasses
+
+    hoisted: list[str] = []
+    out = []
+    for cell in cells:
+        if not cell.star_imports:
+            out.append(cell)
+            continue
+        try:
+            tree = ast.parse(cell.code)
+        except SyntaxError:
+            out.append(cell)
+            continue
+        lines = cell.code.split("\n")
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names) and node.col_offset == 0:
+                statement = ast.unparse(node)
+                if statement not in hoisted:
+                    hoisted.append(statement)
+                end = node.end_lineno or node.lineno
+                lines[node.lineno - 1 : end] = [f"pass  # {statement}: run before main()"] + [""] * (
+                    end - node.lineno
+                )
+        out.append(dataclasses.replace(cell, code="\n".join(lines)))
+    return out, hoisted
 
 
 def imported_modules(cells: Iterable[Cell]) -> set[str]:
