@@ -386,6 +386,48 @@ class Store:
 
         return tracking.runs(self, experiment)
 
+    def load_model(self, name: str, version: int | None = None, alias: str | None = None) -> Any:
+        """A registered model, in its own library's type (a scikit-learn estimator, ...): the latest
+        version, ``version=3`` or ``alias="champion"``; the next write names it as a lineage parent.
+
+            >>> model = store.load_model("fraud")                # doctest: +SKIP
+            >>> model.predict_proba(X)                           # doctest: +SKIP
+        """
+        import importlib
+
+        from nbops.errors import NotFoundError
+        from nbops.names import validate_name
+        from nbops.tracking import ensure_backend
+
+        validate_name(name, "model")
+        if version is not None and alias is not None:
+            raise ValueError("give version= or alias=, not both")
+        mlflow = ensure_backend(self)
+        client = mlflow.MlflowClient()
+        try:
+            if alias is not None:
+                found = client.get_model_version_by_alias(name, alias)
+            elif version is not None:
+                found = client.get_model_version(name, str(version))
+            else:
+                versions = client.search_model_versions(f"name = '{name}'")
+                if not versions:
+                    raise NotFoundError(f"no registered model {name!r}; register one (%%track --register-model)")
+                found = max(versions, key=lambda v: int(v.version))
+        except mlflow.exceptions.MlflowException as exc:
+            wanted = f"alias {alias!r}" if alias is not None else f"version {version}"
+            raise NotFoundError(f"registered model {name!r} has no {wanted}: {exc.message}") from None
+        uri = f"models:/{name}/{found.version}"
+        flavors = mlflow.models.get_model_info(uri).flavors
+        native = next((f for f in flavors if f != "python_function"), None)
+        try:
+            loader = importlib.import_module(f"mlflow.{native}") if native else mlflow.pyfunc
+        except ImportError:
+            loader = mlflow.pyfunc
+        model = loader.load_model(uri)
+        self.record_read("model", f"{name}@{found.version}")
+        return model
+
     def lineage(self, ref: str) -> dict[str, Any]:
         """Parents and children of ``raw_tx@2``, ``tx:1@3``, ``run:<id>`` or ``model:<name>@<v>``."""
         from nbops import tracking

@@ -127,17 +127,17 @@ def _marker(cell: Cell) -> tuple[str, ...] | None:
     allowed = {lines[0][0]} if lines else set()
     if lines and lines[0][1].lstrip().startswith("%%") and len(lines) > 1:
         allowed.add(lines[1][0])  # the first line of a cell magic's body
+    if len(lines) > 1 and _MARKER_LIKE.match(lines[0][1]) and lines[1][1].lstrip().startswith("%%"):
+        magic = lines[1][1].strip().split()[0]
+        raise ExportError(
+            f"{cell.label}: the cell magic {magic} must be the cell's first line (IPython runs it only there); "
+            f"put {lines[0][1].strip()!r} on the line after it"
+        )
     found = None
     for number, line in lines:
         if not _MARKER_LIKE.match(line):
             continue
         if number not in allowed:
-            after_magic = next((text for n, text in lines if n > number and text.lstrip().startswith("%%")), None)
-            if after_magic is not None and number == lines[0][0]:
-                raise ExportError(
-                    f"{cell.label}: the cell magic {after_magic.strip().split()[0]} must be the cell's first line "
-                    f"(IPython runs it only there); put {line.strip()!r} on the line after it"
-                )
             raise ExportError(
                 f"{cell.label}: the stage marker {line.strip()!r} on line {number} counts only on the cell's first "
                 "line or on the line after a cell magic (%%time, ...); move it there"
@@ -654,7 +654,13 @@ def select_stage(cells: Sequence[Cell], stage: str, parameters: Iterable[str]) -
                 continue
             if isinstance(definer, Finding):
                 if definer.kind == "undefined" and star:
-                    continue  # it may come from a `from m import *`, which export cannot see into
+                    # It may come from a `from m import *`, which export cannot see into: take those cells.
+                    for star_cell in cells:
+                        if star_cell.star_imports and star_cell.index < cell.index and star_cell.index not in chosen \
+                                and (not star_cell.stages or star_cell.in_stage(stage)):
+                            chosen.add(star_cell.index)
+                            todo.append(star_cell)
+                    continue
                 definer.fatal = definer.kind in FATAL and not late
                 if definer not in findings:
                     findings.append(definer)
@@ -713,7 +719,7 @@ def _definer(
         if other.stage == "parameters":
             return None
         earlier = min(STAGES.index(s) for s in other.stages if s in STAGES) < STAGES.index(stage)
-        carried = other.persisted.get(name)
+        carried = _carried(cells, other, user, name)
         if carried is not None and (earlier or carried.is_import):
             return carried
         fixes = (
@@ -743,6 +749,27 @@ def _definer(
             f"{user.label} uses {name!r} before {later[0].label} defines it; move the definition up",
         )
     return Finding("undefined", user.label, name, f"{user.label} uses {name!r}, which no cell defines")
+
+
+def _carried(cells: Sequence[Cell], definer: Cell, user: Cell, name: str) -> StoreRead | None:
+    """How ``user`` can get ``definer``'s ``name`` without running its cell: the last store write of it
+    from the definer on (a ``%%features`` cell may register a frame an earlier cell built), provided
+    no cell changes it after that write; or the definer's import, repeated."""
+    between = [c for c in cells if definer.index <= c.index < user.index]
+    writers = [c for c in between if name in c.persisted and c.stages and c.stage not in ("skip", "parameters")]
+    if not writers:
+        return None
+    writer = writers[-1]
+    if any(_changes(stmt, name) for c in between if c.index > writer.index for stmt in _statements(c)):
+        return None  # the notebook's value is no longer what the store holds
+    return writer.persisted[name]
+
+
+def _statements(cell: Cell) -> list[ast.stmt]:
+    try:
+        return ast.parse(cell.code).body
+    except SyntaxError:
+        return []
 
 
 def execution_order_findings(cells: Sequence[Cell]) -> list[Finding]:

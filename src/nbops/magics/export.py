@@ -24,6 +24,7 @@ class ExportMagics(Magics):
     @argument("-o", "--out", default="pipelines", help="output folder; files go to OUT/<stem>/")
     @argument("--verify", action="store_true", help="run the modules on a scratch store and compare with the notebook")
     @argument("--target", choices=["airflow"], help="also write an Airflow 3 DAG")
+    @argument("--latest", action="store_true", help="later stages read the latest version of what earlier ones stored")
     @line_magic
     def export(self, line: str) -> Any:
         """Export this notebook into feature, training and inference pipeline modules.
@@ -41,7 +42,10 @@ class ExportMagics(Magics):
             raise UsageError("this kernel does not know its notebook's path; pass it: %export path/to/notebook.ipynb")
         with usage_errors():
             try:
-                result = export(notebook, out=args.out, store=self.session.store, target=args.target, verify=args.verify)
+                result = export(
+                    notebook, out=args.out, store=self.session.store, target=args.target, verify=args.verify,
+                    latest=args.latest,
+                )
             except ExportError as exc:
                 raise UsageError(f"cannot export: {exc}") from None
         print(result.summary())
