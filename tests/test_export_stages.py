@@ -416,3 +416,45 @@ def test_a_notebook_handing_frames_and_a_model_between_stages_replays_on_a_fresh
     # identical feature digests, metrics and predictions (the scores snapshot's digest)
     assert kinds[("snapshot", "scores")] == "same" and kinds[("snapshot", "raw")] == "same"
     assert any(kind == "feature group" and status == "same" for (kind, _), status in kinds.items()), kinds
+
+
+def test_load_model_gives_the_native_model_by_latest_version_or_alias_and_refuses_unknown_ones(
+    store: nbops.store.Store,
+) -> None:
+    import mlflow
+    import numpy as np
+    from mlflowstate import reset_mlflow
+    from sklearn.linear_model import LinearRegression
+
+    from nbops.errors import InvalidInputError, NotFoundError
+
+    try:
+        X = np.array([[0.0], [1.0], [2.0]])
+        for slope in (1.0, 3.0):
+            with nbops.track(experiment="load", store=store, register_model="line"):
+                fitted = LinearRegression().fit(X, X[:, 0] * slope)
+                mlflow.sklearn.log_model(fitted, name="model", pip_requirements=["scikit-learn"])
+        nbops.register_model("line", run_id=mlflow.last_active_run().info.run_id, alias="champion", store=store)
+        latest = store.load_model("line")
+        assert isinstance(latest, LinearRegression) and latest.coef_[0] == pytest.approx(3.0)
+        assert store.load_model("line", version=1).coef_[0] == pytest.approx(1.0)
+        assert store.load_model("line", alias="champion").coef_[0] == pytest.approx(3.0)
+        with pytest.raises(NotFoundError, match="no registered model 'nothing'"):
+            store.load_model("nothing")
+        with pytest.raises(NotFoundError, match="registered model 'line' has no alias 'gone'"):
+            store.load_model("line", alias="gone")
+        with pytest.raises(InvalidInputError, match="give version= or alias=, not both"):
+            store.load_model("line", version=1, alias="champion")
+        # the next write names the model it loaded as a parent
+        store.load_model("line", version=1)
+        ref = store.snapshot(pd_frame(), "scored")
+        parents = {e["parent"] for e in store.lineage(f"{ref.name}@{ref.version}")["edges"]}
+        assert "model:line@1" in parents
+    finally:
+        reset_mlflow()
+
+
+def pd_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"p": [0.5]})

@@ -395,13 +395,13 @@ class Store:
         """
         import importlib
 
-        from nbops.errors import NotFoundError
+        from nbops.errors import InvalidInputError, NotFoundError
         from nbops.names import validate_name
         from nbops.tracking import ensure_backend
 
         validate_name(name, "model")
         if version is not None and alias is not None:
-            raise ValueError("give version= or alias=, not both")
+            raise InvalidInputError(f"load_model({name!r}): give version= or alias=, not both")
         mlflow = ensure_backend(self)
         client = mlflow.MlflowClient()
         try:
