@@ -6,6 +6,7 @@ never found, opened or written by the suite.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -105,3 +106,19 @@ def object_files(store: Store) -> set[Path]:
 def objects_of() -> Callable[[Store], set[Path]]:
     """``objects_of(store)`` lists the object files on disk."""
     return object_files
+
+
+@contextlib.contextmanager
+def nbops_shell(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh real IPython shell with the extension loaded, working on the store at ``home``."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    monkeypatch.setenv("NBOPS_HOME", str(home))
+    InteractiveShell.clear_instance()
+    ip = InteractiveShell.instance()
+    ip.extension_manager.load_extension("nbops")
+    try:
+        yield ip
+    finally:
+        ip.extension_manager.unload_extension("nbops")
+        InteractiveShell.clear_instance()

@@ -458,3 +458,78 @@ def pd_frame() -> Any:
     import pandas as pd
 
     return pd.DataFrame({"p": [0.5]})
+
+
+def test_display_kept_inside_a_function_works_in_the_module(tmp_path: Path) -> None:
+    nb = write_notebook(
+        tmp_path / "show.ipynb",
+        [
+            code("def report(n):\n    display(n)\n    return n", id="helper"),
+            code("# nbops: feature\nx = report(41) + 1\ndisplay(x)", id="f"),
+        ],
+    )
+    with nbops.open(tmp_path / ".nbops") as store:
+        result = export(nb, out=tmp_path / "out", store=store)
+    ran = run([PYTHON, str(result.out_dir / "feature_pipeline.py")], tmp_path / "w", tmp_path / "h")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["41"]  # the bare display(x) is dropped; the one in report() prints
+
+
+def test_a_helper_uses_an_import_of_an_earlier_stage_even_when_its_stage_imports_it_later(tmp_path: Path) -> None:
+    nb = write_notebook(
+        tmp_path / "late_import.ipynb",
+        [
+            code("from math import sqrt", "feature", id="imp"),
+            code("def f(x):\n    return sqrt(x)", id="helper"),
+            code("y = f(4)", "feature", "training", id="both"),
+            code("from math import sqrt\nz = sqrt(9)", "training", id="again"),
+        ],
+    )
+    training = body_source(plan(nb).files["training_pipeline.py"])
+    assert training[0] == "from math import sqrt" and training[-2:] == ["from math import sqrt", "z = sqrt(9)"]
+
+
+def ancestors(store: nbops.store.Store, ref: str) -> set[str]:
+    graph = store.lineage(ref)
+    parents: dict[str, set[str]] = {}
+    for edge in graph["edges"]:
+        parents.setdefault(edge["child"], set()).add(edge["parent"])
+    found, todo = set(), [f"model:{ref.split(':', 1)[1]}" if ref.startswith("model:") else ref]
+    while todo:
+        for parent in parents.get(todo.pop(), ()):
+            if parent not in found:
+                found.add(parent)
+                todo.append(parent)
+    return found
+
+
+def test_the_model_reaches_the_feature_commit_and_raw_snapshot_in_the_notebook_and_in_the_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import nbops_shell
+    from mlflowstate import reset_mlflow
+
+    wanted = {"feature_commit:natural_tx:1@1", "snapshot:raw@1"}
+    try:
+        with nbops_shell(tmp_path / "kernel" / ".nbops", monkeypatch) as shell:
+            for cell in NATURAL:
+                if "parameters" in cell.metadata.get("tags", []) or "%snapshot scores" not in cell.source:
+                    result = shell.run_cell(cell.source)
+                    assert result.success, (cell.source, result.error_in_exec or result.error_before_exec)
+        with nbops.open(tmp_path / "kernel" / ".nbops") as store:
+            in_notebook = ancestors(store, "model:natural_model@1")
+    finally:
+        reset_mlflow()
+    assert wanted <= in_notebook and any(a.startswith("run:") for a in in_notebook), in_notebook
+
+    nb = write_notebook(tmp_path / "natural.ipynb", NATURAL)
+    with nbops.open(tmp_path / "meta" / ".nbops") as store:
+        result = export(nb, out=tmp_path / "out", store=store)
+    for module in ("feature_pipeline.py", "training_pipeline.py"):
+        ran = run([PYTHON, str(result.out_dir / module)], tmp_path / "w", tmp_path / "fresh" / ".nbops", timeout=300)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+    with nbops.open(tmp_path / "fresh" / ".nbops") as store:
+        in_modules = ancestors(store, "model:natural_model@1")
+    reset_mlflow()
+    assert wanted <= in_modules and any(a.startswith("run:") for a in in_modules), in_modules
+    assert any(a.startswith("pipeline:natural@") for a in in_modules)

@@ -160,7 +160,8 @@ def test_a_migrated_store_keeps_its_history_and_numbers_new_writes_after_it(
     source_rows = catalog_rows(embedded_url(root))
     objects_before = {k: v for k, v in listing(root).items() if k.startswith("objects/")}
     assert len(source_rows["online_features"]) == 8 and len(source_rows["exports"]) == 1
-    assert len(source_rows["lineage_edges"]) == 2 and len(source_rows["audit_events"]) >= 8
+    # train_set@1's parents: the feature commit and the spine's snapshot raw_tx@3
+    assert len(source_rows["lineage_edges"]) == 3 and len(source_rows["audit_events"]) >= 8
 
     assert main(["--store", str(root), "migrate", "--to", pg_url]) == 0
     out = capsys.readouterr().out

@@ -53,7 +53,7 @@ def assert_online_equals_offline(store: nbops.Store, refs: list[str], keys: dict
     online = store.online_features(refs, keys=keys)
     spine = pd.DataFrame({k: list(v) for k, v in keys.items()})
     spine["asof"] = FUTURE
-    offline = store.training_data(spine, refs, event_time="asof")
+    offline = store.training_data(spine, refs, event_time="asof", dtype_backend="numpy_nullable")
     features = [c for c in online.columns if c not in keys]
     assert features, "the lookup returned no feature columns"
     pd.testing.assert_frame_equal(online[features], offline[features].reset_index(drop=True), check_exact=True)

@@ -135,6 +135,9 @@ class FeatureGroupRef:
     statistics: dict[str, Any] = field(default_factory=dict, repr=False)
     validation: dict[str, Any] | None = field(default=None, repr=False)
     bytes_written: int = 0
+    #: True when every row was already stored as it is: no commit was made, and
+    #: ``commit`` is the existing commit that holds the data.
+    unchanged: bool = False
 
     @property
     def ref(self) -> str:
@@ -149,6 +152,11 @@ class FeatureGroupRef:
             results = self.validation.get("results", [])
             checks = f"; {len(results)} expectations passed"
         online = ", online" if self.online else ""
+        if self.unchanged:
+            return (
+                f"{self.group} version {self.version} unchanged: its {self.rows:,} rows are already stored as of "
+                f"commit {self.commit} ({self.total_rows:,} rows in all{online}); no commit was made{checks}"
+            )
         return (
             f"{self.group} version {self.version} commit {self.commit}: {self.rows:,} rows "
             f"({self.inserted:,} new, {self.updated:,} updated), {self.total_rows:,} in all{online}{checks}"
@@ -165,7 +173,7 @@ class FeatureGroupRef:
     def _repr_html_(self) -> str:
         rows: list[tuple[str, object]] = [
             ("version", self.version),
-            ("commit", self.commit),
+            ("commit", f"{self.commit} (unchanged: no commit was made)" if self.unchanged else self.commit),
             ("keys", ", ".join(self.keys)),
             ("event time", self.event_time),
             ("rows", f"{self.rows:,} ({self.inserted:,} new, {self.updated:,} updated); {self.total_rows:,} in all"),
@@ -175,7 +183,8 @@ class FeatureGroupRef:
         if self.validation is not None:
             n = len(self.validation.get("results", []))
             rows.append(("validation", f"{n} expectations passed"))
-        head = _table_html(f"feature group {self.ref}", rows)
+        title = f"feature group {self.ref}" + (" unchanged" if self.unchanged else "")
+        head = _table_html(title, rows)
         if not self.statistics:
             return head
         # pandas escapes cell text in to_html.
@@ -197,7 +206,7 @@ def features_to_arrow(data: object, exact: bool = True) -> pa.Table:
     if isinstance(data, pa.Table):
         if exact:
             check_arrow_types(data)
-        return data
+        return snapshots.without_provenance(data)
     import pandas as pd
 
     if not isinstance(data, pd.DataFrame):
@@ -222,7 +231,7 @@ def features_to_arrow(data: object, exact: bool = True) -> pa.Table:
             keep_index=False,
             as_read=lambda t: t.replace_schema_metadata(_read_back_metadata([_Commit(1, t, 0)], t)),
         )
-    return table
+    return snapshots.without_provenance(table)
 
 
 def _core_schema(schema: pa.Schema) -> pa.Schema:
@@ -308,6 +317,29 @@ def register_features(
     expectations: object = None,
     version: int | None = None,
 ) -> FeatureGroupRef:
+    """Add a data commit to a feature group (see :meth:`nbops.store.Store.register_features`).
+
+    Its lineage parents are the reads of the cell (or since the last write) and
+    what the frame was derived from; afterwards the frame names the commit it
+    is in (or the unchanged commit that holds its rows), so a frame derived from
+    it, and a run that uses one, reach the commit.
+    """
+    ref = _register_features(store, data, group, keys, event_time, description, online, expectations, version)
+    lineage.mark_written(data, store.root, "feature_commit", f"{ref.group}:{ref.version}@{ref.commit}")
+    return ref
+
+
+def _register_features(
+    store: Store,
+    data: object,
+    group: str,
+    keys: str | Sequence[str],
+    event_time: str,
+    description: str | None,
+    online: bool | None,
+    expectations: object,
+    version: int | None,
+) -> FeatureGroupRef:
     from nbops import expectations as expect
 
     validate_name(group, _KIND)
@@ -343,10 +375,15 @@ def register_features(
 
     digests = [column_digest(c) for c in table.columns]
     digest = combine_digest(table.schema, digests)
+    feature_cols = tuple(c for c in table.column_names if c not in key_list and c != event_time)
+    if target is not None and not _changes_version(target, online, description, rules_json):
+        latest = _latest_commit_row(store, target.id)
+        if latest is not None and latest.digest == digest:  # the same rows as the latest commit wrote
+            return _unchanged_ref(group, target, key_list, event_time, feature_cols, table, latest, report)
     bytes_written = publish_columns(store, table, digests)
     now = cat.utcnow()
     reads = store.take_reads()
-    feature_cols = tuple(c for c in table.column_names if c not in key_list and c != event_time)
+    derived_from = lineage.frame_parents(store.root, data)
 
     # Writers of this group run one at a time: its next version and commit numbers are this writer's alone.
     with store.catalog.write(("feature_group", group)) as conn:
@@ -357,6 +394,16 @@ def register_features(
         previous = _commit_tables(store, conn, gv.id, None)
         commit_no = (previous[-1][0] if previous else 0) + 1
         state, updated = _merge(previous, table, key_list, event_time)
+        if previous and not gv.changed and updated == table.num_rows and _same_state(previous, table, state, gv):
+            # Every row is stored already as it is (e.g. a batch registered again): no commit.
+            # The objects just published belong to no commit; `nbops gc` removes them.
+            from nbops import api
+
+            for kind, ref in reads:
+                api.note_read(store.root, kind, ref)  # still the reads of the next write
+            latest = _latest_commit_row(store, gv.id, conn)
+            assert latest is not None
+            return _unchanged_ref(group, gv, key_list, event_time, feature_cols, table, latest, report)
 
         from nbops.stats import feature_statistics
 
@@ -397,7 +444,7 @@ def register_features(
                 store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols)
             )
         child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
-        lineage.add_edges(store.catalog, conn, child, [*reads, *lineage.made_by(store.context)], now)
+        lineage.add_edges(store.catalog, conn, child, [*reads, *derived_from, *lineage.made_by(store.context)], now)
         _faults.reached("before_catalog_commit")
     _faults.reached("after_catalog_commit")
     if gv.online:
@@ -436,6 +483,8 @@ class _Version:
     expectations_json: str | None
     description: str | None = None
     newly_online: bool = False
+    #: set by _version_for_write: this call creates the version or changes its settings
+    changed: bool = False
 
 
 def _version_from_row(row: Any) -> _Version:
@@ -540,6 +589,7 @@ def _version_for_write(
             conn.execute(
                 cat.feature_group_versions.update().where(cat.feature_group_versions.c.id == existing.id).values(**updates)
             )
+        existing.changed = bool(updates)
         return existing
     number = (latest.version if latest else 0) + 1
     if version is not None and version != number:
@@ -558,7 +608,76 @@ def _version_for_write(
             created=now,
         )
     ).inserted_primary_key[0]
-    return _Version(new_id, number, list(keys), event_time, core, bool(online), rules_json, description)
+    return _Version(new_id, number, list(keys), event_time, core, bool(online), rules_json, description, changed=True)
+
+
+def _changes_version(target: _Version, online: bool | None, description: str | None, rules_json: str | None) -> bool:
+    """Whether a call with these settings changes the version itself (and so is a commit, whatever its rows)."""
+    return bool(
+        (online and not target.online)
+        or (description is not None and description != target.description)
+        or (rules_json is not None and rules_json != target.expectations_json)
+    )
+
+
+def _latest_commit_row(store: Store, version_id: int, conn: sa.Connection | None = None) -> Any:
+    """The latest commit row of a version (None if it has none)."""
+    c = cat.feature_commits
+    query = sa.select(c).where(c.c.group_version_id == version_id).order_by(c.c.commit_no.desc()).limit(1)
+    if conn is not None:
+        return conn.execute(query).first()
+    with store.catalog.read() as read:
+        return read.execute(query).first()
+
+
+def _same_state(previous: Sequence[_Commit], new: pa.Table, state: pa.Table, gv: _Version) -> bool:
+    """Whether applying ``new`` leaves the visible rows, their types and their read-back dtypes as they were."""
+    from nbops.hashing import canonical_schema
+
+    if canonical_schema(new.schema) != canonical_schema(previous[-1].table.schema):
+        return False  # another pandas dtype: the read-back dtypes would change
+    before, _ = _merge(previous, None, gv.keys, gv.event_time)
+    if before.num_rows != state.num_rows:
+        return False
+    order = [(c, "ascending") for c in [*gv.keys, gv.event_time]]
+    try:
+        a = before.take(pc.sort_indices(before, sort_keys=order))
+        b = state.take(pc.sort_indices(state, sort_keys=order))
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return False  # keys that cannot be ordered: commit, as before
+    return [column_digest(c) for c in a.columns] == [column_digest(c) for c in b.columns]
+
+
+def _unchanged_ref(
+    group: str,
+    gv: _Version,
+    keys: Sequence[str],
+    event_time: str,
+    feature_cols: tuple[str, ...],
+    table: pa.Table,
+    latest: Any,
+    report: Any,
+) -> FeatureGroupRef:
+    """What ``register_features`` returns when the rows are stored already: the existing commit, marked unchanged."""
+    return FeatureGroupRef(
+        group=group,
+        version=gv.version,
+        commit=latest.commit_no,
+        keys=tuple(keys),
+        event_time=event_time,
+        features=feature_cols,
+        rows=table.num_rows,
+        inserted=0,
+        updated=0,
+        total_rows=latest.total_rows,
+        digest=latest.digest,
+        online=gv.online,
+        created=cat.as_utc(latest.created),
+        statistics=dict(json.loads(latest.statistics or "{}")),
+        validation=report.to_dict() if report is not None else None,
+        bytes_written=0,
+        unchanged=True,
+    )
 
 
 # -- reading -------------------------------------------------------------------------
@@ -692,6 +811,7 @@ def read_group_table(
     state = state.select(gv.schema.names)
     commit_no = commits[-1][0]
     store.record_read("feature_commit", f"{group}:{gv.version}@{commit_no}")
+    lineage.note_process_read(store.root, "feature_commit", f"{group}:{gv.version}@{commit_no}")
     return gv, commit_no, state.replace_schema_metadata(_read_back_metadata(commits, state))
 
 
@@ -764,8 +884,10 @@ def features(
         version = ref_version
     if ref_commit is not None:
         as_of = ref_commit
-    _, _, table = read_group_table(store, group, version, as_of)
-    return table_to_pandas(table)
+    gv, commit_no, table = read_group_table(store, group, version, as_of)
+    frame = table_to_pandas(table)
+    lineage.set_provenance(frame, [lineage.provenance(store.root, "feature_commit", f"{group}:{gv.version}@{commit_no}")])
+    return frame
 
 
 def feature_groups(store: Store) -> pd.DataFrame:
@@ -888,6 +1010,10 @@ def plan_outputs(store: Store, refs: Sequence[FeatureRef], taken: set[str] | Non
 
 
 # -- training data -------------------------------------------------------------------
+#: ``dtype_backend`` values of :func:`training_data`: NumPy dtypes (None, the default) or pandas' nullable ones.
+DTYPE_BACKENDS = ("numpy", "numpy_nullable")
+
+
 def training_data(
     store: Store,
     spine: pd.DataFrame,
@@ -896,13 +1022,29 @@ def training_data(
     label: str | None = None,
     ttl: dt.timedelta | str | None = None,
     save_as: str | None = None,
+    dtype_backend: str | None = None,
 ) -> pd.DataFrame:
+    """Point-in-time correct features for each spine row, ready for scikit-learn and MLflow.
+
+    ``dtype_backend=None`` (or ``"numpy"``) gives NumPy dtypes (see
+    :func:`numpy_dtypes`); ``"numpy_nullable"`` keeps pandas' nullable dtypes
+    (``Int64``, ``boolean``) with ``pd.NA``, as ``pandas.read_parquet`` does.
+
+    The frame's ``attrs`` say where it came from (:data:`nbops.lineage.PROVENANCE`):
+    the snapshot ``save_as`` wrote, or else a ``training_set`` artifact whose
+    parents are the feature commits and the spine's own provenance; a run
+    that uses the frame (or a frame derived from it) records it as an input.
+    """
     import pandas as pd
 
     from nbops.pit import FeatureSource, point_in_time_join
 
     if not isinstance(spine, pd.DataFrame):
         raise InvalidInputError(f"the spine must be a pandas DataFrame, not {type(spine).__name__}")
+    if dtype_backend is not None and dtype_backend not in DTYPE_BACKENDS:
+        raise InvalidInputError(
+            f"dtype_backend={dtype_backend!r} is not known; use None (NumPy dtypes) or 'numpy_nullable'"
+        )
     if isinstance(refs, str):
         refs = [refs]
     if label is not None and label not in spine.columns:
@@ -928,12 +1070,115 @@ def training_data(
     result = point_in_time_join(spine, event_time, sources)
     if label is not None:
         result = result[[c for c in result.columns if c != label] + [label]]
+    if dtype_backend != "numpy_nullable":
+        result = numpy_dtypes(result)
+    spine_entries = lineage.provenance_of(spine) or []
+    commit_entries = [lineage.provenance(store.root, k, r) for k, r in parents]
+    here = str(store.root)
+    every_parent = [*parents, *((e["kind"], e["ref"]) for e in spine_entries if e["store"] == here)]
+    result.attrs.pop(lineage.PROVENANCE, None)  # the spine's, copied by the join
     result.attrs["nbops_features"] = [ref for _, ref in parents]
     if save_as is not None:
         message = f"training data from {', '.join(r for _, r in parents)}"
-        ref = snapshots.snapshot(store, result, save_as, message=message, parents=parents)
+        ref = snapshots.snapshot(store, result, save_as, message=message, parents=every_parent)
         result.attrs["nbops_snapshot"] = ref.ref
+        # The training set, and what it was made from: the snapshot may be an
+        # earlier version with the same content, whose lineage is its own.
+        saved = lineage.provenance(store.root, "snapshot", ref.ref)
+        lineage.set_provenance(result, [saved, *commit_entries, *spine_entries])
+    else:
+        made = lineage.provenance(
+            store.root, "training_set", _training_set_ref(result, every_parent), parents=every_parent, rows=len(result)
+        )
+        lineage.set_provenance(result, [made])
     return result
+
+
+def _training_set_ref(frame: pd.DataFrame, parents: Sequence[tuple[str, str]]) -> str:
+    """A name for a training set that was not saved: a digest of its content and of its parents.
+
+    Its parents are part of the name, so that a training set's lineage never
+    changes: the same rows made from other data are another training set.
+    """
+    import xxhash
+
+    from nbops.columns import arrow_from_pandas
+
+    h = xxhash.xxh3_128()
+    try:
+        table = arrow_from_pandas(frame, preserve_index=None)
+        h.update(combine_digest(table.schema, [column_digest(c) for c in table.columns]).encode())
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        import pandas as pd
+
+        try:  # columns Arrow cannot hold (mixed objects): pandas' own row hashes
+            h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+            h.update(repr(list(frame.columns)).encode())
+        except (TypeError, ValueError):
+            import uuid
+
+            h.update(uuid.uuid4().bytes)  # unhashable values: a name of its own
+    h.update(json.dumps(sorted(parents)).encode())
+    return str(h.hexdigest())[:24]
+
+
+def numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with NumPy dtypes that scikit-learn and MLflow take as they are.
+
+    - nullable integers, floats and bools (``Int64``, ``Float64``,
+      ``boolean``, and their pyarrow-backed kin) without missing values
+      become the NumPy dtype of the same width;
+    - with missing values, numbers become float64 (float32 stays float32)
+      with NaN, and bools become float64 1.0/0.0 with NaN.  An integer
+      column with missing values and a value that float64 cannot hold
+      exactly (beyond 2**53) is refused with :class:`InvalidInputError`:
+      rounding it would change the data silently;
+    - strings with ``pd.NA`` become pandas' default ``str`` dtype, whose
+      missing value is NaN;
+    - datetimes (NaT), categoricals, object and NumPy columns stay as they are.
+
+    Columns are replaced, never changed in place; the index stays.
+    """
+    import pandas as pd
+
+    out = frame.copy(deep=False)
+    for position in range(out.shape[1]):
+        column = out.iloc[:, position]
+        converted = _numpy_column(str(out.columns[position]), column, pd)
+        if converted is not None:
+            out.isetitem(position, converted)
+    return out
+
+
+def _numpy_column(name: str, column: pd.Series, pd: Any) -> Any:
+    """The column's values with a NumPy dtype (None: keep it as it is)."""
+    dtype = column.dtype
+    if not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return None
+    if isinstance(dtype, pd.StringDtype):
+        if dtype.na_value is pd.NA:
+            return column.astype(pd.StringDtype(dtype.storage, na_value=np.nan)).array
+        return None
+    kind = getattr(dtype, "kind", "O")
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    if kind not in "iubf" or numpy_dtype is None or isinstance(dtype, pd.CategoricalDtype):
+        return None
+    missing = column.isna().to_numpy()
+    if not missing.any():
+        return column.to_numpy(dtype=numpy_dtype)
+    if kind == "f":
+        return column.to_numpy(dtype=numpy_dtype, na_value=np.nan)
+    if kind in "iu" and np.dtype(numpy_dtype).itemsize == 8:
+        present = column[~missing].to_numpy(dtype=numpy_dtype)
+        beyond = present[(present > 2**53) | (present < -(2**53))] if kind == "i" else present[present > 2**53]
+        inexact = [int(v) for v in beyond if int(float(v)) != int(v)]
+        if inexact:
+            raise InvalidInputError(
+                f"column {name!r} has missing values and integers that float64 cannot hold exactly "
+                f"(e.g. {inexact[0]}), so it cannot become a NumPy column without changing them; pass "
+                "dtype_backend='numpy_nullable' to keep it as a nullable integer column"
+            )
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def split_by_time(

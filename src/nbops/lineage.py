@@ -2,16 +2,23 @@
 
 Artifacts are named by kind and reference, e.g. ``("snapshot", "raw_tx@3")``,
 ``("feature_commit", "tx_features:1@4")``, ``("run", "<id>")``,
-``("model", "fraud_model@2")`` or ``("pipeline", "fraud_fti@3")`` (an exported
-pipeline, parent of everything it writes).  Writers add an edge from every
-artifact read in the same cell (in a notebook) or since the last write (in a
-script) to the artifact they write.
+``("model", "fraud_model@2")``, ``("pipeline", "fraud_fti@3")`` (an exported
+pipeline, parent of everything it writes) or ``("training_set", "<digest>")``
+(training data a run used without saving it; its digest covers its content
+and its parents).  Writers add an edge from every artifact read in the same
+cell (in a notebook) or since the last write (in a script) to the artifact
+they write.  An artifact's parents are written once, with it: writing the
+same content again adds none.
+
+Frames carry their provenance in ``DataFrame.attrs`` (:data:`PROVENANCE`),
+which runs record as inputs (see :mod:`nbops.tracking`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -71,3 +78,99 @@ def children(catalog: Catalog, parent: Artifact) -> list[Artifact]:
             .order_by(cat.lineage_edges.c.id)
         ).all()
     return [(r[0], r[1]) for r in rows]
+
+
+# -- provenance of frames ----------------------------------------------------------------
+#: The ``DataFrame.attrs`` key naming the artifacts a frame was read or derived from.
+#: pandas carries ``attrs`` through most operations (``drop``, ``df[cols]``,
+#: ``df["label"]``, ``iloc``, arithmetic); ``merge`` and conversions to NumPy drop it.
+PROVENANCE = "nbops_lineage"
+
+#: Reads made in this process since the last run ended: (store root, kind, ref).
+_reads_since_run: list[tuple[str, str, str]] = []
+
+
+def provenance(store_root: object, kind: str, ref: str, parents: Iterable[Artifact] = (), rows: int | None = None) -> dict[str, Any]:
+    """One provenance entry: an artifact of the store at ``store_root``.
+
+    ``parents`` are given only for an artifact that no catalog row describes
+    yet (a ``training_set`` made without ``save_as``): a run that uses the
+    frame writes those edges itself.
+    """
+    entry: dict[str, Any] = {"store": str(store_root), "kind": kind, "ref": ref}
+    if parents:
+        entry["parents"] = [[k, r] for k, r in dict.fromkeys(parents)]
+    if rows is not None:
+        entry["rows"] = int(rows)
+    return entry
+
+
+def set_provenance(frame: Any, entries: Iterable[dict[str, Any]]) -> None:
+    """Say where ``frame`` came from (replacing what its ``attrs`` said)."""
+    frame.attrs[PROVENANCE] = merge_provenance(entries)
+
+
+def merge_provenance(*groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries of every group, each (store, kind, ref) once, first occurrence kept."""
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for group in groups:
+        for entry in group:
+            seen.setdefault((entry["store"], entry["kind"], entry["ref"]), entry)
+    return list(seen.values())
+
+
+def provenance_of(value: object) -> list[dict[str, Any]] | None:
+    """The provenance a pandas object carries; None when ``value`` is not one or carries none."""
+    if not type(value).__module__.startswith("pandas"):
+        return None
+    attrs = getattr(value, "attrs", None)
+    entries = attrs.get(PROVENANCE) if isinstance(attrs, dict) else None
+    if not isinstance(entries, list):
+        return None
+    valid = [
+        e for e in entries
+        if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("store", "kind", "ref"))
+    ]
+    return valid or None
+
+
+def note_process_read(store_root: object, kind: str, ref: str) -> None:
+    """Remember a read for runs that find no other input (see ``nbops.tracking``)."""
+    item = (str(store_root), kind, ref)
+    if item not in _reads_since_run:
+        _reads_since_run.append(item)
+
+
+def reads_since_run() -> list[tuple[str, str, str]]:
+    return list(_reads_since_run)
+
+
+def forget_process_reads() -> None:
+    """A run ended: the next run's fallback starts afresh."""
+    _reads_since_run.clear()
+
+
+def frame_parents(store_root: object, data: object) -> list[Artifact]:
+    """The artifacts of the store at ``store_root`` that ``data`` was read or derived from.
+
+    A frame built from a loaded snapshot or feature group, or from a frame
+    written earlier (``raw`` after ``store.snapshot(raw, "raw")``), names it
+    in its provenance; a ``training_set`` (training data not saved) is
+    replaced by its own parents, which no catalog row describes.
+    """
+    parents: list[Artifact] = []
+    for entry in provenance_of(data) or []:
+        if entry["store"] != str(store_root):
+            continue
+        if entry["kind"] == "training_set":
+            parents += [(str(k), str(r)) for k, r in entry.get("parents", [])]
+        else:
+            parents.append((entry["kind"], entry["ref"]))
+    return list(dict.fromkeys(parents))
+
+
+def mark_written(data: object, store_root: object, kind: str, ref: str) -> None:
+    """Say in a written frame's provenance that it is now ``kind:ref`` of the store: frames derived
+    from it afterwards (``feats = raw.assign(...)`` after ``store.snapshot(raw, "raw")``) name it."""
+    if type(data).__module__.startswith("pandas") and isinstance(getattr(data, "attrs", None), dict):
+        set_provenance(data, [provenance(store_root, kind, ref)])

@@ -71,7 +71,29 @@ def to_arrow(data: object) -> pa.Table:
             "one type (e.g. df[col] = df[col].astype(str)) and try again"
         ) from exc
     check_frame(data, table, keep_index=True)
-    return table
+    return without_provenance(table)
+
+
+def without_provenance(table: pa.Table) -> pa.Table:
+    """``table`` without the frame's provenance that pyarrow copies from ``DataFrame.attrs``.
+
+    Where a frame came from is not part of its data: a stored version says
+    it through its lineage, and a loaded frame gets its own provenance.
+    """
+    import json
+
+    metadata = table.schema.metadata or {}
+    raw = metadata.get(b"pandas")
+    if raw is None or lineage.PROVENANCE.encode() not in raw:
+        return table
+    pandas_meta = json.loads(raw)
+    attributes = pandas_meta.get("attributes")
+    if not isinstance(attributes, dict) or lineage.PROVENANCE not in attributes:
+        return table
+    attributes.pop(lineage.PROVENANCE)
+    if not attributes:
+        pandas_meta.pop("attributes")
+    return table.replace_schema_metadata({**metadata, b"pandas": json.dumps(pandas_meta).encode()})
 
 
 def snapshot(
@@ -84,8 +106,9 @@ def snapshot(
     """Store ``data`` as the next version of ``name``; ``parents`` are lineage parents beyond the reads.
 
     The new version, its objects, its lineage and its audit row are one
-    catalog transaction.  Unchanged content returns the latest version, with
-    ``parents`` linked to it in a transaction of their own.
+    catalog transaction.  Unchanged content returns the latest version
+    (``new=False``) and writes nothing: a version's lineage parents are those
+    of the write that made it, and never change afterwards.
     """
     validate_name(name, _KIND)
     if message is not None and not isinstance(message, str):
@@ -96,7 +119,9 @@ def snapshot(
 
     latest = _latest_row(store, name)
     if latest is not None and latest.digest == digest:
-        return _link_existing(store, name, _ref_from_row(store, name, latest, new=False), parents)
+        lineage.mark_written(data, store.root, "snapshot", f"{name}@{latest.version}")
+        return _ref_from_row(store, name, latest, new=False)
+    derived_from = lineage.frame_parents(store.root, data)
 
     bytes_written = publish_columns(store, table, digests)
 
@@ -113,9 +138,8 @@ def snapshot(
         ).first() or (0, None)
         if latest_digest == digest:  # another writer committed the same content meanwhile
             row = _version_row(conn, name, dataset_id, latest_version)
-            existing = _ref_from_row(store, name, row, new=False)
-            lineage.add_edges(store.catalog, conn, ("snapshot", existing.ref), parents, now, written=False)
-            return existing
+            lineage.mark_written(data, store.root, "snapshot", f"{name}@{latest_version}")
+            return _ref_from_row(store, name, row, new=False)
         store.catalog.insert_ignore(
             conn,
             cat.objects,
@@ -144,11 +168,12 @@ def snapshot(
                 for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
             ],
         )
-        every_parent = [*reads, *lineage.made_by(store.context), *parents]
+        every_parent = [*reads, *derived_from, *lineage.made_by(store.context), *parents]
         lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), every_parent, now)
         _faults.reached("before_catalog_commit")
     _faults.reached("after_catalog_commit")
     store.record_write("snapshot", f"{name}@{version}")
+    lineage.mark_written(data, store.root, "snapshot", f"{name}@{version}")
     return SnapshotRef(
         name=name,
         version=version,
@@ -229,13 +254,6 @@ def _resolve(store: Store, name: str, version: int | str | None) -> tuple[str, s
     return name, row, digests
 
 
-def _link_existing(store: Store, name: str, ref: SnapshotRef, parents: Sequence[lineage.Artifact]) -> SnapshotRef:
-    if parents:
-        with store.catalog.write(("dataset", name)) as conn:
-            lineage.add_edges(store.catalog, conn, ("snapshot", ref.ref), parents, cat.utcnow(), written=False)
-    return ref
-
-
 def _ref_from_row(store: Store, name: str, row: sa.Row[Any], new: bool = True) -> SnapshotRef:
     schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
     return SnapshotRef(
@@ -259,15 +277,26 @@ def get_ref(store: Store, name: str, version: int | str | None = None) -> Snapsh
 
 def load_table(store: Store, name: str, version: int | str | None = None, record: bool = True) -> pa.Table:
     """A version as Arrow; ``record`` notes the read for the lineage of the next write."""
+    return _read_version(store, name, version, record)[1]
+
+
+def _read_version(store: Store, name: str, version: int | str | None, record: bool) -> tuple[str, pa.Table]:
+    """(``name@version``, its table)."""
     name, row, digests = _resolve(store, name, version)
     table = read_table(store, pa.ipc.read_schema(pa.py_buffer(row.arrow_schema)), digests)
+    ref = f"{name}@{row.version}"
     if record:
-        store.record_read("snapshot", f"{name}@{row.version}")
-    return table
+        store.record_read("snapshot", ref)
+        lineage.note_process_read(store.root, "snapshot", ref)
+    return ref, table
 
 
 def load(store: Store, name: str, version: int | str | None = None) -> pd.DataFrame:
-    return table_to_pandas(load_table(store, name, version))
+    """A version as pandas; its ``attrs`` name the version (see :data:`nbops.lineage.PROVENANCE`)."""
+    ref, table = _read_version(store, name, version, record=True)
+    frame = table_to_pandas(table)
+    lineage.set_provenance(frame, [lineage.provenance(store.root, "snapshot", ref)])
+    return frame
 
 
 def table_to_pandas(table: pa.Table) -> pd.DataFrame:

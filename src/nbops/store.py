@@ -341,15 +341,20 @@ class Store:
         label: str | None = None,
         ttl: dt.timedelta | str | None = None,
         save_as: str | None = None,
+        dtype_backend: str | None = None,
     ) -> pd.DataFrame:
-        """Point-in-time correct features for each spine row (one row out per row in)."""
+        """Point-in-time correct features for each spine row (one row out per row in).
+
+        Columns have NumPy dtypes, missing numbers are NaN (ready for scikit-learn
+        and MLflow); ``dtype_backend="numpy_nullable"`` keeps ``Int64``/``boolean``.
+        """
         from nbops import features as feature_store
 
         if save_as is not None:
             from nbops.audit import check_writable
 
             check_writable(f"save training data as {save_as!r}")
-        return feature_store.training_data(self, spine, features, event_time, label, ttl, save_as)
+        return feature_store.training_data(self, spine, features, event_time, label, ttl, save_as, dtype_backend)
 
     def online_features(self, features: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The latest feature values of the given keys, in the order asked."""

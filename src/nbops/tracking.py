@@ -36,12 +36,32 @@ Inputs.  Every snapshot, feature commit and training set read or written
 during a run is logged as an MLflow dataset input named ``name@version`` with
 the nbops digest, straight from the catalog (no schema inference, so logging
 a 1M-row input costs the same as a 10-row one).
+
+Data read before the run.  Frames that the store returns (``load``,
+``features``, ``training_data``) name their source in ``DataFrame.attrs``
+(:data:`nbops.lineage.PROVENANCE`), and pandas keeps it on derived frames
+(``train.drop(columns=...)``, ``train["label"]``).  When a run ends, the
+provenance of the pandas objects its code uses is recorded as inputs too:
+for ``%%track``, the names the cell uses, looked up in the user namespace
+when the run starts and when it ends; for ``with nbops.track(...)``, the
+names the ``with`` statement uses (the whole code unit when its source
+cannot be read), looked up in the caller's locals and globals on entry and
+on exit.  Objects inside a list, tuple or dict bound to such a name count.
+A frame the code does not name is never an input.
+
+When a run found no input that way and no read during it, but its code used,
+from before the run, data whose provenance is unknown (a NumPy array, or a
+pandas object without it: ``X = train.to_numpy()``), the snapshots and
+feature commits read in this process since the previous run ended are its
+inputs, and the run is tagged ``nbops.inputs=inferred``.
 """
 
 from __future__ import annotations
 
+import ast
 import errno
 import json
+import linecache
 import logging
 import os
 import socket
@@ -612,6 +632,12 @@ class Run:
     writes: list[tuple[Store, str, str]] = field(default_factory=list)
     status: str = "RUNNING"
     artifact_uri: str = ""
+    #: provenance entries of derived artifacts (training sets) among the reads, by (store root, kind, ref)
+    derived: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    #: whether the run's code used, from before the run, data of unknown provenance
+    unknown_data: bool = False
+    #: how the inputs were found when they were inferred (see the module docstring)
+    inferred: bool = False
 
     @property
     def info(self) -> Any:
@@ -642,6 +668,119 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<nbops Run {self.run_id} experiment={self.experiment!r} name={self.name!r} {self.status}>"
+
+
+# -- inputs read before the run -------------------------------------------------------------
+def note_values(run: Run, values: Iterator[object] | list[object], before: bool) -> None:
+    """Record as inputs of ``run`` the provenance of these objects (and of those in a list, tuple or dict).
+
+    ``before``: the run is starting, so data of unknown provenance among them
+    may trigger the fallback (see the module docstring).
+    """
+    for value in _flattened(values):
+        entries = lineage.provenance_of(value)
+        if entries is None:
+            if before and _is_data(value):
+                run.unknown_data = True
+            continue
+        for entry in entries:
+            store = _store_at(run, entry["store"])
+            if store is None:
+                continue  # a store that is not open in this process
+            run._on_read(store, entry["kind"], entry["ref"])
+            if "parents" in entry:
+                run.derived.setdefault((str(store.root), entry["kind"], entry["ref"]), entry)
+
+
+def note_names(run: Run, names: list[str], namespace: Mapping[str, Any], before: bool) -> None:
+    """:func:`note_values` of the values of ``names`` in ``namespace`` (names not bound there are skipped)."""
+    note_values(run, [namespace[n] for n in names if n in namespace], before)
+
+
+def _flattened(values: Iterator[object] | list[object]) -> Iterator[object]:
+    for value in values:
+        yield value
+        if isinstance(value, (list, tuple)):
+            yield from value[:1000]
+        elif isinstance(value, dict):
+            yield from list(value.values())[:1000]
+
+
+def _is_data(value: object) -> bool:
+    """A NumPy array or a pandas / Arrow table-like object."""
+    module = type(value).__module__.partition(".")[0]
+    name = type(value).__name__
+    return (module == "numpy" and name == "ndarray") or (
+        module in ("pandas", "pyarrow") and name in ("DataFrame", "Series", "Table", "RecordBatch")
+    )
+
+
+def _store_at(run: Run, root: str) -> Store | None:
+    """An open store of this process whose folder is ``root``."""
+    if str(run.store.root) == root:
+        return run.store
+    for store, _, _ in run.reads + run.writes:
+        if str(store.root) == root:
+            return store
+    from nbops import store as stores
+
+    for ref in reversed(stores._opened):
+        opened = ref()
+        if opened is not None and not opened.closed and str(opened.root) == root:
+            return opened
+    return None
+
+
+def names_used(tree: ast.AST) -> list[str]:
+    """Every name that ``tree`` loads or binds, in order of first use."""
+    return list(dict.fromkeys(node.id for node in ast.walk(tree) if isinstance(node, ast.Name)))
+
+
+def _caller_frame() -> Any:
+    """The frame of the code that runs ``with nbops.track(...)``: the first frame outside nbops and contextlib."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if not (module == "contextlib" or module == "nbops" or module.startswith("nbops.")):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def with_block_names(frame: Any) -> list[str]:
+    """The names used by the ``with`` statement that ``frame`` is executing, header and body.
+
+    Without its source (code run from a string), the names of the frame's
+    whole code object, nested functions included.
+    """
+    lines = linecache.getlines(frame.f_code.co_filename, frame.f_globals)
+    line = frame.f_lineno
+    if lines:
+        try:
+            tree = ast.parse("".join(lines))
+        except (SyntaxError, ValueError):
+            tree = None
+        if tree is not None:
+            blocks = [
+                node
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.With, ast.AsyncWith)) and node.lineno <= line < node.body[0].lineno
+            ]
+            if blocks:
+                return names_used(max(blocks, key=lambda node: node.lineno))
+    return _code_names(frame.f_code)
+
+
+def _code_names(code: Any) -> list[str]:
+    names = [*code.co_varnames, *code.co_names, *code.co_cellvars, *code.co_freevars]
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            names.extend(_code_names(const))
+    return list(dict.fromkeys(names))
+
+
+def _frame_namespace(frame: Any) -> dict[str, Any]:
+    return {**frame.f_globals, **frame.f_locals}
 
 
 def _local_artifacts(artifact_uri: str) -> Path | None:
@@ -767,6 +906,7 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
     from nbops import api
 
     api.stop(run)
+    _infer_inputs(run)
     problem: RunWriteError | None = None
     try:
         _write_results(run, status)
@@ -781,6 +921,19 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
     problem = problem or unwritten
     if problem is not None:
         raise problem.with_outcome(_end_outcome(run, recorded)) from None
+
+
+def _infer_inputs(run: Run) -> None:
+    """The fallback of the module docstring; then the next run's starts afresh."""
+    earlier = lineage.reads_since_run()
+    lineage.forget_process_reads()
+    if run.reads or not run.unknown_data:
+        return
+    for root, kind, ref in earlier:
+        store = _store_at(run, root)
+        if store is not None:
+            run._on_read(store, kind, ref)
+            run.inferred = True
 
 
 def _end_outcome(run: Run, recorded: bool) -> str:
@@ -807,6 +960,8 @@ def _write_results(run: Run, status: str) -> None:
                 tracking.log_batch(run.run_id, metrics=metrics[start : start + 1000], synchronous=True)
     with _writing("the run's dataset inputs", place, fault="run_inputs"):
         _log_inputs(run, tracking)
+        if run.inferred:
+            tracking.set_tag(run.run_id, f"{_TAG}inputs", "inferred: read in this process since the previous run")
     _log_lineage(run)
     if status == "FINISHED" and run.register_model:
         with _writing(f"the registration of model {run.register_model!r}", place):
@@ -872,9 +1027,11 @@ def track(
     the store), the error is a :class:`RunWriteError` instead.
     """
     run = start_run(store, experiment, run_name, register_model, autolog, tags, source)
+    names = _note_caller(run, None)
     try:
         yield run
     except BaseException as exc:
+        _note_caller(run, names)
         problem = None if isinstance(exc, KeyboardInterrupt) else state_write_error(run, exc)
         try:
             end_run(run, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -886,7 +1043,28 @@ def track(
             raise problem.with_outcome(f"run {run.run_id} ended FAILED") from None
         raise
     else:
+        _note_caller(run, names)
         end_run(run, "FINISHED")
+
+
+def _note_caller(run: Run, names: list[str] | None) -> list[str]:
+    """The provenance of what the ``with`` block's names hold: on entry (``names`` None: found here) and on exit.
+
+    Returns the names.  Never raises: what cannot be inspected is not recorded.
+    """
+    caller = _caller_frame()
+    entering = names is None
+    try:
+        if caller is None:
+            return names or []
+        found = with_block_names(caller) if names is None else names
+        note_names(run, found, _frame_namespace(caller), before=entering)
+        return found
+    except Exception as exc:  # inspection is best effort: never the reason a run fails
+        print(f"nbops: could not read which data the run's code uses: {exc!r}", file=sys.stderr)
+        return names or []
+    finally:
+        del caller
 
 
 def state_write_error(run: Run, exc: BaseException) -> RunWriteError | None:
@@ -993,11 +1171,15 @@ def _log_inputs(run: Run, client: Any) -> None:
     inputs = []
     for role, items in (("input", run.reads), ("output", run.writes)):
         for store, kind, ref in items:
-            digest, rows = artifact_digest(store, kind, ref)
+            derived = run.derived.get((str(store.root), kind, ref))
+            if derived is not None:  # a training set: named by its digest, described by its provenance
+                digest, rows, name = ref, derived.get("rows"), f"{kind}:{ref}"
+            else:
+                (digest, rows), name = artifact_digest(store, kind, ref), ref
             source = json.dumps({"store": str(store.root), "kind": kind, "ref": ref, "rows": rows})
             inputs.append(
                 DatasetInput(
-                    Dataset(name=ref, digest=digest[:36] or "unknown", source_type="nbops", source=source),
+                    Dataset(name=name, digest=digest[:36] or "unknown", source_type="nbops", source=source),
                     tags=[InputTag("mlflow.data.context", role), InputTag("nbops.kind", kind)],
                 )
             )
@@ -1017,6 +1199,10 @@ def _log_lineage(run: Run) -> None:
             continue  # no write transaction (and no commit) for a run that touched no data
         where = store.catalog.describe()
         with _writing("the run's lineage", where, fault="run_lineage"), store.catalog.write() as conn:
+            for (at, kind, ref), entry in run.derived.items():
+                if at == str(root):  # a training set: its own edges, named by its parents, so never changing
+                    made_from = [(str(k), str(r)) for k, r in entry.get("parents", [])]
+                    lineage.add_edges(store.catalog, conn, (kind, ref), made_from, now, written=False)
             lineage.add_edges(store.catalog, conn, child, parents, now)
             for artifact in outputs:
                 lineage.add_edges(store.catalog, conn, artifact, [child], now, written=False)
@@ -1137,7 +1323,7 @@ def lineage_graph(store: Store, ref: str) -> dict[str, Any]:
 def _parse_artifact(ref: str) -> tuple[str, str]:
     if not isinstance(ref, str) or not ref:
         raise InvalidInputError(f"{ref!r} is not an artifact reference")
-    for prefix in ("run:", "model:", "pipeline:", "snapshot:", "feature_commit:"):
+    for prefix in ("run:", "model:", "pipeline:", "snapshot:", "feature_commit:", "training_set:"):
         if ref.startswith(prefix):
             return (prefix[:-1], ref[len(prefix) :])
     if ":" in ref and "@" in ref:
@@ -1146,7 +1332,7 @@ def _parse_artifact(ref: str) -> tuple[str, str]:
         return ("snapshot", ref)
     raise InvalidInputError(
         f"{ref!r} is not an artifact reference; write name@3 (snapshot), group:1@2 (feature commit), "
-        "run:<id>, model:<name>@<version> or pipeline:<stem>@<version>"
+        "run:<id>, model:<name>@<version>, pipeline:<stem>@<version> or training_set:<digest>"
     )
 
 

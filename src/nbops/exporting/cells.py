@@ -701,11 +701,15 @@ def _definer(
     usable = [c for c in before if not c.stages or c.in_stage(stage)]
     if usable:
         return usable[-1]
+    others = [c for c in before if c.stages and not c.in_stage(stage)]
+    if late and others:
+        carried = _carried(cells, others[-1], user, name)
+        if carried is not None and carried.is_import:
+            return carried  # an earlier import, repeated, serves the function whenever it is called
     if late:
         later = [c for c in cells if c.index > user.index and name in c.defines and (not c.stages or c.in_stage(stage))]
         if later:
             return later[0]  # a function body may call a helper defined further down
-    others = [c for c in before if c.stages and not c.in_stage(stage)]
     if others:
         other = others[-1]
         if other.stage == "skip":
@@ -723,10 +727,10 @@ def _definer(
         if carried is not None and (earlier or carried.is_import):
             return carried
         fixes = (
-            f"either persist it in {other.label} (store.register_features({name}, ...), store.snapshot({name}, ...) "
-            f"or a model logged by %%track --register-model), so that the {stage} stage reads it from the store, "
-            f"or tag {other.label} into both stages (tags {other.stage} and {stage}, or "
-            f"'# nbops: {other.stage}, {stage}')"
+            f"either persist it in {other.label} (a DataFrame: store.snapshot({name}, {name!r}) or "
+            f"store.register_features({name}, ...); a model: log it in a %%track --register-model cell), so that "
+            f"the {stage} stage reads it from the store, or tag {other.label} into both stages (tags {other.stage} "
+            f"and {stage}, or '# nbops: {other.stage}, {stage}')"
         )
         if not earlier:
             fixes = (

@@ -143,6 +143,7 @@ def module(
         "",
         "import nbops",
         "import nbops as _nbops  # the cells may import nbops themselves, making `nbops` local to main()",
+        *(["from IPython.display import display  # as in the notebook (prints outside it)"] if _uses_display(cells) else []),
         "",
         f"PIPELINE = {literal(stem + '@' + shown)}",
         f"PARAMETERS = {literal(dict(params))}",
@@ -206,6 +207,18 @@ def _cli(stage: str, params: Mapping[str, Any], star_imports: Sequence[str] = ()
     else:
         out.append("    main(**vars(parser.parse_args()))")
     return "\n".join(out)
+
+
+def _uses_display(cells: Sequence[Cell]) -> bool:
+    """Does a cell call IPython's ``display`` where export keeps it (inside an expression or a function)?"""
+    for cell in cells:
+        try:
+            tree = ast.parse(cell.code)
+        except SyntaxError:
+            continue
+        if any(isinstance(n, ast.Name) and n.id == "display" for n in ast.walk(tree)):
+            return True
+    return False
 
 
 def _hoist_star_imports(cells: Sequence[Cell]) -> tuple[list[Cell], list[str]]:

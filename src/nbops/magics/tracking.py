@@ -35,7 +35,10 @@ class TrackingMagics(Magics):
         usual), KILLED when interrupted.  Your own ``mlflow.log_*`` calls land
         in that run; ``nbops.log(auc=...)`` buffers metrics and writes them
         at the end.  The cell's source is stored as an artifact, and every
-        snapshot and feature group it reads or writes as a dataset input.
+        snapshot and feature group it reads or writes as a dataset input, as
+        well as the data that frames the cell uses were read from, even in an
+        earlier cell (``train = store.training_data(...)`` before, ``model.fit(
+        train.drop(columns="label"), train["label"])`` here).
         ``%track start [...]`` and ``%track stop`` do the same across cells.
         """
         args = parse_line(self.track, line)
@@ -91,13 +94,35 @@ class TrackingMagics(Magics):
         print(f"run {run.run_id} ({run.name}) {run.status}")
         return None
 
+    def _names(self, cell: str) -> list[str]:
+        """The names the cell uses (none if it does not parse: running it shows the error)."""
+        import ast
+
+        from nbops.tracking import names_used
+
+        try:
+            return names_used(ast.parse(self.shell.transform_cell(cell)))
+        except (SyntaxError, ValueError):
+            return []
+
+    def _note(self, run: Any, names: list[str], before: bool) -> None:
+        """Record the provenance of the frames the cell uses (best effort: never fails the cell)."""
+        from nbops import tracking
+
+        try:
+            tracking.note_names(run, names, self.shell.user_ns, before)
+        except Exception as exc:
+            print(f"nbops: could not read which data the cell uses: {exc!r}")
+
     def _run_cell(self, args: Any, cell: str) -> Any:
         from nbops import tracking
 
         # The result of the cell that holds this magic: a failing body must
         # fail it too, so that the front end (Run All, nbclient) stops there.
         outer = getattr(self.shell.displayhook, "exec_result", None)
+        names = self._names(cell)
         run = self._start(args, source=cell)
+        self._note(run, names, before=True)
         status = "FINISHED"
         error: BaseException | None = None
         try:
@@ -111,6 +136,7 @@ class TrackingMagics(Magics):
             status = "KILLED"
             raise
         finally:
+            self._note(run, names, before=False)
             with usage_errors():
                 tracking.end_run(run, status)
         print(f"run {run.run_id} ({run.name}) {run.status} in experiment {run.experiment!r}")
