@@ -6,9 +6,12 @@ never found, opened or written by the suite.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import hashlib
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,26 @@ CATALOG_TABLES = ("alembic_version", "datasets", "objects", "snapshots", "snapsh
 _SQLITE_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal")
 
 StoreState = dict[str, Any]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shells_close_once() -> Iterator[None]:
+    """Close the suite's IPython shells together at the end.
+
+    Each ``InteractiveShell`` registers an ``atexit`` handler that resets it
+    (a full ``gc.collect()``) and ends its history session: with hundreds of
+    test shells the interpreter's exit took minutes.  Their history threads are
+    stopped and their handlers dropped here; nothing of theirs is needed later.
+    """
+    yield
+    module = sys.modules.get("IPython.core.interactiveshell")
+    if module is None:
+        return
+    for shell in [o for o in gc.get_objects() if isinstance(o, module.InteractiveShell)]:
+        atexit.unregister(shell.atexit_operations)
+        thread = getattr(shell.history_manager, "save_thread", None)
+        if thread is not None:
+            thread.stop()
 
 
 @pytest.fixture(autouse=True)
