@@ -8,6 +8,7 @@ own peak; the process peak is the largest mark seen before any reset
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -49,10 +50,8 @@ def release_memory() -> None:
     gc.collect()
     pa.default_memory_pool().release_unused()
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
 
 
 def ru_maxrss_bytes() -> int:
@@ -70,10 +69,17 @@ def git_state() -> str:
     """The commit of the checkout this file is in, with "+dirty" when src/ has local changes."""
     here = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=here, capture_output=True,
-                               text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "n/a"
     return head + ("+dirty" if dirty else "")

@@ -115,8 +115,15 @@ class NotebookBuilder:
     def md(self, text: str) -> None:
         self.cells.append(self._md(text.strip("\n"), id=f"md-{len(self.cells):03d}"))
 
-    def code(self, kind: str, text: str, tags: list[str] | None = None, way: str | None = None,
-             display: str | None = None, stream: str | None = None) -> None:
+    def code(
+        self,
+        kind: str,
+        text: str,
+        tags: list[str] | None = None,
+        way: str | None = None,
+        display: str | None = None,
+        stream: str | None = None,
+    ) -> None:
         self.count += 1
         metadata: dict[str, Any] = {"tags": tags} if tags else {}
         cell = self._code(text.strip("\n"), id=f"{kind.replace('_', '-')}-{self.kinds[kind]:02d}", metadata=metadata)
@@ -127,8 +134,7 @@ class NotebookBuilder:
             if stream:
                 cell.outputs.append(new_output("stream", name="stdout", text=stream))
             if display:
-                cell.outputs.append(new_output("execute_result", data=self._table(display),
-                                               execution_count=self.count))
+                cell.outputs.append(new_output("execute_result", data=self._table(display), execution_count=self.count))
         self.cells.append(cell)
         self.kinds[kind] += 1
         if way:
@@ -137,17 +143,25 @@ class NotebookBuilder:
     def _table(self, title: str) -> dict[str, str]:
         """A df.head()-like result: text/plain and text/html of 5 rows x 6 columns."""
         cols = ["tx_id", "cc_num", "ts", "amount", "category", "is_fraud"]
-        rows = [[str(1000 + i), str(self.rng.randint(1, 1000)),
-                 f"2026-01-{1 + i:02d} {self.rng.randint(0, 23):02d}:{self.rng.randint(0, 59):02d}:00+00:00",
-                 f"{self.rng.uniform(1, 500):.2f}",
-                 self.rng.choice(["grocery", "fuel", "online", "travel"]), str(self.rng.random() < 0.03)]
-                for i in range(5)]
+        rows = [
+            [
+                str(1000 + i),
+                str(self.rng.randint(1, 1000)),
+                f"2026-01-{1 + i:02d} {self.rng.randint(0, 23):02d}:{self.rng.randint(0, 59):02d}:00+00:00",
+                f"{self.rng.uniform(1, 500):.2f}",
+                self.rng.choice(["grocery", "fuel", "online", "travel"]),
+                str(self.rng.random() < 0.03),
+            ]
+            for i in range(5)
+        ]
         plain = "\n".join(["   " + "  ".join(cols)] + [f"{i}  " + "  ".join(r) for i, r in enumerate(rows)])
-        html = (f'<div><!-- {title} --><table border="1" class="dataframe"><thead><tr><th></th>'
-                + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
-                + "".join(f"<tr><th>{i}</th>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>"
-                          for i, r in enumerate(rows))
-                + "</tbody></table></div>")
+        html = (
+            f'<div><!-- {title} --><table border="1" class="dataframe"><thead><tr><th></th>'
+            + "".join(f"<th>{c}</th>" for c in cols)
+            + "</tr></thead><tbody>"
+            + "".join(f"<tr><th>{i}</th>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for i, r in enumerate(rows))
+            + "</tbody></table></div>"
+        )
         return {"text/plain": plain, "text/html": html}
 
 
@@ -160,9 +174,13 @@ def build_notebook(total: int, seed: int, outputs: bool) -> tuple[Any, dict[str,
     b = NotebookBuilder(seed, outputs)
     rng = b.rng
 
-    b.md("# Card fraud, the long version\n\nFeature, training and inference stages in one notebook, "
-         "with the exploration left in. `nbops export` splits it into pipeline modules.")
-    b.code("parameters", '''
+    b.md(
+        "# Card fraud, the long version\n\nFeature, training and inference stages in one notebook, "
+        "with the exploration left in. `nbops export` splits it into pipeline modules."
+    )
+    b.code(
+        "parameters",
+        """
 # Pipeline parameters: export turns these into command-line options.
 n_transactions = 200_000
 n_cards = 5_000
@@ -176,13 +194,18 @@ n_new_transactions = 20_000
 new_batch_days = 7
 learning_rate = 0.05
 max_iter = 300
-''', tags=["parameters"])
+""",
+        tags=["parameters"],
+    )
     b.md("## Setup\n\nPackages, display settings, imports, the store, constants and helpers.")
     pip_lines = ["!pip install scikit-learn", "%pip install lightgbm==4.3.0"]
     for i in range(n["pip"]):
         b.code("pip", pip_lines[i % 2], stream="Requirement already satisfied\n")
-    display_setup = ["%matplotlib inline", '%config InlineBackend.figure_format = "retina"',
-                     "%load_ext autoreload\n%autoreload 2"]
+    display_setup = [
+        "%matplotlib inline",
+        '%config InlineBackend.figure_format = "retina"',
+        "%load_ext autoreload\n%autoreload 2",
+    ]
     for i in range(n["display_setup"]):
         b.code("display_setup", display_setup[i % 3])
     imports = [
@@ -201,21 +224,33 @@ max_iter = 300
         b.code("imports", imports[i % len(imports)])
     b.code("store", "store = nbops.open()  # NBOPS_HOME, else the nearest .nbops/ upward, else a new .nbops/ here")
     constants = [
-        ('CATEGORIES = ["grocery", "fuel", "restaurant", "online", "travel", "pharmacy", "electronics"]\n'
-         'CARD_NOT_PRESENT = ["online", "travel"]\nNIGHT_END_HOUR = 6  # 00:00-05:59 UTC counts as night'),
-        ('WINDOWS = ["1h", "6h", "24h", "7D", "30D"]\n'
-         'CARD_FEATURES = [f"n_tx_{w}" for w in WINDOWS] + [f"amount_sum_{w}" for w in WINDOWS]\n'
-         'TX_FEATURES = ["amount_log", "hour", "is_night", "is_card_not_present", "merchant_risk"]\n'
-         "MODEL_FEATURES = [*CARD_FEATURES, *TX_FEATURES]"),
-        ('NEW_CARD = {f"n_tx_{w}": 0 for w in WINDOWS} | {f"amount_sum_{w}": 0.0 for w in WINDOWS}\n'
-         'NEW_CARD["minutes_since_prev"] = 30 * 24 * 60.0  # a card without history'),
-        ('DAILY_SQL = """\nSELECT cc_num, date_trunc(\'day\', ts) AS day,\n       count(*) AS n_tx,\n'
-         "       sum(amount) AS amount_sum\nFROM raw_tx\nWHERE ts >= {start} AND ts < {end}\n"
-         'GROUP BY 1, 2\n"""'),
-        ('MODEL_PARAMS = {\n    "logreg": {"C": 1.0, "max_iter": 1_000},\n'
-         '    "hgb": {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31},\n}'),
-        ("REPORT_TEMPLATE = '''\\\nModel {name} (run {run_name})\n  roc_auc   {roc_auc:.4f}\n"
-         "  pr_auc    {pr_auc:.4f}\n  threshold {threshold:.3f}\n'''"),
+        (
+            'CATEGORIES = ["grocery", "fuel", "restaurant", "online", "travel", "pharmacy", "electronics"]\n'
+            'CARD_NOT_PRESENT = ["online", "travel"]\nNIGHT_END_HOUR = 6  # 00:00-05:59 UTC counts as night'
+        ),
+        (
+            'WINDOWS = ["1h", "6h", "24h", "7D", "30D"]\n'
+            'CARD_FEATURES = [f"n_tx_{w}" for w in WINDOWS] + [f"amount_sum_{w}" for w in WINDOWS]\n'
+            'TX_FEATURES = ["amount_log", "hour", "is_night", "is_card_not_present", "merchant_risk"]\n'
+            "MODEL_FEATURES = [*CARD_FEATURES, *TX_FEATURES]"
+        ),
+        (
+            'NEW_CARD = {f"n_tx_{w}": 0 for w in WINDOWS} | {f"amount_sum_{w}": 0.0 for w in WINDOWS}\n'
+            'NEW_CARD["minutes_since_prev"] = 30 * 24 * 60.0  # a card without history'
+        ),
+        (
+            'DAILY_SQL = """\nSELECT cc_num, date_trunc(\'day\', ts) AS day,\n       count(*) AS n_tx,\n'
+            "       sum(amount) AS amount_sum\nFROM raw_tx\nWHERE ts >= {start} AND ts < {end}\n"
+            'GROUP BY 1, 2\n"""'
+        ),
+        (
+            'MODEL_PARAMS = {\n    "logreg": {"C": 1.0, "max_iter": 1_000},\n'
+            '    "hgb": {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 31},\n}'
+        ),
+        (
+            "REPORT_TEMPLATE = '''\\\nModel {name} (run {run_name})\n  roc_auc   {roc_auc:.4f}\n"
+            "  pr_auc    {pr_auc:.4f}\n  threshold {threshold:.3f}\n'''"
+        ),
         "THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\nTOP_K = 100",
         'PALETTE = {"fraud": "#d62728", "normal": "#1f77b4"}  # plots only',
     ]
@@ -226,21 +261,29 @@ max_iter = 300
     n_extra = n["extra_helpers"]
     extra_names: list[str] = []
     extra_templates = [
-        ('rolling_count_{i}', '''
+        (
+            "rolling_count_{i}",
+            '''
 def rolling_count_{i}(tx, window):
     """Transactions per card over ``window`` as of each transaction (variant {i})."""
     by_card = tx.set_index("ts").groupby("cc_num")["amount"]
     return by_card.rolling(window).count().to_numpy().astype("int64")
-'''),
-        ('robust_zscore_{i}', '''
+''',
+        ),
+        (
+            "robust_zscore_{i}",
+            '''
 def robust_zscore_{i}(values, clip={clip}):
     """(x - median) / (1.4826 * MAD), clipped to +-clip; NaN-safe."""
     values = np.asarray(values, dtype=float)
     median = np.nanmedian(values)
     mad = np.nanmedian(np.abs(values - median)) or 1.0
     return np.clip((values - median) / (1.4826 * mad), -clip, clip)
-'''),
-        ('plot_distribution_{i}', '''
+''',
+        ),
+        (
+            "plot_distribution_{i}",
+            '''
 def plot_distribution_{i}(df, column, by="is_fraud", bins={bins}):
     """Overlaid histograms of ``column`` for fraud and normal rows (exploration only)."""
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -250,14 +293,20 @@ def plot_distribution_{i}(df, column, by="is_fraud", bins={bins}):
     ax.set_title(f"{{column}} by {{by}}")
     ax.legend()
     return fig
-'''),
-        ('precision_at_k_{i}', '''
+''',
+        ),
+        (
+            "precision_at_k_{i}",
+            '''
 def precision_at_k_{i}(y_true, scores, k=TOP_K):
     """Share of fraud among the ``k`` highest scores."""
     order = np.argsort(-np.asarray(scores))[:k]
     return float(np.asarray(y_true)[order].mean()) if len(order) else math.nan
-'''),
-        ('best_threshold_{i}', '''
+''',
+        ),
+        (
+            "best_threshold_{i}",
+            '''
 def best_threshold_{i}(y_true, scores, thresholds=None):
     """The threshold with the best F1 among ``thresholds`` (default THRESHOLDS)."""
     thresholds = thresholds or THRESHOLDS
@@ -272,13 +321,17 @@ def best_threshold_{i}(y_true, scores, thresholds=None):
         if f1 > best_f1:
             best, best_f1 = t, f1
     return best
-'''),
-        ('daily_window_{i}', '''
+''',
+        ),
+        (
+            "daily_window_{i}",
+            '''
 def daily_window_{i}(day, days={days}):
     """[start, end) timestamps of the ``days`` days ending with ``day`` (UTC)."""
     end = pd.Timestamp(day, tz="UTC").normalize() + pd.Timedelta(days=1)
     return end - pd.Timedelta(days=days), end
-'''),
+''',
+        ),
     ]
     extra_cells = []
     for i in range(n_extra):
@@ -286,14 +339,18 @@ def daily_window_{i}(day, days={days}):
         k = i // len(extra_templates)
         name = name_t.format(i=k)
         extra_names.append(name)
-        extra_cells.append(text_t.format(i=k, clip=rng.choice([3.0, 4.0, 5.0]), bins=rng.choice([40, 50, 60]),
-                                         days=rng.choice([7, 14, 28])))
+        extra_cells.append(
+            text_t.format(
+                i=k, clip=rng.choice([3.0, 4.0, 5.0]), bins=rng.choice([40, 50, 60]), days=rng.choice([7, 14, 28])
+            )
+        )
     roll = next((x for x in extra_names if x.startswith("rolling_count_")), None)
     zscore = next((x for x in extra_names if x.startswith("robust_zscore_")), None)
     patk = next((x for x in extra_names if x.startswith("precision_at_k_")), None)
     thresh = next((x for x in extra_names if x.startswith("best_threshold_")), None)
-    count_expr = (f"{roll}(tx, w)" if roll else
-                  'tx.set_index("ts").groupby("cc_num")["amount"].rolling(w).count().to_numpy()')
+    count_expr = (
+        f"{roll}(tx, w)" if roll else 'tx.set_index("ts").groupby("cc_num")["amount"].rolling(w).count().to_numpy()'
+    )
     core = [
         '''
 def make_transactions(n, seed, start, n_cards=1_000, n_days=60, fraud_share=0.03):
@@ -399,10 +456,10 @@ def score_batch(model, features):
     # -- misc untagged support cells: displays, %%time lookup tables, prints
     misc = [
         "%%time\nMERCHANT_RISK = {c: round(0.01 + 0.02 * i, 3) for i, c in enumerate(CATEGORIES)}",
-        "print(f\"store at {store.root}\")",
-        "%%time\nHOLIDAYS = pd.to_datetime([\"2026-01-01\", \"2026-04-03\", \"2026-12-25\"], utc=True)",
+        'print(f"store at {store.root}")',
+        '%%time\nHOLIDAYS = pd.to_datetime(["2026-01-01", "2026-04-03", "2026-12-25"], utc=True)',
         "np.__version__, pd.__version__",
-        "CURRENCY_RATES = json.loads('{\"EUR\": 1.0, \"USD\": 0.92, \"GBP\": 1.17}')",
+        'CURRENCY_RATES = json.loads(\'{"EUR": 1.0, "USD": 0.92, "GBP": 1.17}\')',
     ]
 
     def misc_cell(i: int) -> None:
@@ -414,15 +471,21 @@ def score_batch(model, features):
     misc_done = min(2, misc_left)
 
     # -- feature stage: batches of 5 cells
-    b.md("## Feature stage\n\nRaw transactions in batches, cleaned and snapshotted; card and transaction "
-         "features registered as groups.")
+    b.md(
+        "## Feature stage\n\nRaw transactions in batches, cleaned and snapshotted; card and transaction "
+        "features registered as groups."
+    )
     skip_left = n["skip"]
     skip_texts = [
-        "raw_{b}.head()", "raw_{b}.describe()", 'raw_{b}["amount"].hist(bins=50)',
-        "plot_distribution_0(raw_{b}, \"amount\")" if "plot_distribution_0" in extra_names else "raw_{b}.info()",
+        "raw_{b}.head()",
+        "raw_{b}.describe()",
+        'raw_{b}["amount"].hist(bins=50)',
+        'plot_distribution_0(raw_{b}, "amount")' if "plot_distribution_0" in extra_names else "raw_{b}.info()",
         'display(raw_{b}.groupby("category")["is_fraud"].mean().sort_values())',
-        ('raw_{b}.assign(night=raw_{b}["ts"].dt.hour < NIGHT_END_HOUR).pivot_table(\n'
-         '    index="night", columns="category", values="is_fraud", aggfunc="mean"\n).round(3)'),
+        (
+            'raw_{b}.assign(night=raw_{b}["ts"].dt.hour < NIGHT_END_HOUR).pivot_table(\n'
+            '    index="night", columns="category", values="is_fraud", aggfunc="mean"\n).round(3)'
+        ),
     ]
     skip_i = 0
 
@@ -442,31 +505,50 @@ def score_batch(model, features):
         bt, kind = divmod(k, 5)
         if kind == 0:
             b.md(f"### Batch {bt}")
-            b.code("feature", f'''
+            b.code(
+                "feature",
+                f"""
 raw_{bt} = make_transactions(
     {batch_rows}, seed=seed + {bt}, start=start_date, n_cards=n_cards, n_days=n_days, fraud_share=fraud_share
 )
 display(raw_{bt}.head())
 raw_{bt}["is_fraud"].mean()
-''', tags=["feature"], way="tag", display=f"raw_{bt}")
+""",
+                tags=["feature"],
+                way="tag",
+                display=f"raw_{bt}",
+            )
         elif kind == 1:
-            b.code("feature", f'''
+            b.code(
+                "feature",
+                f"""
 raw_{bt} = clean_transactions(raw_{bt})
 %snapshot raw_{bt} -n raw_tx_{bt} -m "cleaned batch {bt}"
-''', tags=["feature"], way="tag", stream=f"raw_tx_{bt}@1: {rng.randint(20_000, 30_000):,} rows\n")
+""",
+                tags=["feature"],
+                way="tag",
+                stream=f"raw_tx_{bt}@1: {rng.randint(20_000, 30_000):,} rows\n",
+            )
             if bt % 2 == 0:
                 skip_cell(str(bt))
         elif kind == 2:
             online = " --online" if bt % 2 == 0 else ""
-            b.code("feature", f'''
+            b.code(
+                "feature",
+                f"""
 %%features card_features_{bt} --keys cc_num --event-time ts{online} -d "card activity as of each transaction, batch {bt}"
 # Read back from the store: the commit's lineage names raw_tx_{bt}@N.
 card_features(store.load("raw_tx_{bt}"))
-''', way="%%features", stream=f"card_features_{bt}@1\n")
+""",
+                way="%%features",
+                stream=f"card_features_{bt}@1\n",
+            )
         elif kind == 3:
             timed = "%%time\n" if bt % 3 == 0 else ""
             marker = "" if timed else "# nbops: feature\n"
-            b.code("feature", f'''
+            b.code(
+                "feature",
+                f"""
 {timed}{marker}tx_group_{bt} = store.register_features(
     transaction_features(store.load("raw_tx_{bt}")),
     "tx_features_{bt}",
@@ -480,15 +562,23 @@ card_features(store.load("raw_tx_{bt}"))
     ],
 )
 tx_group_{bt}.ref
-''', tags=["feature"] if timed else None, way="%%time+tag" if timed else "comment",
-                   display=f"tx_features_{bt}")
+""",
+                tags=["feature"] if timed else None,
+                way="%%time+tag" if timed else "comment",
+                display=f"tx_features_{bt}",
+            )
         else:
-            b.code("feature", f'''
+            b.code(
+                "feature",
+                f"""
 daily_{bt} = daily_aggregates(store.load("raw_tx_{bt}"))
 # The SQL twin, kept for the warehouse version of this pipeline:
 query_{bt} = DAILY_SQL.format(start=repr(start_date), end="now()")
 %snapshot daily_{bt} -m "daily aggregates, batch {bt}"
-''', tags=["feature"], way="tag")
+""",
+                tags=["feature"],
+                way="tag",
+            )
             if misc_done < n["misc"]:
                 misc_cell(misc_done)
                 misc_done += 1
@@ -502,16 +592,23 @@ query_{bt} = DAILY_SQL.format(start=repr(start_date), end="now()")
         e, kind = divmod(k, 5)
         g = e % n_groups
         if k == nt - 1 and nt >= 5:
-            b.code("training", '''
+            b.code(
+                "training",
+                """
 # nbops: training
 client = mlflow.MlflowClient()
 latest = max(int(v.version) for v in client.search_model_versions(f"name = '{model_name}'"))
 client.set_registered_model_alias(model_name, "champion", latest)
 print(f"{model_name} version {latest} is now @champion")
-''', way="comment", stream="fti_long_model version 1 is now @champion\n")
+""",
+                way="comment",
+                stream="fti_long_model version 1 is now @champion\n",
+            )
         elif kind == 0:
             b.md(f"### Experiment {e}")
-            b.code("training", f'''
+            b.code(
+                "training",
+                f"""
 spine_{e} = store.load("raw_tx_{g}")[["tx_id", "cc_num", "ts", "is_fraud"]]
 train_{e} = store.training_data(
     spine_{e},
@@ -521,22 +618,37 @@ train_{e} = store.training_data(
     save_as="train_{e}",
 )
 train_{e}.head()
-''', tags=["training"], way="tag", display=f"train_{e}")
+""",
+                tags=["training"],
+                way="tag",
+                display=f"train_{e}",
+            )
         elif kind == 1:
             timed = "%%time\n" if e % 2 == 0 else ""
-            b.code("training", f'''
+            b.code(
+                "training",
+                f"""
 {timed}train_{e} = add_interactions(store.load("train_{e}"))
 train_set_{e}, test_set_{e} = nbops.split_by_time(train_{e}, "ts", test_size=test_size)
 len(train_set_{e}), len(test_set_{e})
-''', tags=["training"], way="%%time+tag" if timed else "tag", display="sizes")
+""",
+                tags=["training"],
+                way="%%time+tag" if timed else "tag",
+                display="sizes",
+            )
             if e % 2 == 1:
                 skip_cell(str(g))
         elif kind == 2:
             algo = "hgb" if e % 2 else "logreg"
             register = " --register-model fti_long_model" if e == n_exp - 1 else ""
-            model = ("HistGradientBoostingClassifier(learning_rate=learning_rate, max_iter=max_iter)" if e % 2 else
-                     "make_pipeline(StandardScaler(), LogisticRegression(**MODEL_PARAMS[\"logreg\"]))")
-            b.code("training", f'''
+            model = (
+                "HistGradientBoostingClassifier(learning_rate=learning_rate, max_iter=max_iter)"
+                if e % 2
+                else 'make_pipeline(StandardScaler(), LogisticRegression(**MODEL_PARAMS["logreg"]))'
+            )
+            b.code(
+                "training",
+                f'''
 %%track --experiment fti_long --run-name {algo}_{e}{register}
 model_{e} = {model}
 model_{e}.fit(train_set_{e}[MODEL_FEATURES], train_set_{e}["is_fraud"])
@@ -553,33 +665,50 @@ nbops.log(
 )
 mlflow.sklearn.log_model(model_{e}, name="model")
 print(report_{e})
-''', way="%%track", stream=f"run {algo}_{e} FINISHED\n")
+''',
+                way="%%track",
+                stream=f"run {algo}_{e} FINISHED\n",
+            )
         elif kind == 3:
-            b.code("training", f'''
+            b.code(
+                "training",
+                f"""
 # nbops: training
 # Sanity check of the tracked model on the held-out rows.
 accuracy_{e} = accuracy_score(test_set_{e}["is_fraud"], scores_{e} >= 0.5)
 assert 0.0 <= accuracy_{e} <= 1.0, accuracy_{e}
 print(f"experiment {e}: accuracy {{accuracy_{e}:.4f}}")
-''', way="comment", stream="experiment: accuracy 0.97\n")
+""",
+                way="comment",
+                stream="experiment: accuracy 0.97\n",
+            )
         else:
-            b.code("training", f'''
+            b.code(
+                "training",
+                f"""
 with nbops.track(experiment="fti_long", run_name="calibration_{e}"):
     for t in THRESHOLDS:
         flagged = scores_{e} >= t
         nbops.log(step=int(t * 100), flagged_share=float(flagged.mean()))
     nbops.log(threshold=0.5)
-''', tags=["training"], way="tag+nbops.track")
+""",
+                tags=["training"],
+                way="tag+nbops.track",
+            )
     # -- inference stage: batches of 5 cells
-    b.md("## Inference stage\n\nLater batches of transactions scored with the champion model, features from "
-         "the online store and as point-in-time batch reads.")
+    b.md(
+        "## Inference stage\n\nLater batches of transactions scored with the champion model, features from "
+        "the online store and as point-in-time batch reads."
+    )
     ni = n["inference"]
     for k in range(ni):
         j, kind = divmod(k, 5)
         g = j % n_groups
         if kind == 0:
             b.md(f"### Scoring batch {j}")
-            b.code("inference", f'''
+            b.code(
+                "inference",
+                f"""
 model = mlflow.sklearn.load_model(f"models:/{{model_name}}@champion")
 batch_start_{j} = pd.Timestamp(start_date) + pd.Timedelta(days=n_days + {j} * new_batch_days)
 new_tx_{j} = make_transactions(
@@ -587,38 +716,63 @@ new_tx_{j} = make_transactions(
 )
 requests_{j} = new_tx_{j}.drop(columns="is_fraud")  # what a scoring request carries
 requests_{j}.head()
-''', tags=["inference"], way="tag", display=f"requests_{j}")
+""",
+                tags=["inference"],
+                way="tag",
+                display=f"requests_{j}",
+            )
         elif kind == 1:
-            b.code("inference", f'''
+            b.code(
+                "inference",
+                f"""
 online_{j} = store.online_features(
     [f"card_features_{g}.{{f}}" for f in CARD_FEATURES], keys={{"cc_num": requests_{j}["cc_num"].tolist()}}
 )
 X_online_{j} = pd.concat([online_{j}, transaction_features(requests_{j}).drop(columns=["tx_id", "ts"])], axis=1)
 X_online_{j} = X_online_{j}.fillna(NEW_CARD)  # cards the store has never seen
-''', tags=["inference"], way="tag")
+""",
+                tags=["inference"],
+                way="tag",
+            )
         elif kind == 2:
-            b.code("inference", f'''
+            b.code(
+                "inference",
+                f"""
 # nbops: inference
 batch_{j} = store.training_data(
     requests_{j}[["tx_id", "cc_num", "ts"]], [f"card_features_{g}.{{f}}" for f in CARD_FEATURES], event_time="ts"
 )
 X_batch_{j} = batch_{j}.merge(transaction_features(requests_{j}), on=["tx_id", "ts"], how="left", validate="1:1")
 X_batch_{j} = X_batch_{j}.fillna(NEW_CARD)
-''', way="comment")
+""",
+                way="comment",
+            )
         elif kind == 3:
             timed = "%%time\n" if j % 2 == 0 else ""
-            b.code("inference", f'''
+            b.code(
+                "inference",
+                f"""
 {timed}predictions_{j} = requests_{j}[["tx_id", "cc_num", "ts", "amount"]].assign(
     fraud_score=score_batch(model, X_batch_{j})
 )
 predictions_{j}["flagged"] = predictions_{j}["fraud_score"] >= 0.5
 predictions_{j}.sort_values("fraud_score", ascending=False).head()
-''', tags=["inference"], way="%%time+tag" if timed else "tag", display=f"predictions_{j}")
+""",
+                tags=["inference"],
+                way="%%time+tag" if timed else "tag",
+                display=f"predictions_{j}",
+            )
             skip_cell(str(g))
         else:
-            b.code("inference", f'''
+            b.code(
+                "inference",
+                f"""
 %snapshot predictions_{j} -m "scores of batch {j}"
-''', tags=["inference"], way="tag", stream=f"predictions_{j}@1\n")
+""",
+                tags=["inference"],
+                way="tag",
+                stream=f"predictions_{j}@1\n",
+            )
     while skip_left > 0:
         skip_cell("0")
     b.md("## Notes\n\nLeftovers from the exploration.")
@@ -652,18 +806,50 @@ def write_notebook(path: Path, nb: Any) -> None:
 
 TINY_NOTEBOOK = {
     "cells": [
-        {"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "execution_count": None,
-         "outputs": [], "source": "n = 10"},
-        {"cell_type": "code", "id": "i", "metadata": {}, "execution_count": None, "outputs": [],
-         "source": "import pandas as pd\n%matplotlib inline\n!pip install scikit-learn"},
-        {"cell_type": "code", "id": "f", "metadata": {}, "execution_count": None, "outputs": [],
-         "source": "%%features g --keys k --event-time ts\ndf = pd.DataFrame({'k': range(n)})\n%snapshot df\ndf"},
-        {"cell_type": "code", "id": "t", "metadata": {}, "execution_count": None, "outputs": [],
-         "source": "%%track --run-name r\nimport nbops\nnbops.log(a=1)"},
-        {"cell_type": "code", "id": "x", "metadata": {"tags": ["inference"]}, "execution_count": None,
-         "outputs": [], "source": "%%time\nprint(n)\ndf.head()"},
+        {
+            "cell_type": "code",
+            "id": "p",
+            "metadata": {"tags": ["parameters"]},
+            "execution_count": None,
+            "outputs": [],
+            "source": "n = 10",
+        },
+        {
+            "cell_type": "code",
+            "id": "i",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "import pandas as pd\n%matplotlib inline\n!pip install scikit-learn",
+        },
+        {
+            "cell_type": "code",
+            "id": "f",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "%%features g --keys k --event-time ts\ndf = pd.DataFrame({'k': range(n)})\n%snapshot df\ndf",
+        },
+        {
+            "cell_type": "code",
+            "id": "t",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": "%%track --run-name r\nimport nbops\nnbops.log(a=1)",
+        },
+        {
+            "cell_type": "code",
+            "id": "x",
+            "metadata": {"tags": ["inference"]},
+            "execution_count": None,
+            "outputs": [],
+            "source": "%%time\nprint(n)\ndf.head()",
+        },
     ],
-    "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -733,8 +919,7 @@ def _child_env() -> dict[str, str]:
 
 def _run_child(code: str, args: list[str], work: Path, importtime: bool = False) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", code, *args]
-    proc = subprocess.run(cmd, cwd=work, env=_child_env(), capture_output=True, text=True, timeout=600,
-                          check=False)
+    proc = subprocess.run(cmd, cwd=work, env=_child_env(), capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -802,8 +987,11 @@ def measure_imports(notebook: Path, work: Path, runs: int) -> dict[str, Any]:
 # Timing the export in this process
 # ======================================================================================
 def _file_states(folder: Path) -> dict[str, tuple[int, int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _catalog_state(store: Any) -> dict[str, tuple[int, int] | None]:
@@ -820,8 +1008,9 @@ def _export_rows(store: Any, stem: str) -> list[tuple[int, str]]:
     from nbops import catalog as cat
 
     with store.catalog.read() as conn:
-        rows = conn.execute(sa.select(cat.exports.c.version, cat.exports.c.digest)
-                            .where(cat.exports.c.pipeline == stem)).all()
+        rows = conn.execute(
+            sa.select(cat.exports.c.version, cat.exports.c.digest).where(cat.exports.c.pipeline == stem)
+        ).all()
     return [(int(r.version), r.digest) for r in rows]
 
 
@@ -869,8 +1058,23 @@ def run_rounds(notebook: Path, work: Path, repeats: int) -> tuple[list[Round], A
         catalog_after = _catalog_state(store)
         _, t3, _ = _timed(lambda: plan(notebook))
         rows = _export_rows(store, first.stem)
-        rounds.append(Round(t1, c1, t2, c2, t3, first.version, again.version, len(first.written), again.written,
-                            again.unchanged, files_before == files_after, len(rows), catalog_before != catalog_after))
+        rounds.append(
+            Round(
+                t1,
+                c1,
+                t2,
+                c2,
+                t3,
+                first.version,
+                again.version,
+                len(first.written),
+                again.written,
+                again.unchanged,
+                files_before == files_after,
+                len(rows),
+                catalog_before != catalog_after,
+            )
+        )
         store.close()
         last = first
     return rounds, last
@@ -918,12 +1122,26 @@ def time_size(cells: int, seed: int, outputs: bool, work: Path, repeats: int) ->
 # ======================================================================================
 #: Stages of an export, as (label, depth): inclusive times from wrapped functions.
 STAGE_ROWS = [
-    ("export", 0), ("plan", 1), ("_read_cells (nbformat.reads)", 2), ("assign_stage", 2), ("translate", 2),
-    ("TransformerManager() (IPython)", 3), ("TransformerManager.transform_cell (IPython)", 3),
-    ("magic arguments (_parse)", 3), ("analyse", 2), ("select", 2), ("execution_order_findings", 2),
-    ("render.module", 2), ("render.imported_modules", 2), ("render.requirements", 2),
-    ("importlib.metadata.packages_distributions", 3), ("importlib.metadata.version", 3),
-    ("_store_references", 2), ("_digest", 1), ("_record (catalog lookup/insert)", 1), ("_write", 1),
+    ("export", 0),
+    ("plan", 1),
+    ("_read_cells (nbformat.reads)", 2),
+    ("assign_stage", 2),
+    ("translate", 2),
+    ("TransformerManager() (IPython)", 3),
+    ("TransformerManager.transform_cell (IPython)", 3),
+    ("magic arguments (_parse)", 3),
+    ("analyse", 2),
+    ("select", 2),
+    ("execution_order_findings", 2),
+    ("render.module", 2),
+    ("render.imported_modules", 2),
+    ("render.requirements", 2),
+    ("importlib.metadata.packages_distributions", 3),
+    ("importlib.metadata.version", 3),
+    ("_store_references", 2),
+    ("_digest", 1),
+    ("_record (catalog lookup/insert)", 1),
+    ("_write", 1),
     ("ast.parse (all callers)", 1),
 ]
 
@@ -942,17 +1160,26 @@ def stage_timers() -> Iterator[dict[str, list[float]]]:
 
     totals: dict[str, list[float]] = {label: [0.0, 0] for label, _ in STAGE_ROWS}
     targets = [
-        (ex, "export", "export"), (ex, "plan", "plan"), (ex, "_read_cells", "_read_cells (nbformat.reads)"),
-        (ex, "assign_stage", "assign_stage"), (tr, "translate", "translate"),
+        (ex, "export", "export"),
+        (ex, "plan", "plan"),
+        (ex, "_read_cells", "_read_cells (nbformat.reads)"),
+        (ex, "assign_stage", "assign_stage"),
+        (tr, "translate", "translate"),
         (TransformerManager, "__init__", "TransformerManager() (IPython)"),
         (TransformerManager, "transform_cell", "TransformerManager.transform_cell (IPython)"),
-        (tr, "_parse", "magic arguments (_parse)"), (ex, "analyse", "analyse"), (ex, "select", "select"),
-        (ex, "execution_order_findings", "execution_order_findings"), (render, "module", "render.module"),
-        (render, "imported_modules", "render.imported_modules"), (render, "requirements", "render.requirements"),
+        (tr, "_parse", "magic arguments (_parse)"),
+        (ex, "analyse", "analyse"),
+        (ex, "select", "select"),
+        (ex, "execution_order_findings", "execution_order_findings"),
+        (render, "module", "render.module"),
+        (render, "imported_modules", "render.imported_modules"),
+        (render, "requirements", "render.requirements"),
         (importlib.metadata, "packages_distributions", "importlib.metadata.packages_distributions"),
         (importlib.metadata, "version", "importlib.metadata.version"),
-        (ex, "_store_references", "_store_references"), (ex, "_digest", "_digest"),
-        (ex, "_record", "_record (catalog lookup/insert)"), (ex, "_write", "_write"),
+        (ex, "_store_references", "_store_references"),
+        (ex, "_digest", "_digest"),
+        (ex, "_record", "_record (catalog lookup/insert)"),
+        (ex, "_write", "_write"),
         (ast, "parse", "ast.parse (all callers)"),
     ]
     saved = []
@@ -1050,8 +1277,12 @@ def profile_export(notebook: Path, work: Path, top: int) -> dict[str, Any]:
     total = sum(v[2] for v in entries.values())
 
     def row(key: tuple[str, int, str], v: tuple[Any, ...]) -> dict[str, Any]:
-        return {"function": f"{_short(key[0])}:{key[1]}({key[2]})" if key[0] != "~" else key[2],
-                "calls": v[1], "tottime_s": v[2], "cumtime_s": v[3]}
+        return {
+            "function": f"{_short(key[0])}:{key[1]}({key[2]})" if key[0] != "~" else key[2],
+            "calls": v[1],
+            "tottime_s": v[2],
+            "cumtime_s": v[3],
+        }
 
     by_own = sorted(entries.items(), key=lambda kv: -kv[1][2])[:top]
     ours = [(k, v) for k, v in entries.items() if "nbops/" in k[0]]
@@ -1100,10 +1331,22 @@ def print_figures(figures: list[Figure]) -> None:
 
 def _git_state() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=HERE.parent,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "n/a"
     return head + ("+dirty" if dirty else "")
@@ -1132,8 +1375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--repeats", type=int, default=5, help="best of N for figures 1, 2 (default 5)")
     parser.add_argument("--import-runs", type=int, default=3, help="fresh subprocesses per import figure (default 3)")
-    parser.add_argument("--scale-cells", default="100,400",
-                        help="other notebook sizes timed for figure 4b, comma-separated ('' skips; default 100,400)")
+    parser.add_argument(
+        "--scale-cells",
+        default="100,400",
+        help="other notebook sizes timed for figure 4b, comma-separated ('' skips; default 100,400)",
+    )
     parser.add_argument("--scale-repeats", type=int, default=3, help="best of N at the other sizes (default 3)")
     parser.add_argument("--no-outputs", action="store_true", help="build the notebook without cell outputs")
     parser.add_argument("--notebook", type=Path, help="measure this notebook instead of building one")
@@ -1162,13 +1408,21 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     import nbformat
 
     env = {
-        "python": platform.python_version(), "nbformat": nbformat.__version__, "ipython": IPython.__version__,
-        "cpus": os.cpu_count(), "git": _git_state(), "exporting_sources": _sources_digest(),
-        "loadavg_start": _loadavg(), "repeats": args.repeats,
+        "python": platform.python_version(),
+        "nbformat": nbformat.__version__,
+        "ipython": IPython.__version__,
+        "cpus": os.cpu_count(),
+        "git": _git_state(),
+        "exporting_sources": _sources_digest(),
+        "loadavg_start": _loadavg(),
+        "repeats": args.repeats,
     }
-    print(f"nbops export benchmark: python {env['python']}, nbformat {env['nbformat']}, IPython {env['ipython']}, "
-          f"{env['cpus']} CPUs, git {env['git']}, exporting sources {env['exporting_sources']}, "
-          f"load average {env['loadavg_start']}", flush=True)
+    print(
+        f"nbops export benchmark: python {env['python']}, nbformat {env['nbformat']}, IPython {env['ipython']}, "
+        f"{env['cpus']} CPUs, git {env['git']}, exporting sources {env['exporting_sources']}, "
+        f"load average {env['loadavg_start']}",
+        flush=True,
+    )
 
     # -- the notebook ------------------------------------------------------------------
     nb_dir = work / "nb"
@@ -1177,21 +1431,27 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         notebook = nb_dir / args.notebook.name
         shutil.copyfile(args.notebook, notebook)
         nb = nbformat.read(notebook, as_version=4)
-        nb_info: dict[str, Any] = {"code_cells": sum(c.cell_type == "code" for c in nb.cells),
-                                   "markdown_cells": sum(c.cell_type == "markdown" for c in nb.cells)}
+        nb_info: dict[str, Any] = {
+            "code_cells": sum(c.cell_type == "code" for c in nb.cells),
+            "markdown_cells": sum(c.cell_type == "markdown" for c in nb.cells),
+        }
     else:
         notebook = nb_dir / f"{STEM}.ipynb"
         nb, nb_info = build_notebook(args.cells, args.seed, not args.no_outputs)
         write_notebook(notebook, nb)
     nb_info["bytes"] = notebook.stat().st_size
     nb_info["sha256"] = hashlib.sha256(notebook.read_bytes()).hexdigest()[:16]
-    print(f"notebook {notebook.name}: {nb_info['code_cells']} code cells, {nb_info['markdown_cells']} markdown cells, "
-          f"{nb_info['bytes']:,} B (sha256 {nb_info['sha256']})")
+    print(
+        f"notebook {notebook.name}: {nb_info['code_cells']} code cells, {nb_info['markdown_cells']} markdown cells, "
+        f"{nb_info['bytes']:,} B (sha256 {nb_info['sha256']})"
+    )
     if "kinds" in nb_info:
         print("  code cells by kind: " + ", ".join(f"{k} {v}" for k, v in nb_info["kinds"].items()))
-        print("  stage cells by how they get their stage: "
-              + ", ".join(f"{k} {v}" for k, v in nb_info["stage_ways"].items())
-              + f"; {nb_info['source_lines']} source lines, {nb_info['magic_lines']} magic / shell lines")
+        print(
+            "  stage cells by how they get their stage: "
+            + ", ".join(f"{k} {v}" for k, v in nb_info["stage_ways"].items())
+            + f"; {nb_info['source_lines']} source lines, {nb_info['magic_lines']} magic / shell lines"
+        )
 
     # -- 3. imports, cold processes --------------------------------------------------------
     print(f"[1/5] imports and a cold first export, {args.import_runs} fresh subprocess(es) each ...", flush=True)
@@ -1233,83 +1493,173 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     first = [r.first_s for r in rounds]
     again = [r.unchanged_s for r in rounds]
     versions_kept = all(r.version_unchanged == r.version_first == 1 for r in rounds)
-    nothing_rewritten = all(not r.written_unchanged and r.result_unchanged and r.files_same and r.catalog_rows == 1
-                            for r in rounds)
+    nothing_rewritten = all(
+        not r.written_unchanged and r.result_unchanged and r.files_same and r.catalog_rows == 1 for r in rounds
+    )
     catalog_changed = sum(r.catalog_file_changed for r in rounds)
     n = nb_info["code_cells"]
     figures = [
-        Figure("1", f"export {n} cells, fresh out dir + fresh store (best of {args.repeats})", _ms(min(first)),
-               _rounds(first), f"<={TARGET_SECONDS:g} s", min(first) <= TARGET_SECONDS, min(first)),
-        Figure("1b", "  same, CPU time (process_time)", _ms(min(r.first_cpu_s for r in rounds)),
-               _rounds([r.first_cpu_s for r in rounds]), seconds=min(r.first_cpu_s for r in rounds)),
-        Figure("2", f"export again, unchanged (best of {args.repeats})", _ms(min(again)), _rounds(again),
-               seconds=min(again)),
-        Figure("2a", "  same, CPU time (process_time)", _ms(min(r.unchanged_cpu_s for r in rounds)),
-               _rounds([r.unchanged_cpu_s for r in rounds]), seconds=min(r.unchanged_cpu_s for r in rounds)),
-        Figure("2b", "  unchanged keeps its version (v1 -> v1, every round)",
-               "kept" if versions_kept else "CHANGED", target="same", ok=versions_kept),
-        Figure("2c", "  unchanged rewrites nothing (written=[], inode/size/mtime, 1 row)",
-               "0 files" if nothing_rewritten else "REWROTE", target="0 files", ok=nothing_rewritten),
-        Figure("2d", "  unchanged: catalog.db / -wal file changed (UPDATE out_dir)",
-               f"{catalog_changed}/{len(rounds)} rounds"),
-        Figure("3", f"cold: import nbops.exporting (best of {args.import_runs})",
-               _ms(min(imports["import_exporting_s"])), _rounds(imports["import_exporting_s"]),
-               seconds=min(imports["import_exporting_s"])),
-        Figure("3b", f"cold: + first-use imports of export() ({imports['export_modules']} modules)",
-               _ms(min(imports["import_export_s"])), _rounds(imports["import_export_s"]),
-               seconds=min(imports["import_export_s"])),
-        Figure("3c", f"cold: + imports of nbops.open() ({imports['open_modules']} modules)",
-               _ms(min(imports["import_open_s"])), _rounds(imports["import_open_s"]),
-               seconds=min(imports["import_open_s"])),
-        Figure("3d", "cold: first export in a fresh process (its imports included)",
-               _ms(min(imports["cold_export_s"])), _rounds(imports["cold_export_s"]),
-               seconds=min(imports["cold_export_s"])),
-        Figure("3e", "cold: nbops.open() of a new store (its imports included)",
-               _ms(min(imports["cold_open_s"])), _rounds(imports["cold_open_s"]),
-               seconds=min(imports["cold_open_s"])),
-        Figure("4", f"plan() alone, nothing written (best of {args.repeats})",
-               _ms(min(r.plan_s for r in rounds)), _rounds([r.plan_s for r in rounds]),
-               seconds=min(r.plan_s for r in rounds)),
+        Figure(
+            "1",
+            f"export {n} cells, fresh out dir + fresh store (best of {args.repeats})",
+            _ms(min(first)),
+            _rounds(first),
+            f"<={TARGET_SECONDS:g} s",
+            min(first) <= TARGET_SECONDS,
+            min(first),
+        ),
+        Figure(
+            "1b",
+            "  same, CPU time (process_time)",
+            _ms(min(r.first_cpu_s for r in rounds)),
+            _rounds([r.first_cpu_s for r in rounds]),
+            seconds=min(r.first_cpu_s for r in rounds),
+        ),
+        Figure(
+            "2",
+            f"export again, unchanged (best of {args.repeats})",
+            _ms(min(again)),
+            _rounds(again),
+            seconds=min(again),
+        ),
+        Figure(
+            "2a",
+            "  same, CPU time (process_time)",
+            _ms(min(r.unchanged_cpu_s for r in rounds)),
+            _rounds([r.unchanged_cpu_s for r in rounds]),
+            seconds=min(r.unchanged_cpu_s for r in rounds),
+        ),
+        Figure(
+            "2b",
+            "  unchanged keeps its version (v1 -> v1, every round)",
+            "kept" if versions_kept else "CHANGED",
+            target="same",
+            ok=versions_kept,
+        ),
+        Figure(
+            "2c",
+            "  unchanged rewrites nothing (written=[], inode/size/mtime, 1 row)",
+            "0 files" if nothing_rewritten else "REWROTE",
+            target="0 files",
+            ok=nothing_rewritten,
+        ),
+        Figure(
+            "2d",
+            "  unchanged: catalog.db / -wal file changed (UPDATE out_dir)",
+            f"{catalog_changed}/{len(rounds)} rounds",
+        ),
+        Figure(
+            "3",
+            f"cold: import nbops.exporting (best of {args.import_runs})",
+            _ms(min(imports["import_exporting_s"])),
+            _rounds(imports["import_exporting_s"]),
+            seconds=min(imports["import_exporting_s"]),
+        ),
+        Figure(
+            "3b",
+            f"cold: + first-use imports of export() ({imports['export_modules']} modules)",
+            _ms(min(imports["import_export_s"])),
+            _rounds(imports["import_export_s"]),
+            seconds=min(imports["import_export_s"]),
+        ),
+        Figure(
+            "3c",
+            f"cold: + imports of nbops.open() ({imports['open_modules']} modules)",
+            _ms(min(imports["import_open_s"])),
+            _rounds(imports["import_open_s"]),
+            seconds=min(imports["import_open_s"]),
+        ),
+        Figure(
+            "3d",
+            "cold: first export in a fresh process (its imports included)",
+            _ms(min(imports["cold_export_s"])),
+            _rounds(imports["cold_export_s"]),
+            seconds=min(imports["cold_export_s"]),
+        ),
+        Figure(
+            "3e",
+            "cold: nbops.open() of a new store (its imports included)",
+            _ms(min(imports["cold_open_s"])),
+            _rounds(imports["cold_open_s"]),
+            seconds=min(imports["cold_open_s"]),
+        ),
+        Figure(
+            "4",
+            f"plan() alone, nothing written (best of {args.repeats})",
+            _ms(min(r.plan_s for r in rounds)),
+            _rounds([r.plan_s for r in rounds]),
+            seconds=min(r.plan_s for r in rounds),
+        ),
     ]
     for s in sizes:
-        figures.append(Figure("4b", f"export {s['cells']} cells, fresh out + store (best of {len(s['times_s'])}; "
-                                    f"{s['best_s'] / s['cells'] * 1000:.1f} ms/cell)",
-                              _ms(s["best_s"]), _rounds(s["times_s"]), seconds=s["best_s"]))
+        figures.append(
+            Figure(
+                "4b",
+                f"export {s['cells']} cells, fresh out + store (best of {len(s['times_s'])}; "
+                f"{s['best_s'] / s['cells'] * 1000:.1f} ms/cell)",
+                _ms(s["best_s"]),
+                _rounds(s["times_s"]),
+                seconds=s["best_s"],
+            )
+        )
 
     # -- report ----------------------------------------------------------------------------------
-    print(f"\nResults: {n} code cells + {nb_info['markdown_cells']} markdown, load average "
-          f"{env['loadavg_start']} -> {env['loadavg_end']} (1/5/15 min; other load skews wall times, CPU less)\n")
+    print(
+        f"\nResults: {n} code cells + {nb_info['markdown_cells']} markdown, load average "
+        f"{env['loadavg_start']} -> {env['loadavg_end']} (1/5/15 min; other load skews wall times, CPU less)\n"
+    )
     print_figures(figures)
-    print("\nGenerated: " + ", ".join(f"{k} {v} lines" for k, v in generated["files"].items())
-          + "; cells per module: " + ", ".join(f"{k} {v}" for k, v in generated["stage_cells"].items())
-          + f"; {len(generated['findings'])} findings; {generated['dropped_cells']} cells with dropped magics/displays; "
-          + ("all modules compile" if not generated["compile_errors"] else f"COMPILE ERRORS {generated['compile_errors']}"))
+    print(
+        "\nGenerated: "
+        + ", ".join(f"{k} {v} lines" for k, v in generated["files"].items())
+        + "; cells per module: "
+        + ", ".join(f"{k} {v}" for k, v in generated["stage_cells"].items())
+        + f"; {len(generated['findings'])} findings; {generated['dropped_cells']} cells with dropped magics/displays; "
+        + (
+            "all modules compile"
+            if not generated["compile_errors"]
+            else f"COMPILE ERRORS {generated['compile_errors']}"
+        )
+    )
     if imports["failed_imports"]:
         print(f"(modules not re-importable by name in the import child, skipped: {imports['failed_imports']})")
-    for phase, label in (("exporting", "import nbops.exporting"), ("export", "first-use imports of export()"),
-                         ("open", "imports of nbops.open()")):
+    for phase, label in (
+        ("exporting", "import nbops.exporting"),
+        ("export", "first-use imports of export()"),
+        ("open", "imports of nbops.open()"),
+    ):
         top = sorted(imports["importtime_top_packages_us"][phase].items(), key=lambda kv: -kv[1])[:8]
         print(f"-X importtime, {label}: " + ", ".join(f"{k} {v / 1000:.0f} ms" for k, v in top))
-        print("    heaviest modules (self time): " + ", ".join(
-            f"{k} {v / 1000:.0f} ms" for k, v in imports["importtime_heaviest_self_us"][phase][:3]))
+        print(
+            "    heaviest modules (self time): "
+            + ", ".join(f"{k} {v / 1000:.0f} ms" for k, v in imports["importtime_heaviest_self_us"][phase][:3])
+        )
 
     print("\nStages of one export (wrapped timers, inclusive, no profiler): first | unchanged")
     base = stages["first"]["export"][0] or 1.0
     for label, depth in STAGE_ROWS:
         f_t, f_n = stages["first"][label]
         u_t, u_n = stages["unchanged"][label]
-        print(f"  {'  ' * depth}{label:<{52 - 2 * depth}} {f_t * 1000:>8.1f} ms {f_t / base:>5.0%} {int(f_n):>5}x"
-              f"  | {u_t * 1000:>8.1f} ms {int(u_n):>5}x")
+        print(
+            f"  {'  ' * depth}{label:<{52 - 2 * depth}} {f_t * 1000:>8.1f} ms {f_t / base:>5.0%} {int(f_n):>5}x"
+            f"  | {u_t * 1000:>8.1f} ms {int(u_n):>5}x"
+        )
 
-    print(f"\nHot spots, warm, best of {len(spots['json.loads'])}: nbformat.reads of the notebook "
-          f"{_ms(min(spots['nbformat.reads']))} vs json.loads {_ms(min(spots['json.loads']))}; "
-          f"importlib.metadata.packages_distributions() {_ms(min(spots['packages_distributions']))} "
-          f"({int(spots['distributions'][0])} distributions installed; called once per export, not cached)")
+    print(
+        f"\nHot spots, warm, best of {len(spots['json.loads'])}: nbformat.reads of the notebook "
+        f"{_ms(min(spots['nbformat.reads']))} vs json.loads {_ms(min(spots['json.loads']))}; "
+        f"importlib.metadata.packages_distributions() {_ms(min(spots['packages_distributions']))} "
+        f"({int(spots['distributions'][0])} distributions installed; called once per export, not cached)"
+    )
 
-    print(f"\ncProfile of one export (profiled total {profile['total_s']:.2f} s; the profiler slows "
-          "Python-heavy code ~2x):")
-    print("  own time by package: " + ", ".join(f"{p['package']} {p['tottime_s'] * 1000:.0f} ms"
-                                                for p in profile["own_time_by_package"]))
+    print(
+        f"\ncProfile of one export (profiled total {profile['total_s']:.2f} s; the profiler slows "
+        "Python-heavy code ~2x):"
+    )
+    print(
+        "  own time by package: "
+        + ", ".join(f"{p['package']} {p['tottime_s'] * 1000:.0f} ms" for p in profile["own_time_by_package"])
+    )
     print(f"  {'top functions by own time':<78} {'calls':>7} {'own':>8} {'cum':>8}")
     for r in profile["top_own"]:
         print(f"  {r['function'][:78]:<78} {r['calls']:>7} {r['tottime_s']:>8.3f} {r['cumtime_s']:>8.3f}")
@@ -1324,9 +1674,17 @@ def _run(args: argparse.Namespace, work: Path) -> int:
 
     if args.json:
         doc = {
-            "env": env, "notebook": nb_info, "figures": [asdict(f) for f in figures],
-            "rounds": [asdict(r) for r in rounds], "imports": imports, "sizes": sizes, "generated": generated,
-            "stages": stages, "hot_spots": spots, "profile": profile, "misses": misses,
+            "env": env,
+            "notebook": nb_info,
+            "figures": [asdict(f) for f in figures],
+            "rounds": [asdict(r) for r in rounds],
+            "imports": imports,
+            "sizes": sizes,
+            "generated": generated,
+            "stages": stages,
+            "hot_spots": spots,
+            "profile": profile,
+            "misses": misses,
         }
         Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")

@@ -86,8 +86,9 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from collections import defaultdict  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any
 
 STAGE_WORDS = {
     "inference": r"inference|predict|serving|serve|deploy|online|scheduler",
@@ -177,7 +178,9 @@ def normalise(message: str) -> str:
     text = message.splitlines()[0] if message else ""
     text = re.sub(r"cell \d+ \(id [^)]*\)", "<cell>", text)
     text = re.sub(r"the shell command !.*? cannot be exported", "the shell command !<cmd> cannot be exported", text)
-    text = re.sub(r"only %pip install can be exported, not %pip .*", "only %pip install can be exported, not %pip <cmd>", text)
+    text = re.sub(
+        r"only %pip install can be exported, not %pip .*", "only %pip install can be exported, not %pip <cmd>", text
+    )
     text = re.sub(r"\S+\.ipynb", "<notebook>", text)
     text = re.sub(r"(?<![A-Za-z])'[^']*'|\"[^\"]*\"", "<name>", text)  # not the ' of "notebook's"
     text = re.sub(r"\b\d+\b", "N", text)
@@ -327,7 +330,9 @@ def run(corpus: Path, modes: list[str], python: str, help_runs: bool, work: Path
                 last.update(notebook=str(rel), group=group, markers=how)
                 rows.append(last)
                 if last["rounds"]:
-                    print(f"  [advice]  {last['status']:8} {rel} ({last['rounds']} rounds)", file=sys.stderr, flush=True)
+                    print(
+                        f"  [advice]  {last['status']:8} {rel} ({last['rounds']} rounds)", file=sys.stderr, flush=True
+                    )
         store.close()
     return rows
 
@@ -371,8 +376,10 @@ def report(rows: list[dict[str, Any]]) -> None:
         if mode == "markers+advice":
             rows_m = [r for r in rows if r["mode"] == mode]
             helped = [r for r in rows_m if r["status"] == "exported" and r["tagged"]]
-            print(f"\n== {mode}: {len(helped)} notebooks export once the advice is followed "
-                  f"({sum(len(r['tagged']) for r in helped)} cells tagged into a second stage)")
+            print(
+                f"\n== {mode}: {len(helped)} notebooks export once the advice is followed "
+                f"({sum(len(r['tagged']) for r in helped)} cells tagged into a second stage)"
+            )
             print(f"\n== {mode}: each remaining refusal (rounds, cells tagged, why following stopped)")
             for row in (r for r in rows_m if r["status"] == "refused"):
                 print(f"      {row['notebook']}: {row['rounds']} rounds, {len(row['tagged'])} tagged; {row['stopped']}")
@@ -381,7 +388,9 @@ def report(rows: list[dict[str, Any]]) -> None:
         print(f"\n== {mode}: crashes by class")
         for key, hits in sorted(crashed.items(), key=lambda kv: -len(kv[1])):
             print(f"{len(hits):4}  {key}  e.g. {hits[0]['notebook']}\n{hits[0]['traceback']}")
-        bad = [(r, m) for r in rows if r["mode"] == mode for m in r["modules"] if not m["compiles"] or m["help"] is False]
+        bad = [
+            (r, m) for r in rows if r["mode"] == mode for m in r["modules"] if not m["compiles"] or m["help"] is False
+        ]
         print(f"\n== {mode}: modules that do not compile or whose --help fails ({len(bad)})")
         for row, m in bad:
             print(f"      {row['notebook']} {m['file']}: {m.get('compile_error') or m.get('help_error')}")
@@ -394,8 +403,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every row (and the figures) as JSON here")
     parser.add_argument("--no-help", action="store_true", help="do not run `python MODULE --help`")
     parser.add_argument("--python", default=sys.executable, help="interpreter for `--help` (default: this one)")
-    parser.add_argument("--follow-advice", type=int, default=0, metavar="N",
-                        help="with --markers: tag defining cells into a second stage as refusals advise (N rounds)")
+    parser.add_argument(
+        "--follow-advice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --markers: tag defining cells into a second stage as refusals advise (N rounds)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary exports and stores")
     parser.add_argument("--strict", action="store_true", help="exit 1 on a crash or a module that fails")
     args = parser.parse_args()

@@ -80,6 +80,7 @@ pass or miss (``--strict`` exits 1 on a miss).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import hashlib
 import json
@@ -103,7 +104,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
 from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
 
 import nbops
@@ -287,10 +287,8 @@ def _source_digest() -> str:
     src = Path(nbops.__file__).resolve().parent
     h = hashlib.sha256()
     for name in ("pit.py", "features.py", "online.py", "columns.py"):
-        try:
+        with contextlib.suppress(OSError):
             h.update((src / name).read_bytes())
-        except OSError:
-            pass
     return h.hexdigest()[:12]
 
 
@@ -340,16 +338,17 @@ def print_figures(figures: list[Figure]) -> None:
     for f in figures:
         result = "info" if f.ok is None else ("PASS" if f.ok else "MISS")
         ratio = f"{f.ratio:.3f}" if f.ratio is not None else "-"
-        print(f"{f.label:<58} {_fmt(f.ours, f.unit):>11} {_fmt(f.baseline, f.unit):>11} "
-              f"{ratio:>7} {_fmt_target(f):>9}  {result}")
+        print(
+            f"{f.label:<58} {_fmt(f.ours, f.unit):>11} {_fmt(f.baseline, f.unit):>11} "
+            f"{ratio:>7} {_fmt_target(f):>9}  {result}"
+        )
 
 
 def print_ops(ops: Sequence[Op]) -> None:
     print(f"  {'operation':<44} {'best':>8} {'all rounds':<26} {'peak RSS':>10} {'+peak':>10}")
     for op in ops:
         rounds = " ".join(f"{t:.3f}" for t in op.times)
-        print(f"  {op.name:<44} {op.best:>8.3f} {rounds:<26} {fmt_bytes(op.peak):>10} "
-              f"{fmt_bytes(op.peak_delta):>10}")
+        print(f"  {op.name:<44} {op.best:>8.3f} {rounds:<26} {fmt_bytes(op.peak):>10} {fmt_bytes(op.peak_delta):>10}")
 
 
 # -- one join at a given spine size -------------------------------------------------
@@ -376,22 +375,28 @@ def compare_joins(
         def check(result: pd.DataFrame) -> None:
             if name not in checks:
                 checks[name] = mismatches(spine, reference["ours"], result)
+
         return check
 
     ops = [
         Op("nbops: store.training_data", lambda: ours(store, spine), keep_ours),
         Op("duckdb: pandas in, .df() out", lambda: duckdb_pandas(spine, frames), checker("duckdb_pandas")),
-        Op("duckdb: arrow in, arrow out, .to_pandas()", lambda: duckdb_arrow(spine, tables),
-           checker("duckdb_arrow")),
+        Op("duckdb: arrow in, arrow out, .to_pandas()", lambda: duckdb_arrow(spine, tables), checker("duckdb_arrow")),
         Op("info: duckdb arrow, no ORDER BY (unordered)", lambda: duckdb_arrow(spine, tables, order=False)),
     ]
     if with_merge_asof:
-        ops.append(Op("pandas: merge_asof (+sorts, +reorder)", lambda: merge_asof(spine, frames),
-                      checker("merge_asof")))
+        ops.append(
+            Op("pandas: merge_asof (+sorts, +reorder)", lambda: merge_asof(spine, frames), checker("merge_asof"))
+        )
     if multi_store is not None:
         commits, other = multi_store
-        ops.append(Op(f"info: training_data, groups in {commits} commits", lambda: ours(other, spine),
-                      checker(f"nbops_{commits}_commits")))
+        ops.append(
+            Op(
+                f"info: training_data, groups in {commits} commits",
+                lambda: ours(other, spine),
+                checker(f"nbops_{commits}_commits"),
+            )
+        )
     print(f"{label}: {len(ops)} operations x {repeats} rounds, interleaved ...", flush=True)
     run_interleaved(ops, repeats)
     reference.clear()
@@ -410,15 +415,23 @@ def child_main(args: argparse.Namespace) -> int:
     if args.child == "ours":
         store = nbops.open(args.child_store)
         ours(store, spine.head(1000))  # imports, DuckDB start-up
-        run = lambda: ours(store, spine)
+
+        def run() -> object:
+            return ours(store, spine)
+
     else:
         tables = {
-            name: pa.Table.from_pandas(make_group(name, args.group_rows, args.keys, args.days, args.seed,
-                                                  args.time_unit)[0], preserve_index=False)
+            name: pa.Table.from_pandas(
+                make_group(name, args.group_rows, args.keys, args.days, args.seed, args.time_unit)[0],
+                preserve_index=False,
+            )
             for name in GROUPS
         }
         duckdb_arrow(spine.head(1000), tables)
-        run = lambda: duckdb_arrow(spine, tables)
+
+        def run() -> object:
+            return duckdb_arrow(spine, tables)
+
     release_memory()
     can_reset = reset_peak()
     rss0 = status_kib("VmRSS")
@@ -429,19 +442,43 @@ def child_main(args: argparse.Namespace) -> int:
     rows = len(result)
     del result
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({
-        "what": args.child, "rows": rows, "seconds": seconds, "reset": can_reset,
-        "rss_before": None if rss0 is None else rss0 * 1024,
-        "peak": (hwm * 1024) if (can_reset and hwm is not None) else ru,
-        "ru_maxrss": ru,
-    }))
+    print(
+        json.dumps(
+            {
+                "what": args.child,
+                "rows": rows,
+                "seconds": seconds,
+                "reset": can_reset,
+                "rss_before": None if rss0 is None else rss0 * 1024,
+                "peak": (hwm * 1024) if (can_reset and hwm is not None) else ru,
+                "ru_maxrss": ru,
+            }
+        )
+    )
     return 0
 
 
 def measure_child(what: str, args: argparse.Namespace, store_path: Path, rows: int) -> dict[str, Any] | None:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--child-store", str(store_path),
-               "--child-spine-rows", str(rows), "--group-rows", str(args.group_rows), "--keys", str(args.keys),
-               "--days", str(args.days), "--seed", str(args.seed), "--time-unit", args.time_unit]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        what,
+        "--child-store",
+        str(store_path),
+        "--child-spine-rows",
+        str(rows),
+        "--group-rows",
+        str(args.group_rows),
+        "--keys",
+        str(args.keys),
+        "--days",
+        str(args.days),
+        "--seed",
+        str(args.seed),
+        "--time-unit",
+        args.time_unit,
+    ]
     done = subprocess.run(command, check=False, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode != 0:
         print(f"  memory child {what!r} failed:\n{done.stderr[-2000:]}")
@@ -509,9 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--time-unit", choices=("us", "ns"), default="us")
     parser.add_argument("--commits", type=int, default=1, help="data commits per group (default 1)")
-    parser.add_argument("--multi-commits", type=int, default=4,
-                        help="also time training_data (figure 1, info) on a store where each group has this "
-                             "many commits, to see the merge on read (default 4, 0: skip)")
+    parser.add_argument(
+        "--multi-commits",
+        type=int,
+        default=4,
+        help="also time training_data (figure 1, info) on a store where each group has this "
+        "many commits, to see the merge on read (default 4, 0: skip)",
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--repeats", type=int, default=3, help="best of N (default 3)")
     parser.add_argument("--no-merge-asof-10m", action="store_true", help="skip merge_asof at 10M spine rows")
@@ -569,28 +610,36 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     frames: dict[str, pd.DataFrame] = {}
     dropped: dict[str, int] = {}
     for name in GROUPS:
-        frames[name], dropped[name] = make_group(name, args.group_rows, args.keys, args.days, args.seed,
-                                                 args.time_unit)
+        frames[name], dropped[name] = make_group(name, args.group_rows, args.keys, args.days, args.seed, args.time_unit)
     tables = {name: pa.Table.from_pandas(f, preserve_index=False) for name, f in frames.items()}
     spine = make_spine(args.spine_rows, args.keys, args.days, args.seed, args.time_unit)
-    print(f"data: spine {len(spine):,} rows; groups " + ", ".join(
-        f"{n} {len(f):,} rows x {len(GROUPS[n])} features ({dropped[n]} duplicate key/time rows dropped)"
-        for n, f in frames.items()) + f"; built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"data: spine {len(spine):,} rows; groups "
+        + ", ".join(
+            f"{n} {len(f):,} rows x {len(GROUPS[n])} features ({dropped[n]} duplicate key/time rows dropped)"
+            for n, f in frames.items()
+        )
+        + f"; built in {time.perf_counter() - t0:.1f} s"
+    )
 
     # Registration into a fresh store (timed once, not part of any figure).
     store_path = work / "store"
     store = nbops.open(store_path)
     register_seconds = register_groups(store, frames, args.commits)
-    print("registration (fresh store, once): " + ", ".join(
-        f"{n} {s:.2f} s ({len(frames[n]) / s / 1e6:.2f} M rows/s)" for n, s in register_seconds.items()))
+    print(
+        "registration (fresh store, once): "
+        + ", ".join(f"{n} {s:.2f} s ({len(frames[n]) / s / 1e6:.2f} M rows/s)" for n, s in register_seconds.items())
+    )
 
     multi: tuple[int, nbops.Store] | None = None
     if args.multi_commits > 1 and args.multi_commits != args.commits:
         multi_store = nbops.open(work / "store-multi")
         seconds = register_groups(multi_store, frames, args.multi_commits)
         register_seconds.update({f"{n} ({args.multi_commits} commits)": s for n, s in seconds.items()})
-        print(f"registration in {args.multi_commits} commits each (second store, once): "
-              + ", ".join(f"{n} {s:.2f} s" for n, s in seconds.items()))
+        print(
+            f"registration in {args.multi_commits} commits each (second store, once): "
+            + ", ".join(f"{n} {s:.2f} s" for n, s in seconds.items())
+        )
         multi = (args.multi_commits, multi_store)
 
     # Warm-up on a small spine: imports, DuckDB start-up, first-call caches.
@@ -609,24 +658,56 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
 
     # -- 1. training data, 1M spine ---------------------------------------------------
     n1 = f"{args.spine_rows / 1e6:g}M"
-    ops1, checks["1"] = compare_joins(f"[1/3] training_data, {n1} spine rows", store, spine, frames, tables, repeats,
-                                      multi_store=multi)
+    ops1, checks["1"] = compare_joins(
+        f"[1/3] training_data, {n1} spine rows", store, spine, frames, tables, repeats, multi_store=multi
+    )
     all_ops["1"] = ops1
     base1 = best_duckdb(ops1)
     o1 = ops1["nbops: store.training_data"]
     info["figure1_duckdb_baseline"] = base1.name
-    figures.append(Figure("training_data", f"1. training_data {n1} / raw duckdb ASOF (best way)",
-                          o1.best, base1.best, "s", RATIO_TARGET))
-    figures.append(Figure("training_data_vs_merge_asof", f"1b. training_data {n1} / pandas merge_asof",
-                          o1.best, ops1["pandas: merge_asof (+sorts, +reorder)"].best, "s", None))
-    figures.append(Figure("training_data_vs_unordered", f"1c. training_data {n1} / duckdb without ORDER BY",
-                          o1.best, ops1["info: duckdb arrow, no ORDER BY (unordered)"].best, "s", None))
+    figures.append(
+        Figure(
+            "training_data",
+            f"1. training_data {n1} / raw duckdb ASOF (best way)",
+            o1.best,
+            base1.best,
+            "s",
+            RATIO_TARGET,
+        )
+    )
+    figures.append(
+        Figure(
+            "training_data_vs_merge_asof",
+            f"1b. training_data {n1} / pandas merge_asof",
+            o1.best,
+            ops1["pandas: merge_asof (+sorts, +reorder)"].best,
+            "s",
+            None,
+        )
+    )
+    figures.append(
+        Figure(
+            "training_data_vs_unordered",
+            f"1c. training_data {n1} / duckdb without ORDER BY",
+            o1.best,
+            ops1["info: duckdb arrow, no ORDER BY (unordered)"].best,
+            "s",
+            None,
+        )
+    )
     info["figure1_paired_median_ratio"] = paired_median(o1, base1)
     if multi is not None:
         om = ops1[f"info: training_data, groups in {multi[0]} commits"]
-        figures.append(Figure("training_data_multi_commit",
-                              f"1d. training_data {n1}, groups in {multi[0]} commits / duckdb",
-                              om.best, base1.best, "s", None))
+        figures.append(
+            Figure(
+                "training_data_multi_commit",
+                f"1d. training_data {n1}, groups in {multi[0]} commits / duckdb",
+                om.best,
+                base1.best,
+                "s",
+                None,
+            )
+        )
 
     profiles: dict[str, list[tuple[str, float]]] = {}
     if not args.no_profile:
@@ -639,8 +720,15 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     if not args.skip_10m:
         n2 = f"{args.big_spine_rows / 1e6:g}M"
         big = make_spine(args.big_spine_rows, args.keys, args.days, args.seed, args.time_unit)
-        ops2, checks["2"] = compare_joins(f"[2/3] training_data, {n2} spine rows", store, big, frames, tables,
-                                          repeats, with_merge_asof=not args.no_merge_asof_10m)
+        ops2, checks["2"] = compare_joins(
+            f"[2/3] training_data, {n2} spine rows",
+            store,
+            big,
+            frames,
+            tables,
+            repeats,
+            with_merge_asof=not args.no_merge_asof_10m,
+        )
         all_ops["2"] = ops2
         del big
         release_memory()
@@ -648,28 +736,56 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         o2 = ops2["nbops: store.training_data"]
         info["figure2_duckdb_baseline"] = base2.name
         info["figure2_paired_median_ratio"] = paired_median(o2, base2)
-        figures.append(Figure("training_data_10m", f"2. training_data {n2} / raw duckdb ASOF (best way)",
-                              o2.best, base2.best, "s", RATIO_TARGET))
+        figures.append(
+            Figure(
+                "training_data_10m",
+                f"2. training_data {n2} / raw duckdb ASOF (best way)",
+                o2.best,
+                base2.best,
+                "s",
+                RATIO_TARGET,
+            )
+        )
         if "pandas: merge_asof (+sorts, +reorder)" in ops2:
-            figures.append(Figure("training_data_10m_vs_merge_asof",
-                                  f"2b. training_data {n2} / pandas merge_asof",
-                                  o2.best, ops2["pandas: merge_asof (+sorts, +reorder)"].best, "s", None))
+            figures.append(
+                Figure(
+                    "training_data_10m_vs_merge_asof",
+                    f"2b. training_data {n2} / pandas merge_asof",
+                    o2.best,
+                    ops2["pandas: merge_asof (+sorts, +reorder)"].best,
+                    "s",
+                    None,
+                )
+            )
         print("      peak RSS of one call, each in its own subprocess ...", flush=True)
         for what in ("ours", "duckdb"):
             children[what] = measure_child(what, args, store_path, args.big_spine_rows)
         ours_child, duck_child = children["ours"], children["duckdb"]
         if ours_child is not None:
-            figures.append(Figure("training_data_10m_peak_rss",
-                                  f"2c. peak RSS, training_data {n2} (subprocess)",
-                                  ours_child["peak"], duck_child["peak"] if duck_child else None, "B",
-                                  RSS_TARGET, target_on="value"))
+            figures.append(
+                Figure(
+                    "training_data_10m_peak_rss",
+                    f"2c. peak RSS, training_data {n2} (subprocess)",
+                    ours_child["peak"],
+                    duck_child["peak"] if duck_child else None,
+                    "B",
+                    RSS_TARGET,
+                    target_on="value",
+                )
+            )
             if ours_child["rss_before"] is not None:
-                figures.append(Figure("training_data_10m_peak_rss_delta",
-                                      "2d. +peak RSS above the call's start (subprocess)",
-                                      ours_child["peak"] - ours_child["rss_before"],
-                                      (duck_child["peak"] - duck_child["rss_before"])
-                                      if duck_child and duck_child["rss_before"] is not None else None,
-                                      "B", None))
+                figures.append(
+                    Figure(
+                        "training_data_10m_peak_rss_delta",
+                        "2d. +peak RSS above the call's start (subprocess)",
+                        ours_child["peak"] - ours_child["rss_before"],
+                        (duck_child["peak"] - duck_child["rss_before"])
+                        if duck_child and duck_child["rss_before"] is not None
+                        else None,
+                        "B",
+                        None,
+                    )
+                )
 
     # -- 3. online lookups --------------------------------------------------------------
     print("[3/3] online lookups ...", flush=True)
@@ -680,20 +796,55 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     latest = frames["g1"].sort_values(TIME, kind="stable").drop_duplicates(KEY, keep="last").set_index(KEY)
     online_keys = latest.index.to_numpy()
     info["online_keys"] = len(online_keys)
-    print(f"      registered {len(frames['g1']):,} rows online ({len(online_keys):,} keys) "
-          f"in {info['online_register_seconds']:.2f} s (once, untimed in the figures)")
+    print(
+        f"      registered {len(frames['g1']):,} rows online ({len(online_keys):,} keys) "
+        f"in {info['online_register_seconds']:.2f} s (once, untimed in the figures)"
+    )
     raw = _raw_online(online_store)
     online = _online_latencies(online_store, raw, latest, args)
     info["online"] = online
-    figures.append(Figure("online_1key_p99", "3. online_features, 1 key, p99",
-                          online["1"]["p99"], online["1"].get("raw_p99"), "ms", P99_TARGET, target_on="value"))
-    figures.append(Figure("online_1key_p50", "3b. online_features, 1 key, p50",
-                          online["1"]["p50"], online["1"].get("raw_p50"), "ms", None))
+    figures.append(
+        Figure(
+            "online_1key_p99",
+            "3. online_features, 1 key, p99",
+            online["1"]["p99"],
+            online["1"].get("raw_p99"),
+            "ms",
+            P99_TARGET,
+            target_on="value",
+        )
+    )
+    figures.append(
+        Figure(
+            "online_1key_p50",
+            "3b. online_features, 1 key, p50",
+            online["1"]["p50"],
+            online["1"].get("raw_p50"),
+            "ms",
+            None,
+        )
+    )
     nb = args.online_batch
-    figures.append(Figure("online_batch_p99", f"3c. online_features, {nb:,} keys, p99",
-                          online[str(nb)]["p99"], online[str(nb)].get("raw_p99"), "ms", None))
-    figures.append(Figure("online_batch_p50", f"3d. online_features, {nb:,} keys, p50",
-                          online[str(nb)]["p50"], online[str(nb)].get("raw_p50"), "ms", None))
+    figures.append(
+        Figure(
+            "online_batch_p99",
+            f"3c. online_features, {nb:,} keys, p99",
+            online[str(nb)]["p99"],
+            online[str(nb)].get("raw_p99"),
+            "ms",
+            None,
+        )
+    )
+    figures.append(
+        Figure(
+            "online_batch_p50",
+            f"3d. online_features, {nb:,} keys, p50",
+            online[str(nb)]["p50"],
+            online[str(nb)].get("raw_p50"),
+            "ms",
+            None,
+        )
+    )
     online_store.close()
     store.close()
     if multi is not None:
@@ -702,28 +853,39 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     # -- report -------------------------------------------------------------------------
     maxrss = process_peak_bytes()
     env["loadavg_end"] = loadavg()
-    print(f"\nResults: best of {repeats} rounds, interleaved; load average {env['loadavg_start']} -> "
-          f"{env['loadavg_end']} (1/5/15 min, {env['cpus']} CPUs; other load skews times)")
+    print(
+        f"\nResults: best of {repeats} rounds, interleaved; load average {env['loadavg_start']} -> "
+        f"{env['loadavg_end']} (1/5/15 min, {env['cpus']} CPUs; other load skews times)"
+    )
     for key, ops in all_ops.items():
         print(f"\nTimings, figure {key} (seconds; peak = VmHWM reset before the operation, +peak = above its start)")
         print_ops(list(ops.values()))
     for key, found in checks.items():
-        text = ", ".join(f"{k}: {'rows/spine columns differ' if v < 0 else f'{v} differing values'}"
-                         for k, v in found.items())
+        text = ", ".join(
+            f"{k}: {'rows/spine columns differ' if v < 0 else f'{v} differing values'}" for k, v in found.items()
+        )
         print(f"check {key}: training_data against {text}")
-    print(f"\nFigure 1 baseline: {info['figure1_duckdb_baseline']} (the faster way in this run); "
-          f"median of per-round ratios {info['figure1_paired_median_ratio']:.3f}")
+    print(
+        f"\nFigure 1 baseline: {info['figure1_duckdb_baseline']} (the faster way in this run); "
+        f"median of per-round ratios {info['figure1_paired_median_ratio']:.3f}"
+    )
     if "figure2_duckdb_baseline" in info:
-        print(f"Figure 2 baseline: {info['figure2_duckdb_baseline']}; "
-              f"median of per-round ratios {info['figure2_paired_median_ratio']:.3f}")
+        print(
+            f"Figure 2 baseline: {info['figure2_duckdb_baseline']}; "
+            f"median of per-round ratios {info['figure2_paired_median_ratio']:.3f}"
+        )
     for what, child in children.items():
         if child:
-            print(f"Memory child {what}: {child['rows']:,} rows in {child['seconds']:.2f} s, peak "
-                  f"{fmt_bytes(child['peak'])}, RSS before the call {fmt_bytes(child['rss_before'])}"
-                  + ("" if child["reset"] else " (no clear_refs: peak is ru_maxrss of the whole child)"))
+            print(
+                f"Memory child {what}: {child['rows']:,} rows in {child['seconds']:.2f} s, peak "
+                f"{fmt_bytes(child['peak'])}, RSS before the call {fmt_bytes(child['rss_before'])}"
+                + ("" if child["reset"] else " (no clear_refs: peak is ru_maxrss of the whole child)")
+            )
     if profiles:
-        print(f"\nWhere training_data's time goes ({n1} spine rows, cProfile of one extra call per store; "
-              "DuckDB and Arrow run threads, counted where the main thread waits):")
+        print(
+            f"\nWhere training_data's time goes ({n1} spine rows, cProfile of one extra call per store; "
+            "DuckDB and Arrow run threads, counted where the main thread waits):"
+        )
         print(f"  {'groups in':<56}" + "".join(f"{k:>20}" for k in profiles))
         for i, (name, _) in enumerate(next(iter(profiles.values()))):
             cells = []
@@ -732,25 +894,36 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
                 cells.append(f"{seconds:8.3f} s {seconds / total:6.1%}")
             print(f"  {name:<56}" + "".join(f"{c:>20}" for c in cells))
     o = online
-    print(f"\nOnline ({info['online_keys']:,} keys): 1 key x {o['1']['calls']} calls p50 "
-          f"{o['1']['p50'] * 1e3:.3f} ms p99 {o['1']['p99'] * 1e3:.3f} ms max {o['1']['max'] * 1e3:.3f} ms; "
-          f"{nb:,} keys x {o[str(nb)]['calls']} calls p50 {o[str(nb)]['p50'] * 1e3:.2f} ms p99 "
-          f"{o[str(nb)]['p99'] * 1e3:.2f} ms; baseline = raw sqlite3 indexed query + json.loads of the same rows")
+    print(
+        f"\nOnline ({info['online_keys']:,} keys): 1 key x {o['1']['calls']} calls p50 "
+        f"{o['1']['p50'] * 1e3:.3f} ms p99 {o['1']['p99'] * 1e3:.3f} ms max {o['1']['max'] * 1e3:.3f} ms; "
+        f"{nb:,} keys x {o[str(nb)]['calls']} calls p50 {o[str(nb)]['p50'] * 1e3:.2f} ms p99 "
+        f"{o[str(nb)]['p99'] * 1e3:.2f} ms; baseline = raw sqlite3 indexed query + json.loads of the same rows"
+    )
     print(f"Memory: process peak RSS {fmt_bytes(maxrss)}")
     print("\nFigures (ratio = nbops / baseline; targets on the ratio, or on the value for RSS and latency)")
     print_figures(figures)
     misses = [f.key for f in figures if f.ok is False]
     bad_checks = [f"check{k}:{n}" for k, found in checks.items() for n, v in found.items() if v != 0]
-    print(f"\n{'ALL TARGETS MET' if not misses else 'MISSED: ' + ', '.join(misses)}"
-          + (f"; CHECKS FAILED: {', '.join(bad_checks)}" if bad_checks else "; checks: 0 differing values"))
+    print(
+        f"\n{'ALL TARGETS MET' if not misses else 'MISSED: ' + ', '.join(misses)}"
+        + (f"; CHECKS FAILED: {', '.join(bad_checks)}" if bad_checks else "; checks: 0 differing values")
+    )
 
     if args.json:
         doc = {
             "env": env,
             "figures": [asdict(f) for f in figures],
             "operations": {
-                key: {op.name: {"best_s": op.best, "rounds_s": op.times, "peak_rss_bytes": op.peak,
-                                "peak_rss_delta_bytes": op.peak_delta} for op in ops.values()}
+                key: {
+                    op.name: {
+                        "best_s": op.best,
+                        "rounds_s": op.times,
+                        "peak_rss_bytes": op.peak,
+                        "peak_rss_delta_bytes": op.peak_delta,
+                    }
+                    for op in ops.values()
+                }
                 for key, ops in all_ops.items()
             },
             "checks": checks,
@@ -772,16 +945,18 @@ def _raw_online(store: nbops.Store) -> Callable[[list[int]], dict[str, Any]] | N
         db = sqlite3.connect(f"file:{store.root / 'catalog.db'}?mode=ro", uri=True, check_same_thread=False)
         version_id = db.execute(
             "SELECT v.id FROM feature_group_versions v JOIN feature_groups g ON g.id = v.group_id "
-            "WHERE g.name = ? ORDER BY v.version DESC LIMIT 1", (ONLINE_GROUP,)
+            "WHERE g.name = ? ORDER BY v.version DESC LIMIT 1",
+            (ONLINE_GROUP,),
         ).fetchone()[0]
 
         def lookup(keys: list[int]) -> dict[str, Any]:
             found: dict[str, Any] = {}
             for start in range(0, len(keys), 500):
-                chunk = [json.dumps([k]) for k in keys[start:start + 500]]
+                chunk = [json.dumps([k]) for k in keys[start : start + 500]]
                 rows = db.execute(
                     "SELECT entity_key, feature_values FROM online_features WHERE group_version_id = ? "
-                    f"AND entity_key IN ({','.join('?' * len(chunk))})", (version_id, *chunk)
+                    f"AND entity_key IN ({','.join('?' * len(chunk))})",
+                    (version_id, *chunk),
                 ).fetchall()
                 found.update((e, json.loads(v)) for e, v in rows)
             return found
@@ -795,12 +970,20 @@ def _raw_online(store: nbops.Store) -> Callable[[list[int]], dict[str, Any]] | N
 
 def _percentiles(ns: list[int]) -> dict[str, float]:
     a = np.asarray(ns, dtype=np.float64) / 1e9
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "max": float(a.max())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "max": float(a.max()),
+    }
 
 
-def _online_latencies(store: nbops.Store, raw: Callable[[list[int]], dict[str, Any]] | None,
-                      latest: pd.DataFrame, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+def _online_latencies(
+    store: nbops.Store,
+    raw: Callable[[list[int]], dict[str, Any]] | None,
+    latest: pd.DataFrame,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
     rng = np.random.default_rng([args.seed, 9])
     keys = latest.index.to_numpy()
     out: dict[str, dict[str, Any]] = {}

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     frame = pd.DataFrame(
         {
             KEY: np.arange(args.keys, dtype=np.int64),
-            "ts": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 90 * 86400, args.keys), unit="s"),
+            "ts": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 90 * 86400, args.keys), unit="s"),
             "amount_mean": rng.gamma(2.0, 10.0, args.keys),
             "n_tx": rng.integers(0, 50, args.keys),
         }
@@ -100,8 +101,10 @@ def run(args: argparse.Namespace, frame: pd.DataFrame, work: Path, url: str) -> 
         t0 = time.perf_counter()
         store.register_features(frame, GROUP, keys=KEY, event_time="ts", online=True)
         results[f"{name}_register_seconds"] = time.perf_counter() - t0
-    print(f"registered {args.keys:,} keys online: embedded {results['embedded_register_seconds']:.2f} s, "
-          f"redis {results['redis_register_seconds']:.2f} s (untimed in the figures)")
+    print(
+        f"registered {args.keys:,} keys online: embedded {results['embedded_register_seconds']:.2f} s, "
+        f"redis {results['redis_register_seconds']:.2f} s (untimed in the figures)"
+    )
 
     rng = np.random.default_rng([args.seed, 1])
     keys = frame[KEY].to_numpy()

@@ -108,10 +108,18 @@ def main() -> int:
     figures = [
         ("open %snapshots / store.history", open_snapshots, lambda: store.history("many")),
         ("next page of versions (absolute)", turn_snapshots, None),
-        ("open %runs / search_runs(50)", open_runs,
-         lambda: client.search_runs([experiment], max_results=50, order_by=["attributes.start_time DESC"])),
-        ("next page of runs / search_runs(token)", turn_runs,
-         lambda: client.search_runs([experiment], max_results=50, order_by=["attributes.start_time DESC"], page_token=token)),
+        (
+            "open %runs / search_runs(50)",
+            open_runs,
+            lambda: client.search_runs([experiment], max_results=50, order_by=["attributes.start_time DESC"]),
+        ),
+        (
+            "next page of runs / search_runs(token)",
+            turn_runs,
+            lambda: client.search_runs(
+                [experiment], max_results=50, order_by=["attributes.start_time DESC"], page_token=token
+            ),
+        ),
         ("diff two versions of 10,000 rows (absolute)", diff_big, None),
     ]
     print(f"{'figure':46} {'ours':>10} {'baseline':>10} {'ratio':>7}")

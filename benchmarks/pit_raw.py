@@ -56,9 +56,7 @@ from nbops.pit import FeatureSource, point_in_time_join
 TARGET = 1.2
 
 
-def make_data(
-    rows: int, keys: int, days: int, seed: int
-) -> tuple[pd.DataFrame, pa.Table, pa.Table]:
+def make_data(rows: int, keys: int, days: int, seed: int) -> tuple[pd.DataFrame, pa.Table, pa.Table]:
     rng = np.random.default_rng(seed)
     start = np.datetime64("2024-01-01T00:00:00", "us").astype(np.int64)
     span = days * 86_400 * 1_000_000
@@ -66,9 +64,7 @@ def make_data(
     def times() -> np.ndarray:
         return (start + rng.integers(0, span, rows)).astype("datetime64[us]")
 
-    spine = pd.DataFrame(
-        {"key": rng.integers(0, keys, rows), "ts": times(), "label": rng.random(rows)}
-    )
+    spine = pd.DataFrame({"key": rng.integers(0, keys, rows), "ts": times(), "label": rng.random(rows)})
     features = [
         pa.table(
             {
@@ -149,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--merge-asof", action="store_true", help="also time pandas.merge_asof")
-    parser.add_argument(
-        "--group-by", action="store_true", help="force nbops' GROUP BY route for ties"
-    )
+    parser.add_argument("--group-by", action="store_true", help="force nbops' GROUP BY route for ties")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args(argv)
     if args.group_by:
@@ -181,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio to raw duckdb {min(values) / base:5.2f}"
         )
     ratio = min(times["nbops"]) / base
-    paired = statistics.median(
-        a / b for a, b in zip(times["nbops"], times["raw duckdb"], strict=True)
-    )
+    paired = statistics.median(a / b for a, b in zip(times["nbops"], times["raw duckdb"], strict=True))
     met = ratio <= TARGET
     print(
         f"nbops / raw duckdb = {ratio:.2f} best vs best, {paired:.2f} median of rounds "

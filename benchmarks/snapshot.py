@@ -45,6 +45,7 @@ This is a benchmark, not a test: it exits 0 whether targets pass or miss
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -62,7 +63,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
 
 import nbops
@@ -77,9 +77,11 @@ def make_frame(rows: int, seed: int) -> pd.DataFrame:
     """A deterministic 10-column frame of typical transaction-table dtypes."""
     rng = np.random.default_rng(seed)
     n = rows
-    categories = [f"{dept}/{kind}" for dept in ("grocery", "home", "garden", "toys", "books",
-                                                 "sports", "beauty", "auto")
-                  for kind in ("new", "used", "refurb", "promo", "bundle")]  # 40 labels
+    categories = [
+        f"{dept}/{kind}"
+        for dept in ("grocery", "home", "garden", "toys", "books", "sports", "beauty", "auto")
+        for kind in ("new", "used", "refurb", "promo", "bundle")
+    ]  # 40 labels
     discount = np.round(rng.uniform(0.0, 0.3, n), 2)
     discount[rng.random(n) < 0.02] = np.nan  # 2% missing -> Arrow nulls
     start = np.datetime64("2024-01-01T00:00:00", "ns")
@@ -92,8 +94,7 @@ def make_frame(rows: int, seed: int) -> pd.DataFrame:
             "discount": discount,  # float64 with nulls
             "score": rng.random(n),  # model output, full precision float64
             "temperature": rng.normal(20.0, 5.0, n).astype(np.float32),
-            "category": pd.Categorical.from_codes(rng.integers(0, len(categories), n),
-                                                  categories=categories),
+            "category": pd.Categorical.from_codes(rng.integers(0, len(categories), n), categories=categories),
             "created_at": start + offsets_ms.astype("timedelta64[ms]").astype("timedelta64[ns]"),
             "is_returned": rng.random(n) < 0.05,
             "quantity": rng.integers(1, 20, n, dtype=np.int64).astype(np.int32),
@@ -125,10 +126,8 @@ def dir_size(path: Path) -> int:
     total = 0
     for folder, _dirs, files in os.walk(path):
         for f in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += os.stat(os.path.join(folder, f)).st_size
-            except FileNotFoundError:
-                pass
     return total
 
 
@@ -209,8 +208,10 @@ def print_figures(figures: list[Figure]) -> None:
     for f in figures:
         target = f"<={f.target:g}" if f.target is not None else "-"
         result = "info" if f.ok is None else ("PASS" if f.ok else "MISS")
-        print(f"{f.label:<52} {_fmt(f.ours, f.unit):>11} {_fmt(f.baseline, f.unit):>11} "
-              f"{f.ratio:>7.3f} {target:>7}  {result}")
+        print(
+            f"{f.label:<52} {_fmt(f.ours, f.unit):>11} {_fmt(f.baseline, f.unit):>11} "
+            f"{f.ratio:>7.3f} {target:>7}  {result}"
+        )
 
 
 # -- the benchmark -------------------------------------------------------------
@@ -219,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows (default 10_000_000)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--repeats", type=int, default=3, help="best of N (default 3)")
-    parser.add_argument("--changed-column", default="amount",
-                        help="float column modified for figure 3 (default amount)")
+    parser.add_argument(
+        "--changed-column", default="amount", help="float column modified for figure 3 (default amount)"
+    )
     parser.add_argument("--tmpdir", default=None, help="where the stores and files go (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -261,8 +263,10 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     t0 = time.perf_counter()
     df = make_frame(args.rows, args.seed)
     df_bytes = int(df.memory_usage(deep=True, index=True).sum())
-    print(f"frame: {args.rows:,} rows x {df.shape[1]} columns, {fmt_bytes(df_bytes)} in memory, "
-          f"built in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"frame: {args.rows:,} rows x {df.shape[1]} columns, {fmt_bytes(df_bytes)} in memory, "
+        f"built in {time.perf_counter() - t0:.1f} s"
+    )
     print("dtypes: " + ", ".join(f"{c}:{t}" for c, t in df.dtypes.items()))
     if args.changed_column not in df.columns:
         raise SystemExit(f"--changed-column {args.changed_column!r} is not a column")
@@ -299,26 +303,27 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         table = pa.Table.from_pandas(df)
         pq.write_table(table, base_file, compression=COMPRESSION)
 
-    arrow_table = pa.Table.from_pandas(df)
+    arrow = [pa.Table.from_pandas(df)]  # a holder, emptied below to free the table
     write_only_file = work / "write_only.parquet"
     fsync_file = work / "write_fsync.parquet"
 
     def write_fsync(_: None) -> None:
-        pq.write_table(arrow_table, fsync_file, compression=COMPRESSION)
+        pq.write_table(arrow[0], fsync_file, compression=COMPRESSION)
         _fsync(fsync_file)
 
     new_refs: list[Any] = []
     ops1 = [
         Op("baseline: from_pandas + write_table", baseline_write),
-        Op("baseline: write_table only",
-           lambda _: pq.write_table(arrow_table, write_only_file, compression=COMPRESSION)),
+        Op(
+            "baseline: write_table only",
+            lambda _: pq.write_table(arrow[0], write_only_file, compression=COMPRESSION),
+        ),
         Op("info: write_table only + fsync", write_fsync),
-        Op("nbops: snapshot (new)", lambda store: new_refs.append(store.snapshot(df, NAME)),
-           setup=fresh_store),
+        Op("nbops: snapshot (new)", lambda store: new_refs.append(store.snapshot(df, NAME)), setup=fresh_store),
     ]
     run_interleaved(ops1, repeats)
     ops_by_name.update({op.name: op for op in ops1})
-    del arrow_table
+    arrow.clear()
     for extra in (write_only_file, fsync_file):
         extra.unlink(missing_ok=True)
     assert all(r.new and r.version == 1 for r in new_refs), new_refs
@@ -331,14 +336,23 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     info["first_snapshot_objects_on_disk"] = store0_objects
     info["baseline_file_bytes"] = base_size
     b, w, ws, n = ops1
-    figures.append(Figure("new_snapshot", "1. new snapshot / from_pandas+write_table",
-                          n.best, b.best, "s", 1.1))
-    figures.append(Figure("new_snapshot_vs_write_only", "1b. new snapshot / write_table only",
-                          n.best, w.best, "s", None))
-    figures.append(Figure("write_fsync_vs_write_only", "1c. write_table+fsync / write_table (info)",
-                          ws.best, w.best, "s", None))
-    figures.append(Figure("store_size_vs_one_file", "1d. store objects bytes / one-file bytes",
-                          first_ref.bytes_written, base_size, "B", None))
+    figures.append(Figure("new_snapshot", "1. new snapshot / from_pandas+write_table", n.best, b.best, "s", 1.1))
+    figures.append(
+        Figure("new_snapshot_vs_write_only", "1b. new snapshot / write_table only", n.best, w.best, "s", None)
+    )
+    figures.append(
+        Figure("write_fsync_vs_write_only", "1c. write_table+fsync / write_table (info)", ws.best, w.best, "s", None)
+    )
+    figures.append(
+        Figure(
+            "store_size_vs_one_file",
+            "1d. store objects bytes / one-file bytes",
+            first_ref.bytes_written,
+            base_size,
+            "B",
+            None,
+        )
+    )
 
     # Per-column object sizes of the first snapshot (how figure 3 depends on the column).
     table_for_sizes = pa.Table.from_pandas(df, preserve_index=None)
@@ -372,25 +386,32 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         assert digest == first_ref.digest, "baseline digest differs from the snapshot digest"
 
     ops2 = [
-        Op("baseline: from_pandas + table_digest",
-           lambda _: table_digest(pa.Table.from_pandas(df, preserve_index=None)), check=check_digest),
+        Op(
+            "baseline: from_pandas + table_digest",
+            lambda _: table_digest(pa.Table.from_pandas(df, preserve_index=None)),
+            check=check_digest,
+        ),
         Op("nbops: snapshot (unchanged)", resnapshot, check=check_unchanged),
     ]
     run_interleaved(ops2, repeats)
     ops_by_name.update({op.name: op for op in ops2})
     root_size_after = dir_size(store0.root)
     objects_after = sorted(p.name for p in store0.objects.objects_dir.rglob("*"))
-    unchanged_ok = (root_size_after == root_size_before and objects_after == objects_before
-                    and all(d == 0 for d in wchar_deltas))
+    unchanged_ok = (
+        root_size_after == root_size_before and objects_after == objects_before and all(d == 0 for d in wchar_deltas)
+    )
     info["unchanged_store_bytes_before"] = root_size_before
     info["unchanged_store_bytes_after"] = root_size_after
     info["unchanged_write_syscall_bytes"] = wchar_deltas
-    figures.append(Figure("unchanged_snapshot", "2. unchanged re-snapshot / from_pandas+digest",
-                          ops2[1].best, ops2[0].best, "s", 1.2))
+    figures.append(
+        Figure(
+            "unchanged_snapshot", "2. unchanged re-snapshot / from_pandas+digest", ops2[1].best, ops2[0].best, "s", 1.2
+        )
+    )
 
     # -- 3. one column changed ------------------------------------------------
     print(f"[3/4] one column changed ({args.changed_column!r}, {repeats} rounds) ...", flush=True)
-    df_changed = change_one_column(df, args.changed_column, args.seed)
+    changed = [change_one_column(df, args.changed_column, args.seed)]  # a holder, emptied below
     changed_refs: list[Any] = []
     disk_deltas: list[int] = []
 
@@ -399,7 +420,7 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
 
     def changed_run(arg: tuple[nbops.Store, int]) -> tuple[nbops.Store, int, Any]:
         store, size0 = arg
-        return store, size0, store.snapshot(df_changed, NAME)
+        return store, size0, store.snapshot(changed[0], NAME)
 
     def changed_check(result: tuple[nbops.Store, int, Any]) -> None:
         store, size0, ref = result
@@ -407,21 +428,44 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
         changed_refs.append(ref)
         disk_deltas.append(dir_size(store.objects.objects_dir) - size0)
 
-    ops3 = [Op("nbops: snapshot (one column changed)", changed_run, setup=changed_setup,
-               check=changed_check)]
+    ops3 = [Op("nbops: snapshot (one column changed)", changed_run, setup=changed_setup, check=changed_check)]
     run_interleaved(ops3, repeats)
     ops_by_name.update({op.name: op for op in ops3})
-    del df_changed
+    changed.clear()
     changed_ref = changed_refs[0]
     info["changed_column"] = args.changed_column
     info["changed_snapshot_bytes_written"] = changed_ref.bytes_written
     info["changed_snapshot_disk_delta"] = disk_deltas[0]
-    figures.append(Figure("changed_bytes", "3. bytes written, one column changed / first",
-                          changed_ref.bytes_written, first_ref.bytes_written, "B", 0.15))
-    figures.append(Figure("changed_disk", "3b. on-disk objects delta / first snapshot objects",
-                          disk_deltas[0], store0_objects, "B", 0.15))
-    figures.append(Figure("changed_time_vs_new", "3c. changed snapshot time / new snapshot time",
-                          ops3[0].best, ops_by_name["nbops: snapshot (new)"].best, "s", None))
+    figures.append(
+        Figure(
+            "changed_bytes",
+            "3. bytes written, one column changed / first",
+            changed_ref.bytes_written,
+            first_ref.bytes_written,
+            "B",
+            0.15,
+        )
+    )
+    figures.append(
+        Figure(
+            "changed_disk",
+            "3b. on-disk objects delta / first snapshot objects",
+            disk_deltas[0],
+            store0_objects,
+            "B",
+            0.15,
+        )
+    )
+    figures.append(
+        Figure(
+            "changed_time_vs_new",
+            "3c. changed snapshot time / new snapshot time",
+            ops3[0].best,
+            ops_by_name["nbops: snapshot (new)"].best,
+            "s",
+            None,
+        )
+    )
 
     # -- 4. load -------------------------------------------------------------
     print(f"[4/4] load ({repeats} rounds) ...", flush=True)
@@ -442,10 +486,10 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     ]
     run_interleaved(ops4, repeats)
     ops_by_name.update({op.name: op for op in ops4})
-    figures.append(Figure("load", "4. store.load / pandas.read_parquet",
-                          ops4[1].best, ops4[0].best, "s", 1.1))
-    figures.append(Figure("load_table", "4b. store.load_table / pq.read_table (info)",
-                          ops4[3].best, ops4[2].best, "s", None))
+    figures.append(Figure("load", "4. store.load / pandas.read_parquet", ops4[1].best, ops4[0].best, "s", 1.1))
+    figures.append(
+        Figure("load_table", "4b. store.load_table / pq.read_table (info)", ops4[3].best, ops4[2].best, "s", None)
+    )
 
     for store in stores:
         store.close()
@@ -453,30 +497,38 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
     # -- report --------------------------------------------------------------
     maxrss = process_peak_bytes()
     env["loadavg_end"] = loadavg()
-    print(f"\nResults: {args.rows:,} rows x 10 columns, best of {repeats} (seconds), "
-          f"frame {fmt_bytes(df_bytes)} in memory, load average {env['loadavg_start']} -> "
-          f"{env['loadavg_end']} (1/5/15 min; other load on the machine skews times)")
+    print(
+        f"\nResults: {args.rows:,} rows x 10 columns, best of {repeats} (seconds), "
+        f"frame {fmt_bytes(df_bytes)} in memory, load average {env['loadavg_start']} -> "
+        f"{env['loadavg_end']} (1/5/15 min; other load on the machine skews times)"
+    )
     print("\nTimings")
     print(f"{'operation':<42} {'best':>9} {'all rounds':<30} {'peak RSS':>10} {'+peak':>10}")
     for op in ops_by_name.values():
         rounds = " ".join(f"{t:.3f}" for t in op.times)
-        print(f"{op.name:<42} {op.best:>9.3f} {rounds:<30} {fmt_bytes(op.peak):>10} "
-              f"{fmt_bytes(op.peak_delta):>10}")
+        print(f"{op.name:<42} {op.best:>9.3f} {rounds:<30} {fmt_bytes(op.peak):>10} {fmt_bytes(op.peak_delta):>10}")
     print("\nSizes")
-    print(f"  baseline one file: {fmt_bytes(base_size)}; first snapshot wrote "
-          f"{fmt_bytes(first_ref.bytes_written)} ({store0_objects:,} B of objects on disk); "
-          f"store open took {min(open_times) * 1000:.0f} ms (untimed)")
+    print(
+        f"  baseline one file: {fmt_bytes(base_size)}; first snapshot wrote "
+        f"{fmt_bytes(first_ref.bytes_written)} ({store0_objects:,} B of objects on disk); "
+        f"store open took {min(open_times) * 1000:.0f} ms (untimed)"
+    )
     total = sum(col_sizes.values()) or 1
-    print("  column objects: " + ", ".join(f"{k} {fmt_bytes(v)} ({v / total:.0%})"
-                                            for k, v in col_sizes.items()))
-    print(f"  changed column {args.changed_column!r}: snapshot v2 wrote {changed_ref.bytes_written:,} B, "
-          f"objects folder grew {disk_deltas[0]:,} B")
-    print(f"  unchanged re-snapshot: store folder {root_size_before:,} B -> {root_size_after:,} B, "
-          f"write() syscall bytes per call {wchar_deltas}, ref.new=False: "
-          f"{'verified (0 bytes written)' if unchanged_ok else 'FAILED: the store changed'}")
-    print(f"\nMemory: process peak RSS {fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a "
-          "reset); per operation above: peak = VmHWM reset just before the operation, "
-          "+peak = peak minus RSS at its start (after gc, Arrow release_unused and malloc_trim)")
+    print("  column objects: " + ", ".join(f"{k} {fmt_bytes(v)} ({v / total:.0%})" for k, v in col_sizes.items()))
+    print(
+        f"  changed column {args.changed_column!r}: snapshot v2 wrote {changed_ref.bytes_written:,} B, "
+        f"objects folder grew {disk_deltas[0]:,} B"
+    )
+    print(
+        f"  unchanged re-snapshot: store folder {root_size_before:,} B -> {root_size_after:,} B, "
+        f"write() syscall bytes per call {wchar_deltas}, ref.new=False: "
+        f"{'verified (0 bytes written)' if unchanged_ok else 'FAILED: the store changed'}"
+    )
+    print(
+        f"\nMemory: process peak RSS {fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a "
+        "reset); per operation above: peak = VmHWM reset just before the operation, "
+        "+peak = peak minus RSS at its start (after gc, Arrow release_unused and malloc_trim)"
+    )
     print("\nFigures (ratio = nbops / baseline)")
     print_figures(figures)
     misses = [f.key for f in figures if f.ok is False]
@@ -491,8 +543,12 @@ def _run(args: argparse.Namespace, repeats: int, work: Path) -> int:
             "figures": [asdict(f) for f in figures],
             "unchanged_zero_bytes_verified": unchanged_ok,
             "operations": {
-                op.name: {"best_s": op.best, "rounds_s": op.times, "peak_rss_bytes": op.peak,
-                          "peak_rss_delta_bytes": op.peak_delta}
+                op.name: {
+                    "best_s": op.best,
+                    "rounds_s": op.times,
+                    "peak_rss_bytes": op.peak,
+                    "peak_rss_delta_bytes": op.peak_delta,
+                }
                 for op in ops_by_name.values()
             },
             "peak_rss_bytes": maxrss,

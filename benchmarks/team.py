@@ -92,8 +92,12 @@ def start_server(base: Path) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000,
-                        help="snapshot rows, spine rows and rows per feature group (default 1_000_000)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="snapshot rows, spine rows and rows per feature group (default 1_000_000)",
+    )
     parser.add_argument("--keys", type=int, default=100_000, help="entity keys of the feature data (default 100_000)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--seed", type=int, default=20240601)
@@ -125,9 +129,11 @@ def run(args: argparse.Namespace, work: Path, server: Any, s3: Any = None) -> in
     import psycopg
 
     version = psycopg.connect(server.url("postgres")).info.server_version
-    print(f"nbops team benchmark  rows={args.rows:,} keys={args.keys:,} rounds={args.repeats} "
-          f"nbops={nbops.__version__} git={git_state()} cpus={os.cpu_count()} postgres={version} "
-          f"objects={'s3 (moto)' if s3 is not None else 'local'} loadavg_start={loadavg()}")
+    print(
+        f"nbops team benchmark  rows={args.rows:,} keys={args.keys:,} rounds={args.repeats} "
+        f"nbops={nbops.__version__} git={git_state()} cpus={os.cpu_count()} postgres={version} "
+        f"objects={'s3 (moto)' if s3 is not None else 'local'} loadavg_start={loadavg()}"
+    )
 
     def open_store(kind: str, name: str) -> nbops.Store:
         if kind == "embedded":
@@ -172,14 +178,20 @@ def run(args: argparse.Namespace, work: Path, server: Any, s3: Any = None) -> in
     for store in feature_stores.values():
         store.close()
 
-    print(f"\n{'operation':<26} {'embedded s':>11} {'team s':>9} {'team/embedded':>14} "
-          f"{'peak RSS embedded':>18} {'peak RSS team':>14}")
+    print(
+        f"\n{'operation':<26} {'embedded s':>11} {'team s':>9} {'team/embedded':>14} "
+        f"{'peak RSS embedded':>18} {'peak RSS team':>14}"
+    )
     for op in (*ops.values(), register):
         e, t = statistics.median(op.seconds["embedded"]), statistics.median(op.seconds["team"])
-        print(f"{op.name:<26} {e:>11.3f} {t:>9.3f} {op.ratio():>13.2f}x "
-              f"{fmt_bytes(op.peak['embedded']):>18} {fmt_bytes(op.peak['team']):>14}")
-    print(f"\nprocess peak RSS {fmt_bytes(process_peak_bytes())}; loadavg_end={loadavg()}; "
-          "training data identical on both stores")
+        print(
+            f"{op.name:<26} {e:>11.3f} {t:>9.3f} {op.ratio():>13.2f}x "
+            f"{fmt_bytes(op.peak['embedded']):>18} {fmt_bytes(op.peak['team']):>14}"
+        )
+    print(
+        f"\nprocess peak RSS {fmt_bytes(process_peak_bytes())}; loadavg_end={loadavg()}; "
+        "training data identical on both stores"
+    )
     return 0
 
 

@@ -184,8 +184,7 @@ def _ms(seconds: float | None) -> str:
 
 
 def print_figures(figures: list[Figure]) -> None:
-    head = (f"{'figure':<50} {'nbops':>10} {'baseline':>10} {'ratio':>7} {'median':>9} {'cpu':>8} "
-            f"{'target':>8}  result")
+    head = f"{'figure':<50} {'nbops':>10} {'baseline':>10} {'ratio':>7} {'median':>9} {'cpu':>8} {'target':>8}  result"
     print(head)
     print("-" * len(head))
     for f in figures:
@@ -209,15 +208,23 @@ def print_figures(figures: list[Figure]) -> None:
         else:
             cpu = f"{f.cpu:.3f}"
         result = "info" if f.ok is None else ("PASS" if f.ok else "MISS")
-        print(f"{f.label:<50} {_ms(f.ours):>10} {_ms(f.baseline):>10} {ratio:>7} {median:>9} {cpu:>8} "
-              f"{target:>8}  {result}")
+        print(
+            f"{f.label:<50} {_ms(f.ours):>10} {_ms(f.baseline):>10} {ratio:>7} {median:>9} {cpu:>8} "
+            f"{target:>8}  {result}"
+        )
 
 
 def ratio_figure(key: str, label: str, ours: Op, base: Op, target: float | None) -> Figure:
-    per_round = [a / b for a, b in zip(ours.times, base.times) if b > 0]
-    return Figure(key, label, ours.best, base.best, target=target,
-                  median=statistics.median(per_round) if per_round else None,
-                  cpu=ours.best_cpu / base.best_cpu if base.best_cpu > 0 else None)
+    per_round = [a / b for a, b in zip(ours.times, base.times, strict=False) if b > 0]
+    return Figure(
+        key,
+        label,
+        ours.best,
+        base.best,
+        target=target,
+        median=statistics.median(per_round) if per_round else None,
+        cpu=ours.best_cpu / base.best_cpu if base.best_cpu > 0 else None,
+    )
 
 
 # -- breakdown of a %%track cell -----------------------------------------------------------
@@ -250,11 +257,13 @@ class Breakdown:
         label = label.removesuffix(" [cm]")
 
         if is_cm:  # a @contextmanager function: time the with-block it opens, body included
+
             @contextlib.contextmanager
             def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
                 with self.timer(label), original(*args, **kwargs) as value:
                     yield value
         else:
+
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 with self.timer(label):
                     return original(*args, **kwargs)
@@ -297,15 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the input frame (default 1_000_000)")
     parser.add_argument("--metrics", type=int, default=1000, help="metrics logged in figure 2 (default 1000)")
-    parser.add_argument("--repeats", type=int, default=20,
-                        help="rounds for figures 1 and 2 (fast; best of N and median, default 20)")
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="rounds for figures 1 and 2 (fast; best of N and median, default 20)"
+    )
     parser.add_argument("--input-repeats", type=int, default=7, help="rounds for figure 3 (default 7)")
-    parser.add_argument("--slow-repeats", type=int, default=5,
-                        help="rounds for the slow informative baselines 2b and 3c (default 5)")
-    parser.add_argument("--skip-mlflow-dataset", action="store_true",
-                        help="skip 3c, mlflow.data.from_pandas + log_input (~17 s a round at 1M rows)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also cProfile --repeats %%track cells and print the top functions")
+    parser.add_argument(
+        "--slow-repeats", type=int, default=5, help="rounds for the slow informative baselines 2b and 3c (default 5)"
+    )
+    parser.add_argument(
+        "--skip-mlflow-dataset",
+        action="store_true",
+        help="skip 3c, mlflow.data.from_pandas + log_input (~17 s a round at 1M rows)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile --repeats %%track cells and print the top functions"
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--tmpdir", default=None, help="where the store goes (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -390,9 +405,12 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     InteractiveShell.clear_instance()
     shell = InteractiveShell.instance()
     shell.extension_manager.load_extension("nbops")
-    print(f"store open {info['store_open_s'] * 1000:.0f} ms; import mlflow {info['import_mlflow_s']:.1f} s; "
-          f"MLflow DB creation {info['mlflow_db_creation_s']:.1f} s (untimed below); "
-          f"experiment {info['experiment_creation_s'] * 1000:.0f} ms", flush=True)
+    print(
+        f"store open {info['store_open_s'] * 1000:.0f} ms; import mlflow {info['import_mlflow_s']:.1f} s; "
+        f"MLflow DB creation {info['mlflow_db_creation_s']:.1f} s (untimed below); "
+        f"experiment {info['experiment_creation_s'] * 1000:.0f} ms",
+        flush=True,
+    )
 
     figures: list[Figure] = []
     ops_by_name: dict[str, Op] = {}
@@ -436,8 +454,16 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     base1, magic1, api1, shell1 = ops1
     figures.append(ratio_figure("track_cell", "1. %%track empty cell / start_run+end_run", magic1, base1, 1.25))
     figures.append(ratio_figure("track_api", "1b. nbops.track() empty / start_run+end_run", api1, base1, None))
-    figures.append(Figure("shell_floor", "1c. shell.run_cell('pass') (info)", shell1.best, None,
-                          median=statistics.median(shell1.times), cpu=shell1.best_cpu))
+    figures.append(
+        Figure(
+            "shell_floor",
+            "1c. shell.run_cell('pass') (info)",
+            shell1.best,
+            None,
+            median=statistics.median(shell1.times),
+            cpu=shell1.best_cpu,
+        )
+    )
 
     # Breakdown: same cells, with timers around the main calls (not a profiler).
     bd = Breakdown()
@@ -460,7 +486,10 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         bd.restore()
     n = repeats
     breakdown = {
-        label: {"track_ms": magic_parts.get(label, 0.0) / n * 1000, "baseline_ms": base_parts.get(label, 0.0) / n * 1000}
+        label: {
+            "track_ms": magic_parts.get(label, 0.0) / n * 1000,
+            "baseline_ms": base_parts.get(label, 0.0) / n * 1000,
+        }
         for label in sorted(set(magic_parts) | set(base_parts), key=lambda k: -magic_parts.get(k, 0.0))
     }
     breakdown["other (IPython, tags, socket, Run, stdout)"] = {
@@ -468,7 +497,9 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         "baseline_ms": (sum(base_totals) - sum(base_parts.values())) / n * 1000,
     }
     breakdown["total (mean per cell, timers on)"] = {
-        "track_ms": sum(magic_totals) / n * 1000, "baseline_ms": sum(base_totals) / n * 1000}
+        "track_ms": sum(magic_totals) / n * 1000,
+        "baseline_ms": sum(base_totals) / n * 1000,
+    }
     info["track_cell_breakdown_ms"] = breakdown
 
     profile_text = None
@@ -485,8 +516,11 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         profile_text = buf.getvalue()
 
     # -- 2. 1,000 metrics ----------------------------------------------------------------
-    print(f"[2/3] {args.metrics:,} metrics: nbops.log vs one log_batch ({repeats} rounds), "
-          f"vs log_metric calls ({slow_repeats} rounds) ...", flush=True)
+    print(
+        f"[2/3] {args.metrics:,} metrics: nbops.log vs one log_batch ({repeats} rounds), "
+        f"vs log_metric calls ({slow_repeats} rounds) ...",
+        flush=True,
+    )
     rng = np.random.default_rng(args.seed)
     keys = [f"metric_{i:04d}" for i in range(args.metrics)]
     values = [float(v) for v in rng.random(args.metrics)]
@@ -501,7 +535,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     def nbops_log(arg: tuple[Any, Any]) -> str:
         cm, run = arg
         t0 = time.perf_counter()
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=False):
             nbops.log(**{k: v})
         log_calls.append(time.perf_counter() - t0)
         cm.__exit__(None, None, None)
@@ -512,12 +546,14 @@ def _run(args: argparse.Namespace, work: Path) -> int:
 
     def batch_log(run_id: str) -> str:
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in zip(keys, values)], synchronous=True)
+        client.log_batch(
+            run_id, metrics=[Metric(k, v, now, 0) for k, v in zip(keys, values, strict=False)], synchronous=True
+        )
         mlflow.end_run()
         return run_id
 
     def metric_calls(run_id: str) -> str:
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=False):
             mlflow.log_metric(k, v)
         mlflow.end_run()
         return run_id
@@ -535,15 +571,23 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     _warm(ops2, 1)
     run_interleaved(ops2, repeats)
     ops_by_name.update({op.name: op for op in ops2})
-    figures.append(ratio_figure("log_metrics", f"2. nbops.log x{args.metrics} / log_batch + end_run",
-                                ops2[1], ops2[0], 1.1))
+    figures.append(
+        ratio_figure("log_metrics", f"2. nbops.log x{args.metrics} / log_batch + end_run", ops2[1], ops2[0], 1.1)
+    )
     info["nbops_log_calls_s_best"] = min(log_calls)
     info["nbops_log_calls_s_median"] = statistics.median(log_calls)
     op2b = Op("info: mlflow.log_metric x N + end_run", metric_calls, setup=mlflow_enter, check=check_metrics)
     run_interleaved([op2b], slow_repeats)
     ops_by_name[op2b.name] = op2b
-    figures.append(Figure("log_metrics_vs_calls", f"2b. nbops.log x{args.metrics} / log_metric x{args.metrics}",
-                          ops2[1].best, op2b.best, cpu=ops2[1].best_cpu / op2b.best_cpu))
+    figures.append(
+        Figure(
+            "log_metrics_vs_calls",
+            f"2b. nbops.log x{args.metrics} / log_metric x{args.metrics}",
+            ops2[1].best,
+            op2b.best,
+            cpu=ops2[1].best_cpu / op2b.best_cpu,
+        )
+    )
 
     # -- 3. a 1M-row input ---------------------------------------------------------------
     print(f"[3/3] a {args.rows:,}-row input: end of run with it vs empty ({input_repeats} rounds) ...", flush=True)
@@ -556,8 +600,11 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     info["snapshot_s"] = time.perf_counter() - t
     info["snapshot_bytes_written"] = ref.bytes_written
     input_ref = f"{NAME}@{ref.version}"
-    print(f"  frame {args.rows:,} x {df.shape[1]} ({fmt_bytes(info['frame_bytes'])}) snapshotted as "
-          f"{input_ref} in {info['snapshot_s']:.2f} s (untimed)", flush=True)
+    print(
+        f"  frame {args.rows:,} x {df.shape[1]} ({fmt_bytes(info['frame_bytes'])}) snapshotted as "
+        f"{input_ref} in {info['snapshot_s']:.2f} s (untimed)",
+        flush=True,
+    )
 
     def enter_with_input(_round: int) -> tuple[Any, Any]:
         cm, run = nbops_enter(_round)
@@ -591,11 +638,19 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     run_interleaved(ops3, input_repeats)
     ops_by_name.update({op.name: op for op in ops3})
     empty3, with3 = ops3
-    diffs = [a - b for a, b in zip(with3.times, empty3.times)]
+    diffs = [a - b for a, b in zip(with3.times, empty3.times, strict=False)]
     input_cost = with3.best - empty3.best
-    figures.append(Figure("input_cost", f"3. input cost: end with {args.rows:,}-row input - empty",
-                          input_cost, None, abs_target=0.050, median=statistics.median(diffs),
-                          cpu=with3.best_cpu - empty3.best_cpu))
+    figures.append(
+        Figure(
+            "input_cost",
+            f"3. input cost: end with {args.rows:,}-row input - empty",
+            input_cost,
+            None,
+            abs_target=0.050,
+            median=statistics.median(diffs),
+            cpu=with3.best_cpu - empty3.best_cpu,
+        )
+    )
     figures.append(ratio_figure("input_end_ratio", "3b. end of run with input / empty (info)", with3, empty3, None))
 
     if not args.skip_mlflow_dataset:
@@ -613,13 +668,20 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             assert [d.dataset.name for d in got.inputs.dataset_inputs] == [NAME], got.inputs
             ds_runs.append(run_id)
 
-        op3c = Op("info: mlflow.data.from_pandas + log_input", mlflow_dataset, setup=mlflow_enter,
-                  check=end_dataset_run)
+        op3c = Op(
+            "info: mlflow.data.from_pandas + log_input", mlflow_dataset, setup=mlflow_enter, check=end_dataset_run
+        )
         run_interleaved([op3c], slow_repeats)
         ops_by_name[op3c.name] = op3c
-        figures.append(Figure("input_vs_mlflow_dataset", "3c. nbops input cost / from_pandas+log_input",
-                              max(input_cost, 0.0), op3c.best,
-                              cpu=max(with3.best_cpu - empty3.best_cpu, 0.0) / op3c.best_cpu))
+        figures.append(
+            Figure(
+                "input_vs_mlflow_dataset",
+                "3c. nbops input cost / from_pandas+log_input",
+                max(input_cost, 0.0),
+                op3c.best,
+                cpu=max(with3.best_cpu - empty3.best_cpu, 0.0) / op3c.best_cpu,
+            )
+        )
 
     # -- report ---------------------------------------------------------------------------
     shell.extension_manager.unload_extension("nbops")
@@ -629,31 +691,44 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     store.close()
     maxrss = process_peak_bytes()
     env["loadavg_end"] = loadavg()
-    print(f"\nResults: load average {env['loadavg_start']} -> {env['loadavg_end']} (1/5/15 min, {env['cpus']} CPUs; "
-          "other load on the machine skews times)")
-    print(f"Setup (untimed): store open {info['store_open_s'] * 1000:.0f} ms, import mlflow "
-          f"{info['import_mlflow_s']:.2f} s, MLflow DB creation {info['mlflow_db_creation_s']:.2f} s, "
-          f"snapshot of the input {info['snapshot_s']:.2f} s")
+    print(
+        f"\nResults: load average {env['loadavg_start']} -> {env['loadavg_end']} (1/5/15 min, {env['cpus']} CPUs; "
+        "other load on the machine skews times)"
+    )
+    print(
+        f"Setup (untimed): store open {info['store_open_s'] * 1000:.0f} ms, import mlflow "
+        f"{info['import_mlflow_s']:.2f} s, MLflow DB creation {info['mlflow_db_creation_s']:.2f} s, "
+        f"snapshot of the input {info['snapshot_s']:.2f} s"
+    )
     print("\nTimings (ms unless marked s)")
-    print(f"{'operation':<46} {'best':>9} {'median':>9} {'best cpu':>9} {'rounds':>6} {'peak RSS':>10} "
-          f"{'+peak':>10}")
+    print(f"{'operation':<46} {'best':>9} {'median':>9} {'best cpu':>9} {'rounds':>6} {'peak RSS':>10} {'+peak':>10}")
     for op in ops_by_name.values():
-        print(f"{op.name:<46} {_ms(op.best):>9} {_ms(statistics.median(op.times)):>9} {_ms(op.best_cpu):>9} "
-              f"{len(op.times):>6} {fmt_bytes(op.peak):>10} {fmt_bytes(op.peak_delta):>10}")
-    print(f"  (of figure 2's nbops time, the {args.metrics:,} nbops.log calls alone: best "
-          f"{_ms(info['nbops_log_calls_s_best'])}, median {_ms(info['nbops_log_calls_s_median'])})")
-    print(f"\nWhere an empty %%track cell spends its time (exclusive ms per cell, mean of {n} cells, "
-          "timers around these calls, no profiler)")
+        print(
+            f"{op.name:<46} {_ms(op.best):>9} {_ms(statistics.median(op.times)):>9} {_ms(op.best_cpu):>9} "
+            f"{len(op.times):>6} {fmt_bytes(op.peak):>10} {fmt_bytes(op.peak_delta):>10}"
+        )
+    print(
+        f"  (of figure 2's nbops time, the {args.metrics:,} nbops.log calls alone: best "
+        f"{_ms(info['nbops_log_calls_s_best'])}, median {_ms(info['nbops_log_calls_s_median'])})"
+    )
+    print(
+        f"\nWhere an empty %%track cell spends its time (exclusive ms per cell, mean of {n} cells, "
+        "timers around these calls, no profiler)"
+    )
     print(f"{'part':<56} {'%%track':>9} {'bare mlflow':>12}")
     for label, row in breakdown.items():
         print(f"{label:<56} {row['track_ms']:>9.2f} {row['baseline_ms']:>12.2f}")
     if profile_text:
         print(f"\ncProfile of {repeats} %%track cells (cumulative, filtered; then tottime)")
         print(profile_text)
-    print(f"\nMemory: process peak RSS {fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a reset); "
-          "per operation: peak = VmHWM reset just before it, +peak = peak minus RSS at its start")
-    print("\nFigures (ratio = nbops / baseline, wall time, best of N / best of N; median = median of per-round "
-          "ratios, or of per-round differences for 3; cpu = the same with process CPU time, best/best, info)")
+    print(
+        f"\nMemory: process peak RSS {fmt_bytes(maxrss)} (max of ru_maxrss and every VmHWM before a reset); "
+        "per operation: peak = VmHWM reset just before it, +peak = peak minus RSS at its start"
+    )
+    print(
+        "\nFigures (ratio = nbops / baseline, wall time, best of N / best of N; median = median of per-round "
+        "ratios, or of per-round differences for 3; cpu = the same with process CPU time, best/best, info)"
+    )
     print_figures(figures)
     misses = [f.key for f in figures if f.ok is False]
     print(f"\n{'ALL TARGETS MET' if not misses else 'MISSED: ' + ', '.join(misses)}")
@@ -663,9 +738,15 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             "env": env,
             "figures": [asdict(f) for f in figures],
             "operations": {
-                op.name: {"best_s": op.best, "median_s": statistics.median(op.times), "rounds_s": op.times,
-                          "best_cpu_s": op.best_cpu, "rounds_cpu_s": op.cpu,
-                          "peak_rss_bytes": op.peak, "peak_rss_delta_bytes": op.peak_delta}
+                op.name: {
+                    "best_s": op.best,
+                    "median_s": statistics.median(op.times),
+                    "rounds_s": op.times,
+                    "best_cpu_s": op.best_cpu,
+                    "rounds_cpu_s": op.cpu,
+                    "peak_rss_bytes": op.peak,
+                    "peak_rss_delta_bytes": op.peak_delta,
+                }
                 for op in ops_by_name.values()
             },
             "peak_rss_bytes": maxrss,

@@ -87,13 +87,19 @@ def main() -> int:
 
         ok = ratio <= 1.10
         print(f"{'figure':<46} {'nbops':>9} {'baseline':>9} {'ratio':>7} target")
-        print(f"{'1. load verified / load without digest':<46} {verified.best:>8.3f}s {plain.best:>8.3f}s "
-              f"{ratio:>7.3f} <=1.10 {'ok' if ok else 'MISSED'}")
-        print(f"2. hash throughput: {fmt_bytes(nbytes)} of Arrow data in {hash_seconds:.3f} s = "
-              f"{nbytes / hash_seconds / 2**30:.2f} GiB/s (one thread)")
-        print(f"peak RSS: verified load +{fmt_bytes(verified.peak_delta or 0)}, plain load "
-              f"+{fmt_bytes(plain.peak_delta or 0)}; process {fmt_bytes(process_peak_bytes())}; "
-              f"loadavg at end {loadavg()}")
+        print(
+            f"{'1. load verified / load without digest':<46} {verified.best:>8.3f}s {plain.best:>8.3f}s "
+            f"{ratio:>7.3f} <=1.10 {'ok' if ok else 'MISSED'}"
+        )
+        print(
+            f"2. hash throughput: {fmt_bytes(nbytes)} of Arrow data in {hash_seconds:.3f} s = "
+            f"{nbytes / hash_seconds / 2**30:.2f} GiB/s (one thread)"
+        )
+        print(
+            f"peak RSS: verified load +{fmt_bytes(verified.peak_delta or 0)}, plain load "
+            f"+{fmt_bytes(plain.peak_delta or 0)}; process {fmt_bytes(process_peak_bytes())}; "
+            f"loadavg at end {loadavg()}"
+        )
         store.close()
         return 1 if args.strict and not ok else 0
     finally:

@@ -130,9 +130,7 @@ def require_chromium() -> None:
 
     if chromium_available():
         return
-    reason = (
-        f"browser tests need {CHROMIUM} (Debian package 'chromium') and the 'playwright' package"
-    )
+    reason = f"browser tests need {CHROMIUM} (Debian package 'chromium') and the 'playwright' package"
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI is set, so they may not be skipped", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
@@ -253,9 +251,7 @@ class JupyterLabServer:
 
     def _responds(self) -> bool:
         try:
-            with urllib.request.urlopen(
-                f"{self.url}/api/status?token={self.token}", timeout=2
-            ) as r:
+            with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                 return bool(r.status == 200)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
@@ -289,9 +285,7 @@ class JupyterLabServer:
             if not (exited and "address already in use" in self.log_tail().lower()):
                 break
         reason = "exited" if exited else f"did not answer within {self.startup_timeout:.0f} s"
-        raise RuntimeError(
-            f"JupyterLab {reason} ({self.url}); last lines of {self.log_path}:\n{self.log_tail()}"
-        )
+        raise RuntimeError(f"JupyterLab {reason} ({self.url}); last lines of {self.log_path}:\n{self.log_tail()}")
 
     def _wait_ready(self) -> bool:
         assert self._process is not None
@@ -353,9 +347,7 @@ def launch_chromium(playwright: Playwright, *, config_home: Path | str | None = 
     whatever the profile; ``config_home`` moves it out of the home folder.
     """
     env = None if config_home is None else {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS), env=env
-    )
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS), env=env)
 
 
 @contextmanager
@@ -395,9 +387,7 @@ def kernel_idle(page: Page) -> Locator:
     return page.locator(".jp-StatusBar-TextItem", has_text=KERNEL_IDLE_TEXT).first
 
 
-def open_notebook(
-    page: Page, server: JupyterLabServer, path: str, *, timeout_ms: float = 60_000
-) -> None:
+def open_notebook(page: Page, server: JupyterLabServer, path: str, *, timeout_ms: float = 60_000) -> None:
     """Open ``path`` (relative to the server's notebook folder) and wait until its kernel is idle.
 
     Waiting for the status bar's ``(ipykernel) | Idle`` matters: a Run All
@@ -453,9 +443,7 @@ _RUN_FINISHED_JS = """([panelSelector, stderrSelector, widgetSelector, widgetFai
 }"""
 
 
-def wait_for_all_cells_executed(
-    page: Page, timeout_ms: float = 120_000, *, raise_on_error: bool = True
-) -> None:
+def wait_for_all_cells_executed(page: Page, timeout_ms: float = 120_000, *, raise_on_error: bool = True) -> None:
     """Wait until :func:`run_all` has finished: every code cell numbered, then the kernel idle.
 
     An error output ends the wait early (Run All stops at the failing cell);
@@ -500,11 +488,7 @@ def is_error_text(text: str) -> bool:
 def error_outputs(page: Page) -> list[str]:
     """The texts of the outputs on the page that report errors, including inside widgets."""
     texts = [t for t in page.locator(_STDERR_OUTPUTS).all_text_contents() if is_error_text(t)]
-    texts += [
-        t
-        for t in page.locator(_WIDGET_OUTPUTS).all_text_contents()
-        if t.strip().startswith(_WIDGET_FAILED_TEXT)
-    ]
+    texts += [t for t in page.locator(_WIDGET_OUTPUTS).all_text_contents() if t.strip().startswith(_WIDGET_FAILED_TEXT)]
     texts += page.locator(_WIDGET_ERROR_VIEWS).all_text_contents()
     return texts
 

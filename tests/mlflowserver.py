@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +61,8 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -73,10 +71,8 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
             break
         time.sleep(0.1)
     else:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     if proc.poll() is None:
         proc.wait(timeout=15)
 
@@ -107,7 +103,9 @@ def running_server(backend: str, artifacts: Path | str, log: Path) -> Iterator[M
             if proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{server.log_tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f} s:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"mlflow server not healthy after {SERVER_START_TIMEOUT:.0f} s:\n{server.log_tail()}"
+                )
             time.sleep(0.2)
         yield server
     finally:

@@ -37,14 +37,30 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log"),
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+                "--logfile",
+                str(self.folder / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until_answering(self.process, self.ping, f"redis-server on port {self.port}",
-                             self.folder / "redis.log", START_TIMEOUT_SECONDS)
+        wait_until_answering(
+            self.process,
+            self.ping,
+            f"redis-server on port {self.port}",
+            self.folder / "redis.log",
+            START_TIMEOUT_SECONDS,
+        )
 
     def ping(self) -> bool:
         try:
@@ -63,7 +79,9 @@ def redis_binary() -> str:
     """The ``redis-server`` path, or skip (fail under CI) with the reason."""
     binary = shutil.which("redis-server")
     if binary is None:
-        reason = "redis-server is not installed (Debian: apt-get install redis-server); the Redis online store tests need it"
+        reason = (
+            "redis-server is not installed (Debian: apt-get install redis-server); the Redis online store tests need it"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI is set, so this is a failure, not a skip")
         pytest.skip(reason)

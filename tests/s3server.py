@@ -56,8 +56,13 @@ class S3Server:
             env={**os.environ, **CREDENTIALS},
         )
         log.close()
-        wait_until_answering(self.process, self.answers, f"moto.server on {self.endpoint}",
-                             self.folder / "moto.log", START_TIMEOUT_SECONDS)
+        wait_until_answering(
+            self.process,
+            self.answers,
+            f"moto.server on {self.endpoint}",
+            self.folder / "moto.log",
+            START_TIMEOUT_SECONDS,
+        )
 
     def answers(self) -> bool:
         try:
@@ -97,4 +102,3 @@ def s3_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Se
         yield server
     finally:
         server.stop()
-

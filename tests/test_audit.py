@@ -88,7 +88,9 @@ def test_runs_and_registered_models_are_recorded(store: Store) -> None:
     writes = store.audit()
     writes = writes[writes["action"] == "write"]
     assert ("run", run.run_id) in set(writes[["kind", "name"]].itertuples(index=False, name=None))
-    assert ("model", "audited_model", "1") in set(writes[["kind", "name", "version"]].itertuples(index=False, name=None))
+    assert ("model", "audited_model", "1") in set(
+        writes[["kind", "name", "version"]].itertuples(index=False, name=None)
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +121,9 @@ def test_read_only_refuses_every_write_and_changes_nothing(
     assert capture_state(store) == before
 
 
-def test_read_only_refuses_export_before_writing_anything(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_only_refuses_export_before_writing_anything(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nbformat
 
     notebook = tmp_path / "nb.ipynb"
@@ -141,7 +145,9 @@ def test_the_audit_command_prints_the_trail_and_filters(tmp_path: Path) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         assert NBOPS is not None
-        return subprocess.run([NBOPS, *args], capture_output=True, text=True, cwd=tmp_path, env=env, check=False, timeout=120)
+        return subprocess.run(
+            [NBOPS, *args], capture_output=True, text=True, cwd=tmp_path, env=env, check=False, timeout=120
+        )
 
     everything = run("audit")
     assert everything.returncode == 0, everything.stderr

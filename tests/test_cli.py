@@ -39,7 +39,10 @@ def test_ls_and_show_find_the_store_upward(project: Path) -> None:
     assert ls.returncode == 0, ls.stderr
     assert str(project / ".nbops") in ls.stdout
     lines = [line.split() for line in ls.stdout.splitlines()[2:]]
-    assert [(cols[0], cols[1], cols[2], cols[3]) for cols in lines] == [("other", "1", "1", "1"), ("raw", "2", "2", "4")]
+    assert [(cols[0], cols[1], cols[2], cols[3]) for cols in lines] == [
+        ("other", "1", "1", "1"),
+        ("raw", "2", "2", "4"),
+    ]
     show = run("show", "raw", cwd=project)
     assert show.returncode == 0 and "first" in show.stdout and len(show.stdout.splitlines()) == 3
 
@@ -120,8 +123,14 @@ def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project:
     env.pop("NBOPS_HOME", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     assert NBOPS is not None
-    ui = subprocess.Popen([NBOPS, "ui", "--port", str(port)], cwd=project, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ui = subprocess.Popen(
+        [NBOPS, "ui", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -158,6 +167,10 @@ def test_ui_serves_the_store_runs_on_loopback_and_stops_with_its_server(project:
 
 
 def test_ui_with_a_tracking_server_prints_its_address_without_the_password(project: Path) -> None:
-    shown = run("ui", cwd=project, env={"MLFLOW_TRACKING_URI": "http://team:s3cret@127.0.0.1:9/", "NBOPS_HOME": str(project / ".nbops")})
+    shown = run(
+        "ui",
+        cwd=project,
+        env={"MLFLOW_TRACKING_URI": "http://team:s3cret@127.0.0.1:9/", "NBOPS_HOME": str(project / ".nbops")},
+    )
     assert shown.returncode == 0, shown.stderr
     assert "its UI is at http://team:***@127.0.0.1:9/" in shown.stdout and "s3cret" not in shown.stdout + shown.stderr

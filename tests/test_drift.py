@@ -138,9 +138,7 @@ def test_nulls_are_counted_and_left_out() -> None:
     values = rng.normal(size=3_000)
     with_nulls = np.concatenate([values, [np.nan] * 500])
     reference = pd.DataFrame({"x": values, "c": ["a", "b", "c"] * 1_000})
-    current = pd.DataFrame(
-        {"x": with_nulls, "c": pd.array(["a", "b", "c"] * 1_000 + [None] * 500, dtype="string")}
-    )
+    current = pd.DataFrame({"x": with_nulls, "c": pd.array(["a", "b", "c"] * 1_000 + [None] * 500, dtype="string")})
     report = drift(reference, current)
     for feature in ("x", "c"):
         row = _row(report, feature)
@@ -205,9 +203,7 @@ def test_large_sample_pvalue_close_to_scipy_near_the_threshold() -> None:
 def test_datetimes_compare_as_epoch_seconds_across_units_and_zones() -> None:
     stamps = pd.date_range("2024-01-01", periods=1_000, freq="h", tz="UTC")
     as_us = pa.table({"t": pa.array(stamps.as_unit("us").asi8, pa.timestamp("us", tz="UTC"))})
-    as_ns = pa.table(
-        {"t": pa.array(stamps.as_unit("ns").asi8, pa.timestamp("ns", tz="America/New_York"))}
-    )
+    as_ns = pa.table({"t": pa.array(stamps.as_unit("ns").asi8, pa.timestamp("ns", tz="America/New_York"))})
     same = _row(drift(as_us, as_ns), "t")
     assert same["kind"] == "datetime" and same["psi"] == 0.0 and same["ks_statistic"] == 0.0
     later_stamps = (stamps + pd.Timedelta(days=30)).as_unit("ns")
@@ -258,9 +254,7 @@ def test_report_dtypes_and_empty_report() -> None:
 
 
 def test_columns_select_and_unsupported_types_are_skipped() -> None:
-    reference = pa.table(
-        {"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "blob": [b"a", b"b", b"c"], "only_ref": [1, 2, 3]}
-    )
+    reference = pa.table({"id": [1, 2, 3], "x": [1.0, 2.0, 3.0], "blob": [b"a", b"b", b"c"], "only_ref": [1, 2, 3]})
     current = pa.table({"id": [4, 5, 6], "x": [1.0, 2.0, 3.0], "blob": [b"a", b"b", b"c"]})
     assert list(drift(reference, current)["feature"]) == ["id", "x"]  # id drifts, blob skipped
     assert list(drift(reference, current, columns=["x"])["feature"]) == ["x"]

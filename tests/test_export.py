@@ -47,9 +47,7 @@ def code(source: str, *tags: str, id: str | None = None, count: int | None = Non
 def write_notebook(path: Path, cells: list[Any]) -> Path:
     nb = new_notebook(
         cells=cells,
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
@@ -70,9 +68,7 @@ SELECT card,
 QUERY_VALUE = ast.literal_eval(QUERY)
 
 TUTORIAL = [
-    new_markdown_cell(
-        "# Card transactions: features\n\nBuild per-card features and register them."
-    ),
+    new_markdown_cell("# Card transactions: features\n\nBuild per-card features and register them."),
     code("!pip install scikit-learn==1.2\n%pip install numpy", id="install"),
     code('n = 3\nout_file = "rows.txt"', "parameters", id="params"),
     code("import pandas as pd\nimport numpy as np\n%matplotlib inline", id="imports"),
@@ -133,11 +129,7 @@ def main_body(source: str) -> list[ast.stmt]:
 
 
 def string_constants(source: str) -> list[str]:
-    return [
-        n.value
-        for n in ast.walk(ast.parse(source))
-        if isinstance(n, ast.Constant) and isinstance(n.value, str)
-    ]
+    return [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
 
 def scrubbed(source: str) -> str:
@@ -156,9 +148,7 @@ def scratch_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run(
-    args: list[str], cwd: Path, home: Path, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], cwd: Path, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         args,
@@ -174,10 +164,7 @@ def run(
 def feature_lineage(home: Path) -> list[dict[str, Any]]:
     conn = sqlite3.connect(f"file:{home / 'catalog.db'}?mode=ro", uri=True)
     try:
-        return [
-            json.loads(row[0])
-            for row in conn.execute("SELECT lineage FROM feature_commits ORDER BY id")
-        ]
+        return [json.loads(row[0]) for row in conn.execute("SELECT lineage FROM feature_commits ORDER BY id")]
     finally:
         conn.close()
 
@@ -211,9 +198,7 @@ def test_tutorial_feature_module_has_the_needed_cells_in_notebook_order(
     _, result = tutorial
     assert result.version == 1 and result.modules == ["feature_pipeline.py"]
     [stage] = result.manifest["stages"]
-    assert [
-        c["id"] for c in stage["cells"]
-    ] == TUTORIAL_FEATURE_CELLS  # no unused helper, no pip, no empty cells
+    assert [c["id"] for c in stage["cells"]] == TUTORIAL_FEATURE_CELLS  # no unused helper, no pip, no empty cells
     reasons = {c["id"]: c["reason"] for c in stage["cells"]}
     assert reasons["build"] == "first-line comment" and reasons["register"] == "magic %%features"
     assert reasons["timed"] == "tag 'feature'" and reasons["helpers"] == "dependency"
@@ -252,31 +237,17 @@ def test_tutorial_module_is_plain_python_with_provenance_and_comments(
     assert not any("pip install" in s for s in string_constants(source))
     body = main_body(source)
     # display-only lines dropped: no bare expression statement is left in the stage body
-    bare = [
-        ast.unparse(s)
-        for s in body
-        if isinstance(s, ast.Expr) and not isinstance(s.value, ast.Call)
-    ]
+    bare = [ast.unparse(s) for s in body if isinstance(s, ast.Expr) and not isinstance(s.value, ast.Call)]
     assert bare == []
-    calls = [
-        ast.unparse(s.value.func)
-        for s in body
-        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
-    ]
+    calls = [ast.unparse(s.value.func) for s in body if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)]
     assert calls == ["print", "nbops_store.register_features"]
-    register = next(
-        s.value
-        for s in body
-        if isinstance(s, ast.Expr) and ast.unparse(s.value.func).endswith("features")
-    )
+    register = next(s.value for s in body if isinstance(s, ast.Expr) and ast.unparse(s.value.func).endswith("features"))
     assert ast.unparse(register) == (
         "nbops_store.register_features(tx, 'tx_features', keys=['card'], event_time='ts', description='per-card amounts')"
     )
     dropped = result.manifest["dropped"]
     assert "display: display(tx)" in dropped["build"] and "display: tx.head()" in dropped["build"]
-    assert dropped["timed"] == ["%%time (unwrapped)"] and dropped["captured"] == [
-        "%%capture (unwrapped)"
-    ]
+    assert dropped["timed"] == ["%%time (unwrapped)"] and dropped["captured"] == ["%%capture (unwrapped)"]
 
 
 def test_parameters_become_main_defaults_and_manifest_entries(
@@ -297,9 +268,7 @@ def test_pip_lines_become_requirements_with_versions(tutorial: tuple[Path, Expor
     assert requirements["scikit-learn"] == "1.2"  # the pinned version, not this environment's
     assert requirements["numpy"] == importlib.metadata.version("numpy")
     assert requirements["pandas"] == importlib.metadata.version("pandas")
-    assert (
-        json.loads((result.out_dir / "manifest.json").read_text())["requirements"] == requirements
-    )
+    assert json.loads((result.out_dir / "manifest.json").read_text())["requirements"] == requirements
     assert not re.search(r"\bpip\b", result.files["feature_pipeline.py"])
 
 
@@ -315,28 +284,20 @@ def test_manifest_records_notebook_hash_cells_and_store_writes(
     assert manifest["findings"] == []
 
 
-def test_multiline_strings_keep_their_exact_value(
-    tutorial: tuple[Path, ExportResult], tmp_path: Path
-) -> None:
+def test_multiline_strings_keep_their_exact_value(tutorial: tuple[Path, ExportResult], tmp_path: Path) -> None:
     _, result = tutorial
     values = string_constants(result.files["feature_pipeline.py"])
     assert QUERY_VALUE in values  # nested twice (main + with), not one space added to the SQL
     nb = write_notebook(
         tmp_path / "sqlnb.ipynb",
-        [
-            code(
-                f"%%track --run-name sql\nQ = {QUERY}\nif True:\n    R = {QUERY}\nx = 1", id="train"
-            )
-        ],
+        [code(f"%%track --run-name sql\nQ = {QUERY}\nif True:\n    R = {QUERY}\nx = 1", id="train")],
     )
     module = plan(nb).files["training_pipeline.py"]
     assert string_constants(module).count(QUERY_VALUE) == 2
 
 
 # -- the tutorial: running the modules --------------------------------------------------------
-def test_module_help_lists_the_parameters(
-    tutorial: tuple[Path, ExportResult], tmp_path: Path
-) -> None:
+def test_module_help_lists_the_parameters(tutorial: tuple[Path, ExportResult], tmp_path: Path) -> None:
     _, result = tutorial
     proc = run(
         [PYTHON, str(result.out_dir / "feature_pipeline.py"), "--help"],
@@ -367,9 +328,7 @@ def test_module_runs_with_a_parameter_and_records_pipeline_lineage(
         assert "feature_commit:tx_features:1@1" in children
 
 
-def test_generated_test_module_passes_under_pytest(
-    tutorial: tuple[Path, ExportResult], tmp_path: Path
-) -> None:
+def test_generated_test_module_passes_under_pytest(tutorial: tuple[Path, ExportResult], tmp_path: Path) -> None:
     _, result = tutorial
     proc = run(
         [PYTHON, "-m", "pytest", str(result.out_dir / "test_pipelines.py"), "-q", "-p", "no:cacheprovider",
@@ -406,9 +365,7 @@ def test_stage_by_tag_comment_and_magic_with_support_cells_only_where_needed(
         ],
     )
     p = plan(nb)
-    stages = {
-        s["stage"]: [(c["id"], c["reason"]) for c in s["cells"]] for s in p.manifest["stages"]
-    }
+    stages = {s["stage"]: [(c["id"], c["reason"]) for c in s["cells"]] for s in p.manifest["stages"]}
     assert stages == {
         "feature": [("imports", "dependency"), ("const", "dependency"), ("by-tag", "tag 'feature'"),
                     ("by-features", "magic %%features")],
@@ -420,18 +377,12 @@ def test_stage_by_tag_comment_and_magic_with_support_cells_only_where_needed(
     assert p.findings == []
     training = p.files["training_pipeline.py"]
     [with_track] = main_body(training)
-    assert ast.unparse(with_track).startswith(
-        "with nbops.track(experiment='stages', run_name='baseline'):"
-    )
+    assert ast.unparse(with_track).startswith("with nbops.track(experiment='stages', run_name='baseline'):")
 
 
 def test_bogus_stage_comment_is_an_error_naming_the_cell(tmp_path: Path) -> None:
-    nb = write_notebook(
-        tmp_path / "bogus.ipynb", [code("x = 1", id="ok"), code("# nbops: bogus\ny = 2", id="bad")]
-    )
-    with pytest.raises(
-        ExportError, match=re.escape(f"{label(1, 'bad')}: '# nbops: bogus' names no stage")
-    ):
+    nb = write_notebook(tmp_path / "bogus.ipynb", [code("x = 1", id="ok"), code("# nbops: bogus\ny = 2", id="bad")])
+    with pytest.raises(ExportError, match=re.escape(f"{label(1, 'bad')}: '# nbops: bogus' names no stage")):
         plan(nb)
 
 
@@ -453,9 +404,7 @@ def test_empty_cells_are_ignored(tmp_path: Path) -> None:
     )
     p = plan(nb)
     assert [c["id"] for c in p.manifest["stages"][0]["cells"]] == ["f"]
-    assert [s for s in main_body(p.files["feature_pipeline.py"])] and "e2" not in p.files[
-        "feature_pipeline.py"
-    ]
+    assert [s for s in main_body(p.files["feature_pipeline.py"])] and "e2" not in p.files["feature_pipeline.py"]
 
 
 def test_out_of_order_execution_is_a_finding(tmp_path: Path, store: Store) -> None:
@@ -487,9 +436,7 @@ def test_syntax_error_names_the_cell(tmp_path: Path) -> None:
             code("# nbops: feature\nx = (1,\n", id="broken"),
         ],
     )
-    with pytest.raises(
-        ExportError, match=re.escape(label(2, "broken")) + ": syntax error at line 2"
-    ):
+    with pytest.raises(ExportError, match=re.escape(label(2, "broken")) + ": syntax error at line 2"):
         plan(nb)
 
 
@@ -577,12 +524,8 @@ def test_training_cell_using_an_unpersisted_feature_variable_is_refused_with_bot
         ("%pip list", "only %pip install can be exported"),
     ],
 )
-def test_unknown_magic_is_an_error_naming_cell_and_magic(
-    tmp_path: Path, source: str, says: str
-) -> None:
-    nb = write_notebook(
-        tmp_path / "magic.ipynb", [code("# nbops: feature\nx = 1"), code(source, id="odd")]
-    )
+def test_unknown_magic_is_an_error_naming_cell_and_magic(tmp_path: Path, source: str, says: str) -> None:
+    nb = write_notebook(tmp_path / "magic.ipynb", [code("# nbops: feature\nx = 1"), code(source, id="odd")])
     with pytest.raises(ExportError, match=re.escape(f"{label(1, 'odd')}: {says}")):
         plan(nb)
 
@@ -660,32 +603,22 @@ _baselines: dict[tuple[str, ...], Any] = {}
 
 def _baseline(tmp_path: Path, places: list[str]) -> Any:
     if tuple(places) not in _baselines:
-        _baselines[tuple(places)] = plan(
-            _injection_notebook(tmp_path / "baseline" / "nb.ipynb", places, "benign")
-        )
+        _baselines[tuple(places)] = plan(_injection_notebook(tmp_path / "baseline" / "nb.ipynb", places, "benign"))
     return _baselines[tuple(places)]
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=[f"p{i}" for i in range(len(PAYLOADS))])
-def test_injection_through_magic_arguments_is_an_error_or_a_literal(
-    tmp_path: Path, payload: str
-) -> None:
+def test_injection_through_magic_arguments_is_an_error_or_a_literal(tmp_path: Path, payload: str) -> None:
     """Every place a magic takes user text: an ExportError naming that cell, or the text as a string literal."""
     places = list(INJECTION_LINES)
     refused = []
     while True:
         try:
-            p = plan(
-                _injection_notebook(tmp_path / f"try{len(refused)}" / "nb.ipynb", places, payload)
-            )
+            p = plan(_injection_notebook(tmp_path / f"try{len(refused)}" / "nb.ipynb", places, payload))
             break
-        except (
-            ExportError
-        ) as exc:  # a clear refusal must name the cell; then check the other places
+        except ExportError as exc:  # a clear refusal must name the cell; then check the other places
             culprit = [
-                w
-                for i, w in enumerate(places)
-                if label(i + 1, f"inj{list(INJECTION_LINES).index(w)}") in str(exc)
+                w for i, w in enumerate(places) if label(i + 1, f"inj{list(INJECTION_LINES).index(w)}") in str(exc)
             ]
             assert len(culprit) == 1, f"the error names no injection cell: {exc}"
             assert "syntax error" not in str(exc), f"the payload broke the generated code: {exc}"
@@ -698,9 +631,7 @@ def test_injection_through_magic_arguments_is_an_error_or_a_literal(
     assert modules == [n for n in baseline.files if n.endswith("_pipeline.py")]
     for name in modules:
         source = p.files[name]
-        assert scrubbed(source) == scrubbed(baseline.files[name]), (
-            f"{name} has a different shape:\n{source}"
-        )
+        assert scrubbed(source) == scrubbed(baseline.files[name]), f"{name} has a different shape:\n{source}"
         assert source.count("MARKER") == sum(s.count("MARKER") for s in string_constants(source))
     constants = [c for n in modules for c in string_constants(p.files[n])]
     expected = {"snapshot -m": 1, "snapshot --name": 1, "features group": 1, "features -d": 1,
@@ -718,11 +649,7 @@ def test_injected_magic_arguments_stay_data_when_the_module_runs(tmp_path: Path)
     runnable = [p for p in PAYLOADS if "\r" not in p]
     for i, payload in enumerate(runnable):
         cells.append(code(f"%snapshot df --name inj{i} -m {shlex.quote(payload)}", "feature"))
-    cells.append(
-        code(
-            f"%%features tx --keys id --event-time ts -d {shlex.quote(PAYLOADS[0] + ' {x} $x')}\ndf"
-        )
-    )
+    cells.append(code(f"%%features tx --keys id --event-time ts -d {shlex.quote(PAYLOADS[0] + ' {x} $x')}\ndf"))
     nb = write_notebook(tmp_path / "inj.ipynb", cells)
     with nbops.open(tmp_path / ".nbops") as store:
         result = export(nb, out=tmp_path / "out", store=store)
@@ -739,9 +666,7 @@ def test_cell_id_from_the_notebook_cannot_inject_code(tmp_path: Path) -> None:
     path = write_notebook(tmp_path / "ids.ipynb", [code("# nbops: feature\nx = 1", id="plain")])
     baseline = len(main_body(plan(path).files["feature_pipeline.py"]))
     raw = json.loads(path.read_text())
-    raw["cells"][0]["id"] = (
-        "plain\n        __import__('os').system('touch MARKER')"  # no jsonschema in the way
-    )
+    raw["cells"][0]["id"] = "plain\n        __import__('os').system('touch MARKER')"  # no jsonschema in the way
     path.write_text(json.dumps(raw))
     try:
         p = plan(path)
@@ -792,9 +717,7 @@ def test_pip_option_values_are_not_requirements(tmp_path: Path) -> None:
     nb = write_notebook(
         tmp_path / "pipopts.ipynb",
         [
-            code(
-                "!pip install -r requirements.txt\n%pip install --index-url https://pypi.org/simple pandas"
-            ),
+            code("!pip install -r requirements.txt\n%pip install --index-url https://pypi.org/simple pandas"),
             code("# nbops: feature\nx = 1"),
         ],
     )
@@ -807,17 +730,11 @@ def test_pip_option_values_are_not_requirements(tmp_path: Path) -> None:
 
 
 # -- versions ------------------------------------------------------------------------------------
-def test_versions_unchanged_export_rewrites_nothing_and_a_change_bumps(
-    tmp_path: Path, store: Store
-) -> None:
-    nb = write_notebook(
-        tmp_path / "ver.ipynb", [code("import math"), code("# nbops: feature\nx = math.pi", id="f")]
-    )
+def test_versions_unchanged_export_rewrites_nothing_and_a_change_bumps(tmp_path: Path, store: Store) -> None:
+    nb = write_notebook(tmp_path / "ver.ipynb", [code("import math"), code("# nbops: feature\nx = math.pi", id="f")])
     original = nb.read_bytes()
     first = export(nb, out=tmp_path / "out", store=store)
-    assert (first.version, first.unchanged) == (1, False) and sorted(first.written) == sorted(
-        first.files
-    )
+    assert (first.version, first.unchanged) == (1, False) and sorted(first.written) == sorted(first.files)
     mtimes = {p.name: p.stat().st_mtime_ns for p in first.out_dir.iterdir()}
     again = export(nb, out=tmp_path / "out", store=store)
     assert (again.version, again.unchanged, again.written) == (1, True, [])
@@ -830,10 +747,7 @@ def test_versions_unchanged_export_rewrites_nothing_and_a_change_bumps(
     changed_bytes = nb.read_bytes()
     second = export(nb, out=tmp_path / "out", store=store)
     assert (second.version, second.unchanged) == (2, False)
-    assert (
-        "feature_pipeline.py" in second.written
-        and "ver@2" in (second.out_dir / "feature_pipeline.py").read_text()
-    )
+    assert "feature_pipeline.py" in second.written and "ver@2" in (second.out_dir / "feature_pipeline.py").read_text()
     assert json.loads((second.out_dir / "manifest.json").read_text())["version"] == 2
     assert nb.read_bytes() == changed_bytes
     assert history(str(nb), store=store)["version"].tolist() == [1, 2]
@@ -854,9 +768,7 @@ def test_cli_export_writes_the_files_and_history_lists_versions(tmp_path: Path) 
     nb = write_notebook(tmp_path / "tutorial.ipynb", TUTORIAL)
     original = nb.read_bytes()
     home = tmp_path / ".nbops"
-    proc = run(
-        [str(BIN / "nbops"), "export", str(nb), "--out", str(tmp_path / "out")], tmp_path, home
-    )
+    proc = run([str(BIN / "nbops"), "export", str(nb), "--out", str(tmp_path / "out")], tmp_path, home)
     assert proc.returncode == 0, proc.stderr
     assert "tutorial@1" in proc.stdout
     out = tmp_path / "out" / "tutorial"
@@ -880,9 +792,7 @@ def test_cli_export_writes_the_files_and_history_lists_versions(tmp_path: Path) 
 
 
 def test_cli_bad_notebook_exits_2_naming_the_cell_without_traceback(tmp_path: Path) -> None:
-    nb = write_notebook(
-        tmp_path / "bad.ipynb", [code("import math"), code("# nbops: feature\nx = (", id="oops")]
-    )
+    nb = write_notebook(tmp_path / "bad.ipynb", [code("import math"), code("# nbops: feature\nx = (", id="oops")])
     original = nb.read_bytes()
     proc = run(
         [str(BIN / "nbops"), "export", str(nb), "--out", str(tmp_path / "out")],
@@ -899,9 +809,7 @@ def test_cli_unreadable_notebook_exits_2_without_traceback(tmp_path: Path) -> No
     nb = tmp_path / "notjson.ipynb"
     nb.write_text("this is not a notebook")
     proc = run([str(BIN / "nbops"), "export", str(nb)], tmp_path, tmp_path / ".nbops")
-    assert (
-        proc.returncode == 2 and "cannot export" in proc.stderr and "Traceback" not in proc.stderr
-    )
+    assert proc.returncode == 2 and "cannot export" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_nbconvert_exporter_writes_modules_and_manifest(tmp_path: Path) -> None:
@@ -918,10 +826,7 @@ def test_nbconvert_exporter_writes_modules_and_manifest(tmp_path: Path) -> None:
     module = (out / "tutorial" / "feature_pipeline.py").read_text()
     assert re.findall(r"^\s*# %% cell (\S+)$", module, flags=re.MULTILINE) == TUTORIAL_FEATURE_CELLS
     manifest = json.loads((out / "tutorial.manifest.json").read_text())
-    assert (
-        manifest["pipeline"] == "tutorial"
-        and manifest["stages"][0]["module"] == "feature_pipeline.py"
-    )
+    assert manifest["pipeline"] == "tutorial" and manifest["stages"][0]["module"] == "feature_pipeline.py"
     assert manifest["requirements"]["scikit-learn"] == "1.2"
     assert nb.read_bytes() == original
 
@@ -930,9 +835,7 @@ def test_airflow_target_writes_a_dag_naming_the_three_tasks_in_order(tmp_path: P
     nb = write_notebook(
         tmp_path / "fraud.ipynb",
         [
-            code(
-                "# nbops: feature\nnbops_store.snapshot(__import__('pandas').DataFrame({'a': [1]}), 'raw')"
-            ),
+            code("# nbops: feature\nnbops_store.snapshot(__import__('pandas').DataFrame({'a': [1]}), 'raw')"),
             code("# nbops: training\nmodel = nbops_store.load('raw')"),
             code("# nbops: inference\nscores = nbops_store.load('raw')"),
         ],
@@ -942,17 +845,13 @@ def test_airflow_target_writes_a_dag_naming_the_three_tasks_in_order(tmp_path: P
     tasks = [
         (kw.value.value, ast.unparse(n.value.args[0]) if n.value.args else None)
         for n in ast.walk(tree)
-        if isinstance(n, ast.Assign)
-        and isinstance(n.value, ast.Call)
-        and ast.unparse(n.value.func) == "BashOperator"
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and ast.unparse(n.value.func) == "BashOperator"
         for kw in n.value.keywords
         if kw.arg == "task_id"
     ]
     assert [t for t, _ in tasks] == ["feature", "training", "inference"]
     assert "feature >> training >> inference" in dag
-    assert all(
-        m in dag for m in ("feature_pipeline.py", "training_pipeline.py", "inference_pipeline.py")
-    )
+    assert all(m in dag for m in ("feature_pipeline.py", "training_pipeline.py", "inference_pipeline.py"))
     with pytest.raises(ExportError, match="unknown target 'cron'"):
         plan(nb, target="cron")
 
@@ -971,9 +870,7 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
 def test_export_magic_exports_the_given_notebook(
     shell: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nb = write_notebook(
-        tmp_path / "magicnb.ipynb", [code("import math"), code("# nbops: feature\nx = math.e")]
-    )
+    nb = write_notebook(tmp_path / "magicnb.ipynb", [code("import math"), code("# nbops: feature\nx = math.e")])
     original = nb.read_bytes()
     shell.run_line_magic("export", f"{nb} --out {tmp_path / 'D'}")
     assert "magicnb@1" in capsys.readouterr().out
@@ -991,9 +888,7 @@ def test_export_magic_without_a_path_in_a_plain_shell_says_to_pass_it(
         shell.run_line_magic("export", "")
 
 
-def test_export_magic_reports_export_errors_as_usage_errors(
-    shell: InteractiveShell, tmp_path: Path
-) -> None:
+def test_export_magic_reports_export_errors_as_usage_errors(shell: InteractiveShell, tmp_path: Path) -> None:
     nb = write_notebook(tmp_path / "bad.ipynb", [code("%run other.py", id="sh")])
     with pytest.raises(UsageError, match=re.escape(f"cannot export: {label(0, 'sh')}: %run cannot be exported")):
         shell.run_line_magic("export", str(nb))

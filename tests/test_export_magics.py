@@ -96,7 +96,9 @@ def test_display_cell_magics_drop(magic: str) -> None:
         ("%uv pip install httpx", ["httpx"], []),
     ],
 )
-def test_pip_lines_become_requirements_and_requirement_files(line: str, requirements: list[str], files: list[str]) -> None:
+def test_pip_lines_become_requirements_and_requirement_files(
+    line: str, requirements: list[str], files: list[str]
+) -> None:
     out = translated(f"{line}\nx = 1")
     assert (out.requirements, out.requirement_files) == (requirements, files)
     assert out.code.splitlines()[0].startswith("pass  # ") and out.code.endswith("x = 1")
@@ -204,7 +206,7 @@ def test_failing_shell_command_stops_the_module(tmp_path: Path) -> None:
 
 
 def test_hostile_shell_text_stays_a_literal(tmp_path: Path) -> None:
-    payload = "echo '\"\"\"); __import__(\"os\").system(\"touch MARKER\") #' > out.txt"
+    payload = 'echo \'"""); __import__("os").system("touch MARKER") #\' > out.txt'
     nb = write_notebook(tmp_path / "h.ipynb", [code(f"!{payload}\n%%bash\n", "feature")])
     with pytest.raises(ExportError):  # %%bash not on the first line: the cell fails in IPython too
         plan(nb)

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_export import PYTHON, code, label, main_body, run, write_notebook
 
 import nbops
 from nbops.exporting import ExportError, export, plan
 from nbops.exporting.cells import Cell, analyse
 from nbops.names import pipeline_name_from, validate_name
+from test_export import PYTHON, code, label, main_body, run, write_notebook
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,9 @@ def test_a_marker_above_a_cell_magic_says_to_move_it_below(tmp_path: Path) -> No
     assert "on the line after it" in message
 
 
-@pytest.mark.parametrize("source", ["x = 1\n# nbops: training\ny = 2", "x = 1\n  #nbops: feature", "%%time\nx = 1\n# nbops: feature"])
+@pytest.mark.parametrize(
+    "source", ["x = 1\n# nbops: training\ny = 2", "x = 1\n  #nbops: feature", "%%time\nx = 1\n# nbops: feature"]
+)
 def test_a_marker_anywhere_else_is_an_error_naming_the_cell(tmp_path: Path, source: str) -> None:
     nb = write_notebook(tmp_path / "m.ipynb", [code("# nbops: feature\nz = 0"), code(source, id="late")])
     with pytest.raises(ExportError, match=re.escape(label(1, "late")) + r": the stage marker .* counts only on"):
@@ -127,7 +129,9 @@ def test_one_cell_in_two_stages_by_marker_or_tags(tmp_path: Path) -> None:
 
 def test_tags_and_a_marker_that_disagree_are_an_error(tmp_path: Path) -> None:
     nb = write_notebook(tmp_path / "m.ipynb", [code("# nbops: training\nx = 1", "feature", id="both")])
-    with pytest.raises(ExportError, match=re.escape(label(0, "both")) + ": its tags say feature but its marker says training"):
+    with pytest.raises(
+        ExportError, match=re.escape(label(0, "both")) + ": its tags say feature but its marker says training"
+    ):
         plan(nb)
 
 
@@ -305,7 +309,12 @@ def test_any_file_name_exports_and_the_manifest_keeps_it(tmp_path: Path, file: s
 def test_every_file_name_gives_a_valid_pipeline_name(text: str) -> None:
     name = pipeline_name_from(text)
     assert validate_name(name, "pipeline") == name
-    if text and set(text) <= set(string.ascii_letters + "_") and len(text) <= 128 and text.upper() not in ("CON", "PRN", "AUX", "NUL"):
+    if (
+        text
+        and set(text) <= set(string.ascii_letters + "_")
+        and len(text) <= 128
+        and text.upper() not in ("CON", "PRN", "AUX", "NUL")
+    ):
         assert name == text.strip("_") or name == "notebook"
 
 
@@ -372,7 +381,10 @@ def test_a_frame_changed_by_a_later_cell_after_it_was_stored_is_refused(tmp_path
 
 # -- the whole loop: a real kernel, the export, a replay on a fresh store ------------------------
 NATURAL = [
-    code("import mlflow\nimport nbops\nimport numpy as np\nimport pandas as pd\nfrom sklearn.linear_model import LogisticRegression", id="imports"),
+    code(
+        "import mlflow\nimport nbops\nimport numpy as np\nimport pandas as pd\nfrom sklearn.linear_model import LogisticRegression",
+        id="imports",
+    ),
     code("n_rows = 120\nC = 0.5", "parameters", id="params"),
     code(
         "# nbops: feature\n"
@@ -423,9 +435,9 @@ def test_load_model_gives_the_native_model_by_latest_version_or_alias_and_refuse
 ) -> None:
     import mlflow
     import numpy as np
-    from mlflowstate import reset_mlflow
     from sklearn.linear_model import LinearRegression
 
+    from mlflowstate import reset_mlflow
     from nbops.errors import InvalidInputError, NotFoundError
 
     try:

@@ -30,7 +30,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_notebook
 
-import nbops
 from nbops.exporting import ExportError, export, history, plan
 from nbops.exporting.render import VERSION_PLACEHOLDER
 from nbops.store import Store
@@ -335,7 +334,7 @@ def test_metadata_and_cell_ids_never_reach_the_code(tmp_path: Path, store: Store
         },
     )
     raw = json.loads(path.read_text())
-    ids = [f"params\n        {TOUCH}", 'f"); ' + TOUCH + ' #']
+    ids = [f"params\n        {TOUCH}", 'f"); ' + TOUCH + " #"]
     for cell, cell_id in zip(raw["cells"], ids, strict=True):
         cell["id"] = cell_id  # written as JSON: no schema check in the way
         cell["metadata"][payload] = payload
@@ -358,7 +357,9 @@ def test_tags_that_are_not_a_list_of_strings_are_refused(tmp_path: Path, tags: A
     raw = json.loads(path.read_text())
     raw["cells"][0]["metadata"]["tags"] = tags
     path.write_text(json.dumps(raw))
-    with pytest.raises(ExportError, match=f"^{re.escape(label(0, 'f'))}: its metadata 'tags' must be a list of strings$"):
+    with pytest.raises(
+        ExportError, match=f"^{re.escape(label(0, 'f'))}: its metadata 'tags' must be a list of strings$"
+    ):
         plan(path)
 
 
@@ -457,9 +458,7 @@ def test_output_folder_that_is_a_link_is_refused(tmp_path: Path, store: Store, o
 @pytest.mark.parametrize(
     "planted", ["feature_pipeline.py", "manifest.json", "test_pipelines.py", "helpers.py", "sub", "sub/util.py"]
 )
-def test_link_planted_where_export_writes_is_refused(
-    tmp_path: Path, store: Store, outside: Path, planted: str
-) -> None:
+def test_link_planted_where_export_writes_is_refused(tmp_path: Path, store: Store, outside: Path, planted: str) -> None:
     nb = write_notebook(tmp_path / "linked.ipynb", LINKED_NOTEBOOK)
     first = export(nb, out=tmp_path / "out", store=store)
     target = first.out_dir / planted
@@ -481,9 +480,7 @@ def test_link_planted_where_export_writes_is_refused(
     assert history("linked", store=store)["version"].tolist() == [1]
 
 
-def test_dangling_link_is_refused_and_its_target_never_created(
-    tmp_path: Path, store: Store, outside: Path
-) -> None:
+def test_dangling_link_is_refused_and_its_target_never_created(tmp_path: Path, store: Store, outside: Path) -> None:
     nb = write_notebook(tmp_path / "linked.ipynb", LINKED_NOTEBOOK)
     (tmp_path / "out" / "linked").mkdir(parents=True)
     (tmp_path / "out" / "linked" / "helpers.py").symlink_to(outside / "new.py")

@@ -132,9 +132,7 @@ def test_exported_small_notebook_reproduces_snapshot_group_and_metrics(
     assert all(row["status"] == "same" for row in rows.values())
     assert rows[("feature group", "small_features:1")]["notebook"].endswith("(48 rows)")
     assert rows[("metric", "small/fit: rows")]["pipeline"] == "48.0"
-    assert set(result.timings) == {
-        "notebook", "feature_pipeline.py", "training_pipeline.py", "compare", "total"
-    }
+    assert set(result.timings) == {"notebook", "feature_pipeline.py", "training_pipeline.py", "compare", "total"}
     assert "OK" in result.text() and "small_features:1" in result.text()
     # The notebook is read, never written; nothing is left running or lying around.
     assert (notebook.read_bytes(), notebook.stat().st_mtime_ns) == before
@@ -339,9 +337,7 @@ def test_runs_match_by_name_then_generated_names_by_order() -> None:
 
 def test_text_and_html_show_every_row_and_escape_names() -> None:
     result = VerifyResult(Path("nb.ipynb"), Path("out/nb"))
-    result.rows = compare(
-        _summary(snapshots={"<b>raw</b>": {"digest": "a" * 32, "rows": 1}}), _summary()
-    )
+    result.rows = compare(_summary(snapshots={"<b>raw</b>": {"digest": "a" * 32, "rows": 1}}), _summary())
     result.timings = {"notebook": 1.25, "total": 2.0}
     text = result.text()
     assert "<b>raw</b>" in text and "missing in pipeline" in text and "notebook 1.2 s" in text
@@ -358,8 +354,9 @@ def test_the_summary_of_a_store_is_json(tmp_path: Path) -> None:
     import pandas as pd
 
     with nbops.open(tmp_path / "s" / ".nbops") as store:
-        frame = pd.DataFrame({"k": [2, 1, 1], "ts": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-03"]),
-                              "v": [0.5, 1.5, 2.5]})
+        frame = pd.DataFrame(
+            {"k": [2, 1, 1], "ts": pd.to_datetime(["2026-01-02", "2026-01-01", "2026-01-03"]), "v": [0.5, 1.5, 2.5]}
+        )
         store.register_features(frame, "g", keys="k", event_time="ts")
         store.snapshot(frame, "raw")
     with nbops.open(tmp_path / "t" / ".nbops") as store:
@@ -371,7 +368,9 @@ def test_the_summary_of_a_store_is_json(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "NBOPS_MLFLOW_TRACKING_URI")}
         subprocess.run(
             [sys.executable, "-m", "nbops.exporting.verify", str(tmp_path / side / ".nbops"), str(out)],
-            check=True, env=env, cwd=tmp_path,
+            check=True,
+            env=env,
+            cwd=tmp_path,
         )
         summaries.append(json.loads(out.read_text()))
     assert summaries[0]["feature_groups"]["g:1"]["rows"] == 3

@@ -70,7 +70,9 @@ def _kernel_like_run(env_extra: dict[str, str], tmp_path: Path) -> subprocess.Co
     """Start IPython the way a kernel does (startup files run) and list our magics."""
     env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "NBOPS_HOME": str(tmp_path / ".nbops"), **env_extra}
     env.pop("NBOPS_NO_AUTOLOAD", None) if "NBOPS_NO_AUTOLOAD" not in env_extra else None
-    code = "print('MAGICS', sorted(m for m in get_ipython().magics_manager.magics['line'] if m in ('snapshot', 'nbops')))"
+    code = (
+        "print('MAGICS', sorted(m for m in get_ipython().magics_manager.magics['line'] if m in ('snapshot', 'nbops')))"
+    )
     return subprocess.run(
         [sys.executable, "-m", "IPython", "--no-banner", "-c", code],
         capture_output=True,

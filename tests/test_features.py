@@ -58,12 +58,21 @@ def object_files(store: nbops.Store) -> set[Path]:
 # -- versions and commits ----------------------------------------------------------
 def test_first_registration_creates_version_1_commit_1(fs: nbops.Store) -> None:
     ref = fs.register_features(tx(), "tx_features", keys="cc_num", event_time="ts", description="card activity")
-    assert (ref.group, ref.version, ref.commit, ref.rows, ref.inserted, ref.updated) == ("tx_features", 1, 1, 200, 200, 0)
+    assert (ref.group, ref.version, ref.commit, ref.rows, ref.inserted, ref.updated) == (
+        "tx_features",
+        1,
+        1,
+        200,
+        200,
+        0,
+    )
     assert ref.features == ("amount", "category", "n_tx") and ref.keys == ("cc_num",)
     assert ref.ref == "tx_features:1@1"
     pd.testing.assert_frame_equal(fs.features("tx_features"), tx())
     groups = fs.feature_groups()
-    assert groups[["group", "version", "commits", "rows", "online"]].values.tolist() == [["tx_features", 1, 1, 200, False]]
+    assert groups[["group", "version", "commits", "rows", "online"]].values.tolist() == [
+        ["tx_features", 1, 1, 200, False]
+    ]
     assert groups["description"].tolist() == ["card activity"]
 
 
@@ -91,7 +100,9 @@ def test_same_schema_adds_commits_that_upsert_on_keys_and_time(fs: nbops.Store) 
 
 def test_columns_in_another_order_are_the_same_schema(fs: nbops.Store) -> None:
     fs.register_features(tx(), "tx", keys="cc_num", event_time="ts")
-    ref = fs.register_features(tx(3)[["amount", "ts", "n_tx", "cc_num", "category"]], "tx", keys="cc_num", event_time="ts")
+    ref = fs.register_features(
+        tx(3)[["amount", "ts", "n_tx", "cc_num", "category"]], "tx", keys="cc_num", event_time="ts"
+    )
     assert ref.commit == 2 and list(fs.features("tx").columns) == list(tx().columns)
 
 
@@ -136,7 +147,9 @@ def test_changing_keys_needs_a_new_version(fs: nbops.Store) -> None:
 
 def test_duplicate_keys_in_one_insert_show_examples_and_write_nothing(fs: nbops.Store) -> None:
     frame = pd.concat([tx(3), tx(3)], ignore_index=True)
-    with pytest.raises(DuplicateKeysError, match=r"3 \(keys, event time\) pairs.*cc_num=0, ts=2026-01-01 00:00:00\+00:00 \(2 rows\)"):
+    with pytest.raises(
+        DuplicateKeysError, match=r"3 \(keys, event time\) pairs.*cc_num=0, ts=2026-01-01 00:00:00\+00:00 \(2 rows\)"
+    ):
         fs.register_features(frame, "tx", keys="cc_num", event_time="ts")
     assert catalog_counts(fs)["feature_groups"] == 0 and object_files(fs) == set()
 
@@ -150,7 +163,12 @@ def test_duplicate_keys_in_one_insert_show_examples_and_write_nothing(fs: nbops.
         (tx().assign(ts=lambda d: d["ts"].astype(str)), {}, InvalidInputError, "must be a timestamp"),
         (tx(), {"keys": []}, InvalidInputError, "at least one key column"),
         (tx()[["cc_num", "ts"]], {}, InvalidInputError, "no feature columns"),
-        (tx().assign(cc_num=lambda d: d["cc_num"].astype("Int64").where(d.index != 3)), {}, InvalidInputError, r"'cc_num' has 1 missing values \(rows \[3\]\)"),
+        (
+            tx().assign(cc_num=lambda d: d["cc_num"].astype("Int64").where(d.index != 3)),
+            {},
+            InvalidInputError,
+            r"'cc_num' has 1 missing values \(rows \[3\]\)",
+        ),
         (tx(), {"group": "../evil"}, InvalidNameError, "rule: separator"),
         (tx().rename(columns={"amount": "amount/x"}), {}, InvalidNameError, "invalid feature name"),
         (tx(), {"version": 0}, InvalidInputError, "positive int"),
@@ -257,7 +275,14 @@ def test_training_data_is_point_in_time_correct_and_keeps_every_spine_row(fs: nb
             "cc_num": [1, 1, 2, 3, 1, 1],
             # naive times mean UTC; a tie counts; only-later rows give nulls
             "ts": pd.to_datetime(
-                ["2026-01-01 12:00", "2026-01-02 00:00", "2026-01-03 00:00", "2026-01-03 00:00", "2025-12-31 00:00", "2026-01-01 12:00"]
+                [
+                    "2026-01-01 12:00",
+                    "2026-01-02 00:00",
+                    "2026-01-03 00:00",
+                    "2026-01-03 00:00",
+                    "2025-12-31 00:00",
+                    "2026-01-01 12:00",
+                ]
             ),
             "is_fraud": [0, 1, 0, 1, 0, 0],
         }

@@ -30,9 +30,7 @@ class Kind:
 
 
 def _dictionary(indices: list[int | None]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(indices, pa.int8()), pa.array(CATEGORIES), ordered=True
-    )
+    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int8()), pa.array(CATEGORIES), ordered=True)
 
 
 KINDS = {
@@ -63,7 +61,10 @@ class Data:
 
     def table(self, start: int = 0, stop: int | None = None) -> pa.Table:
         return pa.table(
-            {f"c{i}_{k}": KINDS[k].build(col[start:stop]) for i, (k, col) in enumerate(zip(self.kinds, self.columns))}
+            {
+                f"c{i}_{k}": KINDS[k].build(col[start:stop])
+                for i, (k, col) in enumerate(zip(self.kinds, self.columns, strict=False))
+            }
         )
 
 
@@ -71,9 +72,7 @@ class Data:
 def datas(draw: st.DrawFn, min_rows: int = 1, max_rows: int = 12) -> Data:
     kinds = draw(st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=4))
     n = draw(st.integers(min_rows, max_rows))
-    columns = [
-        draw(st.lists(st.none() | KINDS[k].values, min_size=n, max_size=n)) for k in kinds
-    ]
+    columns = [draw(st.lists(st.none() | KINDS[k].values, min_size=n, max_size=n)) for k in kinds]
     return Data(kinds, columns)
 
 
@@ -88,9 +87,7 @@ def test_changing_any_single_value_changes_the_digest(data: Data, pick: st.DataO
     col = pick.draw(st.integers(0, len(data.kinds) - 1), label="column")
     row = pick.draw(st.integers(0, data.rows - 1), label="row")
     old = data.columns[col][row]
-    new = pick.draw(
-        (st.none() | KINDS[data.kinds[col]].values).filter(lambda v: _differs(v, old)), label="new value"
-    )
+    new = pick.draw((st.none() | KINDS[data.kinds[col]].values).filter(lambda v: _differs(v, old)), label="new value")
     changed = Data(data.kinds, [list(c) for c in data.columns])
     changed.columns[col][row] = new
     assert table_digest(changed.table()) != table_digest(data.table())
@@ -129,10 +126,10 @@ def test_chunking_slicing_and_concatenation_do_not_change_the_digest(data: Data,
     cuts = sorted(pick.draw(st.lists(st.integers(0, data.rows), max_size=4), label="cuts"))
     bounds = [0, *cuts, data.rows]
     # pieces as slices of one table (shared buffers, non-zero offsets) ...
-    sliced = pa.concat_tables([table.slice(a, b - a) for a, b in zip(bounds, bounds[1:])])
+    sliced = pa.concat_tables([table.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)])
     assert table_digest(sliced) == expected
     # ... and as separately built tables (separate buffers, offset 0), then combined
-    built = pa.concat_tables([data.table(a, b) for a, b in zip(bounds, bounds[1:])])
+    built = pa.concat_tables([data.table(a, b) for a, b in zip(bounds, bounds[1:], strict=False)])
     assert table_digest(built) == expected
     assert table_digest(built.combine_chunks()) == expected
 
@@ -183,7 +180,9 @@ def test_swapping_column_order_changes_the_digest() -> None:
     ],
     ids=lambda v: str(v) if isinstance(v, pa.DataType) else "",
 )
-def test_same_values_with_another_type_change_the_digest(values: list[Any], type_a: pa.DataType, type_b: pa.DataType) -> None:
+def test_same_values_with_another_type_change_the_digest(
+    values: list[Any], type_a: pa.DataType, type_b: pa.DataType
+) -> None:
     a, b = pa.array(values, type_a), pa.array(values, type_b)
     assert column_digest(a) != column_digest(b)
     assert table_digest(pa.table({"x": a})) != table_digest(pa.table({"x": b}))
@@ -217,13 +216,13 @@ def _validity(values: list[Any]) -> pa.Buffer:
 
 
 def _fixed_width_with_garbage(values: list[Any], garbage: list[int], typ: pa.DataType, np_dtype: str) -> pa.Array:
-    filled = np.array([g if v is None else v for v, g in zip(values, garbage)], dtype=np_dtype)
+    filled = np.array([g if v is None else v for v, g in zip(values, garbage, strict=False)], dtype=np_dtype)
     return pa.Array.from_buffers(typ, len(values), [_validity(values), pa.py_buffer(filled.tobytes())])
 
 
 def _strings_with_garbage(values: list[str | None], garbage: list[bytes]) -> pa.Array:
     offsets, data = [0], b""
-    for v, g in zip(values, garbage):
+    for v, g in zip(values, garbage, strict=False):
         data += g if v is None else v.encode()
         offsets.append(len(data))
     return pa.Array.from_buffers(
@@ -234,7 +233,7 @@ def _strings_with_garbage(values: list[str | None], garbage: list[bytes]) -> pa.
 
 
 def _bools_with_garbage(values: list[bool | None], garbage: list[bool]) -> pa.Array:
-    filled = pa.array([g if v is None else v for v, g in zip(values, garbage)], pa.bool_())
+    filled = pa.array([g if v is None else v for v, g in zip(values, garbage, strict=False)], pa.bool_())
     return pa.Array.from_buffers(pa.bool_(), len(values), [_validity(values), filled.buffers()[1]])
 
 

@@ -117,9 +117,7 @@ def requested_urls() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def harness_page(
-    lab: JupyterLabServer, browser: Browser, requested_urls: list[str]
-) -> Iterator[Page]:
+def harness_page(lab: JupyterLabServer, browser: Browser, requested_urls: list[str]) -> Iterator[Page]:
     """The harness notebook, opened and run once; the tests read and click it."""
     cells = [GREETING_CELL, IDENTITY_CELL, NBOPS_MAGIC_CELL, "", BUTTON_CELL, CHART_CELL]
     write_notebook(lab.notebook_dir / "harness.ipynb", cells)
@@ -136,16 +134,12 @@ def test_run_all_executes_every_cell(harness_page: Page) -> None:
     prompts = harness_page.locator(".jp-CodeCell .jp-InputArea-prompt").all_text_contents()
     # The empty cell is not sent to the kernel and keeps its blank prompt.
     assert [p.strip() for p in prompts] == ["[1]:", "[2]:", "[3]:", "[ ]:", "[4]:", "[5]:"]
-    expect(
-        harness_page.locator(".jp-OutputArea-output", has_text="hello from the kernel")
-    ).to_be_visible()
+    expect(harness_page.locator(".jp-OutputArea-output", has_text="hello from the kernel")).to_be_visible()
     assert_no_error_outputs(harness_page)
 
 
 @pytest.mark.browser
-def test_kernel_runs_this_python_with_nbops_loaded(
-    harness_page: Page, lab: JupyterLabServer
-) -> None:
+def test_kernel_runs_this_python_with_nbops_loaded(harness_page: Page, lab: JupyterLabServer) -> None:
     outputs = harness_page.locator(".jp-OutputArea-output")
     expect(outputs.filter(has_text=f"executable: {sys.executable}")).to_have_count(1)
     expect(outputs.filter(has_text=f"nbops from: {nbops.__file__}")).to_have_count(1)
@@ -199,12 +193,8 @@ def test_errors_end_the_wait_and_warnings_do_not(lab: JupyterLabServer, browser:
 
 def test_error_text_tells_errors_from_warnings() -> None:
     assert is_error_text("ValueError    Traceback (most recent call last)\nCell In[2], line 1\n")
-    assert is_error_text(
-        "  Cell In[3], line 1\n    x = (\n        ^\nSyntaxError: incomplete input"
-    )
+    assert is_error_text("  Cell In[3], line 1\n    x = (\n        ^\nSyntaxError: incomplete input")
     assert is_error_text("UsageError: no snapshot named 'raw_tx'; known: raw")
     assert is_error_text("Javascript Error: Unrecognized signal")
-    assert not is_error_text(
-        "/tmp/ipykernel_7/1.py:2: UserWarning: an Error in a warning is not an error\n  warn()"
-    )
+    assert not is_error_text("/tmp/ipykernel_7/1.py:2: UserWarning: an Error in a warning is not an error\n  warn()")
     assert not is_error_text("DeprecationWarning: UsageError: is quoted mid-line here")

@@ -275,7 +275,7 @@ def test_a_run_on_data_made_inside_it_gets_no_inferred_inputs(shell: Interactive
     assert {a.split(":")[0] for a in got} == {"run"}
 
 
-EXPORTED = '''
+EXPORTED = """
 import mlflow
 import nbops
 import nbops as _nbops
@@ -303,7 +303,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_exported_module_shape_in_a_subprocess(store: Store, root: Path, tmp_path: Path) -> None:
@@ -362,9 +362,7 @@ def _audit_table() -> Any:
 
 
 def batch(ids: list[int], day: str, value: float) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"id": ids, "ts": pd.to_datetime([day] * len(ids)), "v": [value + i for i in ids]}
-    )
+    return pd.DataFrame({"id": ids, "ts": pd.to_datetime([day] * len(ids)), "v": [value + i for i in ids]})
 
 
 def test_identical_feature_data_is_unchanged_and_makes_no_commit(store: Store) -> None:
@@ -402,8 +400,7 @@ def test_a_changed_row_makes_a_commit(store: Store) -> None:
 def test_the_features_magic_says_unchanged(shell: InteractiveShell, store: Store) -> None:
     line = "same_c4 --keys id --event-time ts"
     cell = (
-        "import pandas as pd\n"
-        "pd.DataFrame({'id': [1, 2], 'ts': pd.to_datetime(['2024-01-01'] * 2), 'v': [1.0, 2.0]})\n"
+        "import pandas as pd\npd.DataFrame({'id': [1, 2], 'ts': pd.to_datetime(['2024-01-01'] * 2), 'v': [1.0, 2.0]})\n"
     )
     first = shell.run_cell_magic("features", line, cell)
     again = shell.run_cell_magic("features", line, cell)

@@ -232,6 +232,7 @@ def test_features_cell_keeps_the_notebook_cell_id_of_its_own_cell(shell: Interac
     with nbops.open(tmp_path / ".nbops") as store, store.catalog.read() as conn:
         context = json.loads(conn.execute(sa.select(cat.feature_commits.c.lineage)).scalar_one())
     assert context["cell_id"] == "cell-7"
-    assert context["cell_sha256"] == hashlib.sha256(
-        f"%%features tx --keys cc_num --event-time ts\n{FEATURE_CELL}".encode()
-    ).hexdigest()
+    assert (
+        context["cell_sha256"]
+        == hashlib.sha256(f"%%features tx --keys cc_num --event-time ts\n{FEATURE_CELL}".encode()).hexdigest()
+    )

@@ -66,8 +66,11 @@ def amounts(raw: pd.DataFrame) -> pd.DataFrame:
 
 def listing(root: Path) -> dict[str, str]:
     """Every file under the store, by content."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def catalog_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -76,8 +79,11 @@ def catalog_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     try:
         with engine.connect() as conn:
             present = set(sa.inspect(conn).get_table_names())
-            return {t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                    for t in cat.metadata.sorted_tables if t.name in present}
+            return {
+                t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+                for t in cat.metadata.sorted_tables
+                if t.name in present
+            }
     finally:
         engine.dispose()
 
@@ -93,8 +99,9 @@ def build_store(root: Path, notebook_dir: Path) -> None:
             store.snapshot(tx(24, "2025-01-01", seed=version), "raw_tx", message=f"dump {version}")
         raw = store.load("raw_tx")  # audited read; the lineage parent of the commits below
         for part, start in enumerate(("2025-01-01", "2025-01-02", "2025-01-03")):
-            store.register_features(amounts(tx(24, start, seed=10 + part)), "tx_amounts", keys=["cc_num"],
-                                    event_time="ts", online=True)
+            store.register_features(
+                amounts(tx(24, start, seed=10 + part)), "tx_amounts", keys=["cc_num"], event_time="ts", online=True
+            )
         spine = raw[["cc_num", "ts"]].assign(ts=raw["ts"] + pd.Timedelta("2D"))
         store.training_data(spine, ["tx_amounts.amount_2h"], event_time="ts", save_as="train_set")
         export_notebook(notebook_dir / "fraud.ipynb")
@@ -108,7 +115,9 @@ def export_notebook(path: Path) -> None:
     cells = [
         new_code_cell("import nbops\nstore = nbops.open()"),
         new_code_cell("raw = store.load('raw_tx')"),
-        new_code_cell("# nbops: feature\nstore.register_features(raw, 'raw_features', keys=['cc_num'], event_time='ts')"),
+        new_code_cell(
+            "# nbops: feature\nstore.register_features(raw, 'raw_features', keys=['cc_num'], event_time='ts')"
+        ),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(new_notebook(cells=cells), path)
@@ -117,8 +126,14 @@ def export_notebook(path: Path) -> None:
 def history(store: nbops.Store) -> dict[str, Any]:
     """Every read of the store's history that a user makes, as plain values."""
     keys = {"cc_num": list(range(10))}
-    spine = pd.DataFrame({"cc_num": [1, 2, 3, 9], "ts": pd.to_datetime(["2025-01-02T05:00", "2025-01-03T01:00",
-                                                                          "2025-01-04T23:00", "2025-01-04T00:00"], utc=True)})
+    spine = pd.DataFrame(
+        {
+            "cc_num": [1, 2, 3, 9],
+            "ts": pd.to_datetime(
+                ["2025-01-02T05:00", "2025-01-03T01:00", "2025-01-04T23:00", "2025-01-04T00:00"], utc=True
+            ),
+        }
+    )
     return {
         "history": store.history("raw_tx"),
         "versions": [store.load("raw_tx", v) for v in (1, 2, 3)],
@@ -147,7 +162,10 @@ def assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
 
 
 def test_a_migrated_store_keeps_its_history_and_numbers_new_writes_after_it(
-    tmp_path: Path, pg_server: PgServer, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    pg_server: PgServer,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import nbops.exporting
@@ -186,8 +204,9 @@ def test_a_migrated_store_keeps_its_history_and_numbers_new_writes_after_it(
 
         # New writes are numbered after the migrated ones (sequences were moved past the keys).
         assert store.snapshot(tx(24, "2025-02-01", seed=99), "raw_tx").version == 4
-        fg = store.register_features(amounts(tx(24, "2025-01-05", seed=20)), "tx_amounts", keys=["cc_num"],
-                                     event_time="ts")
+        fg = store.register_features(
+            amounts(tx(24, "2025-01-05", seed=20)), "tx_amounts", keys=["cc_num"], event_time="ts"
+        )
         assert (fg.version, fg.commit) == (1, 4)
         assert store.snapshot(tx(5, "2025-01-01", seed=1), "new_dataset").version == 1
         assert store.history("raw_tx")["version"].tolist() == [1, 2, 3, 4]
@@ -198,7 +217,10 @@ def test_a_migrated_store_keeps_its_history_and_numbers_new_writes_after_it(
 
 
 def test_dry_run_and_every_refusal_change_nothing(
-    tmp_path: Path, pg_server: PgServer, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    pg_server: PgServer,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = tmp_path / STORE_DIRNAME
@@ -245,9 +267,7 @@ def test_dry_run_and_every_refusal_change_nothing(
     unchanged(target_rows)
 
 
-def test_a_store_with_an_older_schema_is_told_to_upgrade_first(
-    tmp_path: Path, pg_url: str
-) -> None:
+def test_a_store_with_an_older_schema_is_told_to_upgrade_first(tmp_path: Path, pg_url: str) -> None:
     from alembic import command
     from alembic.config import Config
 

@@ -89,8 +89,9 @@ def build_store(root: Path) -> dict[str, Any]:
                 if experiment == "fraud":
                     model = LogisticRegression().fit(X, [0, 0, 1, 1])
                     # pip_requirements skips MLflow's requirement inference, which takes seconds
-                    mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"],
-                                             registered_model_name="fraud_model")
+                    mlflow.sklearn.log_model(
+                        model, name="model", pip_requirements=["scikit-learn"], registered_model_name="fraud_model"
+                    )
                     made["predictions"] = model.predict(X).tolist()
             made[experiment] = run.run_id
     return made
@@ -119,13 +120,19 @@ def listing(path: Path) -> dict[str, str]:
     """Every file under ``path``, by content."""
     if not path.exists():
         return {}
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.postgres
 def test_moved_runs_are_served_by_a_team_server_under_the_same_ids(
-    tmp_path: Path, pg_server: PgServer, pg_database: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    pg_server: PgServer,
+    pg_database: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = tmp_path / STORE_DIRNAME
@@ -137,8 +144,10 @@ def test_moved_runs_are_served_by_a_team_server_under_the_same_ids(
     backend = pg_server.url(pg_database)
     artifacts = tmp_path / "team-artifacts"
 
-    assert main(["--store", str(root), "migrate", "--runs-to", backend, "--artifacts-to", str(artifacts),
-                 "--dry-run"]) == 0
+    assert (
+        main(["--store", str(root), "migrate", "--runs-to", backend, "--artifacts-to", str(artifacts), "--dry-run"])
+        == 0
+    )
     assert "dry run: would move" in capsys.readouterr().out
     assert not artifacts.exists() and (root / "mlflow.db").exists()
 
@@ -160,8 +169,9 @@ def test_moved_runs_are_served_by_a_team_server_under_the_same_ids(
         os.environ[URI_ENV] = server.uri
         mlflow.set_tracking_uri(server.uri)
         for experiment, run_id in (("fraud", made["fraud"]), ("my exp", made["my exp"])):
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="notes/hello.txt",
-                                                       dst_path=str(tmp_path / "dl" / run_id))
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="notes/hello.txt", dst_path=str(tmp_path / "dl" / run_id)
+            )
             assert Path(path).read_text() == f"notes of {experiment}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -221,8 +231,9 @@ def _state(root: Path, target: Path, artifacts: Path) -> tuple[Any, ...]:
     return files, _dump(root / "mlflow.db"), _dump(target), listing(artifacts)
 
 
-def test_dry_run_and_every_refusal_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_and_every_refusal_change_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / STORE_DIRNAME
     made = build_store(root)
     target, artifacts = tmp_path / "team.db", tmp_path / "team-artifacts"
@@ -291,8 +302,11 @@ def test_artifacts_move_to_object_storage_and_a_server_on_it_serves_them(
         monkeypatch.setenv(name, value)
     root = tmp_path / STORE_DIRNAME
     made = build_store(root)
-    sources = {str(p.relative_to(root / "mlartifacts")): p.read_bytes()
-               for p in (root / "mlartifacts").rglob("*") if p.is_file()}
+    sources = {
+        str(p.relative_to(root / "mlartifacts")): p.read_bytes()
+        for p in (root / "mlartifacts").rglob("*")
+        if p.is_file()
+    }
     s3_server.create_bucket("team-mlflow")
     destination = s3_server.uri("team-mlflow", "mlflow")
     target = f"sqlite:///{tmp_path / 'team.db'}"
@@ -302,9 +316,11 @@ def test_artifacts_move_to_object_storage_and_a_server_on_it_serves_them(
     # Byte for byte, under <experiment id>/ instead of <experiment name>/.
     ids = {"fraud": "1", "my exp": "2"}
     fs = s3_server.filesystem()
-    found = {info.path.removeprefix("team-mlflow/mlflow/"): info
-             for info in fs.get_file_info(pafs.FileSelector("team-mlflow/mlflow", recursive=True))  # type: ignore[attr-defined]
-             if info.type == pafs.FileType.File}
+    found = {
+        info.path.removeprefix("team-mlflow/mlflow/"): info
+        for info in fs.get_file_info(pafs.FileSelector("team-mlflow/mlflow", recursive=True))  # type: ignore[attr-defined]
+        if info.type == pafs.FileType.File
+    }
     expected = {ids[name.split("/", 1)[0]] + "/" + name.split("/", 1)[1]: data for name, data in sources.items()}
     assert sorted(found) == sorted(expected)
     for key, data in expected.items():
@@ -312,6 +328,10 @@ def test_artifacts_move_to_object_storage_and_a_server_on_it_serves_them(
             assert stream.read() == data
 
     with running_server(target, "s3://team-mlflow/mlflow", tmp_path / "server.log") as server:
-        path = mlflow.artifacts.download_artifacts(run_id=made["my exp"], artifact_path="notes/hello.txt",
-                                                   dst_path=str(tmp_path / "dl"), tracking_uri=server.uri)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=made["my exp"],
+            artifact_path="notes/hello.txt",
+            dst_path=str(tmp_path / "dl"),
+            tracking_uri=server.uri,
+        )
         assert Path(path).read_text() == "notes of my exp"

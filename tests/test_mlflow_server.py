@@ -46,6 +46,7 @@ pytestmark = pytest.mark.postgres
 #: The PostgreSQL server fixture.
 pytest_plugins = ["pgserver"]
 
+
 @pytest.fixture(scope="module")
 def mlflow_server(pg_server: PgServer) -> Iterator[MlflowServer]:
     database = pg_server.create_database("mlflow")
@@ -181,7 +182,11 @@ def crash_in_a_run(store: Store, experiment: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in (MARKER_ENV, "NBOPS_HOME")}
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH, str(store.root), experiment],
-        capture_output=True, text=True, env=env, timeout=120, check=False,  # the exit code is checked below
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,  # the exit code is checked below
     )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
     return crashed.stdout.split()[-1]
@@ -243,9 +248,7 @@ def test_open_does_not_wait_for_a_tracking_server_that_is_down(
 
 
 # -- panels --------------------------------------------------------------------------------------
-def test_runs_panel_pages_with_server_tokens_and_charts_picked_runs(
-    store: Store, mlflow_server: MlflowServer
-) -> None:
+def test_runs_panel_pages_with_server_tokens_and_charts_picked_runs(store: Store, mlflow_server: MlflowServer) -> None:
     from mlflow.entities import Metric, Param
 
     experiment = tracking.experiment_id(store, "srv-many")

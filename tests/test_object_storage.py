@@ -71,17 +71,19 @@ def keys_under(server: S3Server, uri: str) -> dict[str, Any]:
     infos = server.filesystem().get_file_info(  # type: ignore[attr-defined]
         fs.FileSelector(base, recursive=True, allow_not_found=True)
     )
-    return {i.path[len(base) + 1:]: i.mtime for i in infos if i.type == fs.FileType.File}
+    return {i.path[len(base) + 1 :]: i.mtime for i in infos if i.type == fs.FileType.File}
 
 
 def tx(n: int = 120, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "cc_num": rng.integers(0, 10, n),
-        "ts": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC"),
-        "amount": rng.normal(50, 10, n).round(2),
-        "category": pd.Series(rng.choice(["food", "travel", None], n), dtype="str"),
-    })
+    return pd.DataFrame(
+        {
+            "cc_num": rng.integers(0, 10, n),
+            "ts": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC"),
+            "amount": rng.normal(50, 10, n).round(2),
+            "category": pd.Series(rng.choice(["food", "travel", None], n), dtype="str"),
+        }
+    )
 
 
 def workload(store: nbops.Store) -> dict[str, Any]:
@@ -91,9 +93,12 @@ def workload(store: nbops.Store) -> dict[str, Any]:
     changed = raw.assign(amount=raw["amount"] + 1.0)
     second = store.snapshot(changed, "raw")
     store.register_features(raw, "tx", keys="cc_num", event_time="ts")
-    store.register_features(tx(40, seed=1).assign(ts=lambda d: d["ts"] + pd.Timedelta(days=10)), "tx",
-                            keys="cc_num", event_time="ts")
-    spine = pd.DataFrame({"cc_num": [1, 2, 3], "ts": pd.to_datetime(["2026-01-03", "2026-01-12", "2026-02-01"], utc=True)})
+    store.register_features(
+        tx(40, seed=1).assign(ts=lambda d: d["ts"] + pd.Timedelta(days=10)), "tx", keys="cc_num", event_time="ts"
+    )
+    spine = pd.DataFrame(
+        {"cc_num": [1, 2, 3], "ts": pd.to_datetime(["2026-01-03", "2026-01-12", "2026-02-01"], utc=True)}
+    )
     training = store.training_data(spine, ["tx.amount", "tx.category"], event_time="ts", save_as="train")
     diff = store.diff("raw", 1, 2, keys=None)
     return {
@@ -140,8 +145,9 @@ def test_an_unchanged_snapshot_uploads_nothing(s3_store: nbops.Store, data_uri: 
     assert keys_under(s3_server, data_uri) == before
 
 
-def test_a_retried_publish_of_the_same_object_is_harmless(s3_store: nbops.Store, data_uri: str,
-                                                          s3_server: S3Server) -> None:
+def test_a_retried_publish_of_the_same_object_is_harmless(
+    s3_store: nbops.Store, data_uri: str, s3_server: S3Server
+) -> None:
     column = pa.chunked_array([pa.array([1, 2, None], pa.int64())])
     digest = column_digest(column)
 
@@ -176,8 +182,14 @@ WRITER = textwrap.dedent(
 
 def run_killed_writer(root: Path, uri: str, point: str) -> None:
     env = {**os.environ, **CREDENTIALS, "NBOPS_FAULT": point}
-    done = subprocess.run([sys.executable, "-c", WRITER, str(root), uri], check=False, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(root), uri],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
 
 
@@ -207,8 +219,7 @@ def test_a_writer_killed_between_upload_and_commit_leaves_only_orphans_that_gc_r
         assert after.ok and after.orphans == [] and after.tmp_files == []
 
 
-def test_a_writer_killed_before_its_upload_leaves_nothing(tmp_path: Path, data_uri: str,
-                                                          s3_server: S3Server) -> None:
+def test_a_writer_killed_before_its_upload_leaves_nothing(tmp_path: Path, data_uri: str, s3_server: S3Server) -> None:
     root = tmp_path / ".nbops"
     run_killed_writer(root, data_uri, "before_publish")
     assert keys_under(s3_server, data_uri) == {}
@@ -218,8 +229,7 @@ def test_a_writer_killed_before_its_upload_leaves_nothing(tmp_path: Path, data_u
         assert ref.version == 1
 
 
-def test_reusing_an_orphan_uploads_it_again_so_gc_keeps_it(tmp_path: Path, data_uri: str,
-                                                           s3_server: S3Server) -> None:
+def test_reusing_an_orphan_uploads_it_again_so_gc_keeps_it(tmp_path: Path, data_uri: str, s3_server: S3Server) -> None:
     root = tmp_path / ".nbops"
     run_killed_writer(root, data_uri, "before_catalog_commit")
     before = keys_under(s3_server, data_uri)
@@ -232,8 +242,7 @@ def test_reusing_an_orphan_uploads_it_again_so_gc_keeps_it(tmp_path: Path, data_
         assert store.load("killed")["a"].tolist() == list(range(1000))
 
 
-def test_verify_names_a_missing_object_by_its_uri(s3_store: nbops.Store, data_uri: str,
-                                                  s3_server: S3Server) -> None:
+def test_verify_names_a_missing_object_by_its_uri(s3_store: nbops.Store, data_uri: str, s3_server: S3Server) -> None:
     s3_store.snapshot(pd.DataFrame({"a": [1, 2]}), "small")
     (key,) = keys_under(s3_server, data_uri)
     bucket_path = data_uri.split("://", 1)[1].split("?", 1)[0]
@@ -287,7 +296,9 @@ def test_a_local_store_with_data_refuses_a_remote_data_root(tmp_path: Path, data
 
 
 def test_credentials_in_the_uri_are_used_but_not_recorded(tmp_path: Path, data_uri: str) -> None:
-    with_keys = data_uri.replace("s3://", f"s3://{CREDENTIALS['AWS_ACCESS_KEY_ID']}:{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}@")
+    with_keys = data_uri.replace(
+        "s3://", f"s3://{CREDENTIALS['AWS_ACCESS_KEY_ID']}:{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}@"
+    )
     root = tmp_path / ".nbops"
     with nbops.open(root, data=with_keys) as store:
         store.snapshot(pd.DataFrame({"a": [1]}), "x")

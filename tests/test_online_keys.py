@@ -89,7 +89,9 @@ def frame(keys: dict[str, Any], n: int, start: str = "2026-01-01") -> pd.DataFra
     ],
 )
 def test_int_keys_match_offline_in_every_numeric_form(serving: nbops.Store, form: Any) -> None:
-    serving.register_features(frame({"cc_num": np.arange(40) % 8}, 40), "tx", keys="cc_num", event_time="ts", online=True)
+    serving.register_features(
+        frame({"cc_num": np.arange(40) % 8}, 40), "tx", keys="cc_num", event_time="ts", online=True
+    )
     asked = [5, 0, 999, 7, 5]  # a key never registered, a repeated one
     got = assert_online_equals_offline(serving, ["tx.*"], {"cc_num": form(asked)})
     expected = serving.online_features(["tx.*"], keys={"cc_num": asked})[["amount", "n_tx", "note"]]
@@ -100,32 +102,40 @@ def test_int_keys_match_offline_in_every_numeric_form(serving: nbops.Store, form
 
 
 def test_narrow_int_and_float_key_columns_take_any_exact_number(serving: nbops.Store) -> None:
-    serving.register_features(frame({"k": (np.arange(12) % 4).astype("int32")}, 12), "narrow", keys="k",
-                              event_time="ts", online=True)
-    serving.register_features(frame({"x": np.array([0.5, 1.0, 2.0, -3.25] * 3)}, 12), "floaty", keys="x",
-                              event_time="ts", online=True)
+    serving.register_features(
+        frame({"k": (np.arange(12) % 4).astype("int32")}, 12), "narrow", keys="k", event_time="ts", online=True
+    )
+    serving.register_features(
+        frame({"x": np.array([0.5, 1.0, 2.0, -3.25] * 3)}, 12), "floaty", keys="x", event_time="ts", online=True
+    )
     for asked in ([1, 3, 2**31 - 1], [np.int64(1), np.int8(3), np.uint32(2**31 - 1)], [1.0, 3.0, 2.0**31 - 1]):
         assert_online_equals_offline(serving, ["narrow.amount"], {"k": asked})
-    for asked in ([1, 2, -3.25, 0.5, 7], [np.float32(1.0), np.float32(2.0), np.float32(-3.25), np.float32(0.5)],
-                  [np.int64(1), np.int16(2)]):
+    for asked in (
+        [1, 2, -3.25, 0.5, 7],
+        [np.float32(1.0), np.float32(2.0), np.float32(-3.25), np.float32(0.5)],
+        [np.int64(1), np.int16(2)],
+    ):
         got = assert_online_equals_offline(serving, ["floaty.amount"], {"x": asked})
         assert got["amount"].notna().sum() == min(len(asked), 4)
 
 
 def test_string_and_categorical_keys_match_offline(serving: nbops.Store) -> None:
     names = ["a", "ünï", "", "x y", "日本"]
-    serving.register_features(frame({"user": pd.Series(names * 2, dtype="str")}, 10), "users", keys="user",
-                              event_time="ts", online=True)
-    serving.register_features(frame({"shop": pd.Categorical(["north", "south"] * 5)}, 10), "shops", keys="shop",
-                              event_time="ts", online=True)
+    serving.register_features(
+        frame({"user": pd.Series(names * 2, dtype="str")}, 10), "users", keys="user", event_time="ts", online=True
+    )
+    serving.register_features(
+        frame({"shop": pd.Categorical(["north", "south"] * 5)}, 10), "shops", keys="shop", event_time="ts", online=True
+    )
     for asked in (["ünï", "", "missing", "a", "日本"], [np.str_("x y"), np.str_("a")]):
         got = assert_online_equals_offline(serving, ["users.amount", "users.note"], {"user": asked})
         assert got["amount"].notna().tolist() == [a != "missing" for a in asked]
     assert_online_equals_offline(serving, ["shops.amount"], {"shop": ["south", "east", "north"]})
 
 
-INSTANTS = pd.DatetimeIndex(["2024-03-31 00:30", "2024-03-31 01:30", "2024-10-27 00:30", "1969-12-31 23:59:59.5"],
-                            tz="UTC")
+INSTANTS = pd.DatetimeIndex(
+    ["2024-03-31 00:30", "2024-03-31 01:30", "2024-10-27 00:30", "1969-12-31 23:59:59.5"], tz="UTC"
+)
 
 
 @pytest.mark.parametrize(
@@ -138,18 +148,23 @@ INSTANTS = pd.DatetimeIndex(["2024-03-31 00:30", "2024-03-31 01:30", "2024-10-27
     ],
 )
 def test_datetime_keys_compare_instants_with_naive_as_utc(serving: nbops.Store, column: Any) -> None:
-    serving.register_features(frame({"day": column(INSTANTS).repeat(3)}, 12), "daily", keys="day",
-                              event_time="ts", online=True)
+    serving.register_features(
+        frame({"day": column(INSTANTS).repeat(3)}, 12), "daily", keys="day", event_time="ts", online=True
+    )
     wanted = INSTANTS[[1, 3, 0]]
     forms = {
         "naive Timestamp (UTC)": list(wanted.tz_convert(None)),
         "UTC Timestamp": list(wanted),
         "New York Timestamp": list(wanted.tz_convert("America/New_York")),
-        "datetime, +05:30": [t.tz_convert(dt.timezone(dt.timedelta(hours=5, minutes=30))).to_pydatetime() for t in wanted],
+        "datetime, +05:30": [
+            t.tz_convert(dt.timezone(dt.timedelta(hours=5, minutes=30))).to_pydatetime() for t in wanted
+        ],
         "naive datetime": [t.tz_convert(None).to_pydatetime() for t in wanted],
         "np.datetime64[ns]": list(wanted.tz_convert(None).to_numpy(dtype="datetime64[ns]")),
     }
-    results = {name: assert_online_equals_offline(serving, ["daily.*"], {"day": asked}) for name, asked in forms.items()}
+    results = {
+        name: assert_online_equals_offline(serving, ["daily.*"], {"day": asked}) for name, asked in forms.items()
+    }
     first = results["UTC Timestamp"]
     assert first["amount"].notna().all()
     for name, got in results.items():
@@ -162,7 +177,9 @@ def test_nanosecond_keys_are_found_to_the_nanosecond(serving: nbops.Store) -> No
     base = pd.Timestamp("2024-01-01 12:00", tz="UTC").as_unit("ns")
     times = pd.DatetimeIndex([base, base + pd.Timedelta(1, "ns")])
     serving.register_features(frame({"at": times.repeat(2)}, 4), "ticks", keys="at", event_time="ts", online=True)
-    got = assert_online_equals_offline(serving, ["ticks.amount"], {"at": [times[1], times[0], base + pd.Timedelta(2, "ns")]})
+    got = assert_online_equals_offline(
+        serving, ["ticks.amount"], {"at": [times[1], times[0], base + pd.Timedelta(2, "ns")]}
+    )
     assert got["amount"].notna().tolist() == [True, True, False]
 
 
@@ -183,7 +200,12 @@ def test_composite_keys_match_offline(serving: nbops.Store) -> None:
     got = assert_online_equals_offline(serving, ["pairs.amount", "pairs.n_tx"], asked)
     assert got["amount"].notna().tolist() == [True, True, True, False]
     # zones may differ from value to value online (a spine column cannot mix them)
-    asked["day"] = [day.tz_convert("UTC"), day.tz_convert(None), day.to_pydatetime(), np.datetime64(day.tz_convert(None))]
+    asked["day"] = [
+        day.tz_convert("UTC"),
+        day.tz_convert(None),
+        day.to_pydatetime(),
+        np.datetime64(day.tz_convert(None)),
+    ]
     pd.testing.assert_frame_equal(serving.online_features(["pairs.amount", "pairs.n_tx"], keys=asked)[got.columns], got)
 
 
@@ -232,7 +254,9 @@ def test_int_key_refuses_missing_and_foreign_values(serving: nbops.Store, value:
         pytest.param("day", np.datetime64("NaT"), "missing value", id="np.NaT"),
     ],
 )
-def test_string_and_timestamp_keys_refuse_foreign_values(serving: nbops.Store, key: str, value: Any, reason: str) -> None:
+def test_string_and_timestamp_keys_refuse_foreign_values(
+    serving: nbops.Store, key: str, value: Any, reason: str
+) -> None:
     keys = {"user": pd.Series(["a", "b"] * 2, dtype="str"), "day": pd.DatetimeIndex(["2026-01-01"] * 4, tz="UTC")}
     serving.register_features(frame(keys, 4), "both", keys=["user", "day"], event_time="ts", online=True)
     asked: dict[str, list[Any]] = {"user": ["a"], "day": [pd.Timestamp("2026-01-01")]}
@@ -259,10 +283,11 @@ def test_stored_entity_keys_keep_their_text(tmp_path: Path) -> None:
             store.register_features(frame(keys, 2), group, keys=list(keys), event_time="ts", online=True)
         db = sqlite3.connect(store.root / "catalog.db")
         try:
-            for group, (keys, expected) in cases.items():
+            for group, (_keys, expected) in cases.items():
                 stored = db.execute(
                     "SELECT o.entity_key FROM online_features o JOIN feature_group_versions v ON v.id = o.group_version_id "
-                    "JOIN feature_groups g ON g.id = v.group_id WHERE g.name = ? ORDER BY o.entity_key", (group,)
+                    "JOIN feature_groups g ON g.id = v.group_id WHERE g.name = ? ORDER BY o.entity_key",
+                    (group,),
                 ).fetchall()
                 assert sorted(s for (s,) in stored) == sorted(expected), group
         finally:
@@ -338,7 +363,11 @@ def test_timestamp_requests_encode_as_stored_rows(unit: str, tz: str | None, zon
     instant = pd.Timestamp(count * ns, unit="ns", tz="UTC")
     forms: list[Any] = [instant, instant.tz_convert(None), instant.tz_convert(zone), np.datetime64(count, unit)]
     if instant.nanosecond == 0:
-        forms += [instant.to_pydatetime(), instant.tz_convert(zone).to_pydatetime(), instant.tz_convert(None).to_pydatetime()]
+        forms += [
+            instant.to_pydatetime(),
+            instant.tz_convert(zone).to_pydatetime(),
+            instant.tz_convert(None).to_pydatetime(),
+        ]
     normalise = key_normaliser(typ)
     for form in forms:
         assert entity_key([normalise(form)]) == stored, form
@@ -379,7 +408,9 @@ def extremes_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 @settings(max_examples=60, deadline=None)
 @given(st.one_of(st.sampled_from(EXTREMES), st.integers(-(2**63), 2**63 - 1)), st.data())
-def test_any_form_of_an_int_key_finds_its_row_online(extremes_store: nbops.Store, value: int, data: st.DataObject) -> None:
+def test_any_form_of_an_int_key_finds_its_row_online(
+    extremes_store: nbops.Store, value: int, data: st.DataObject
+) -> None:
     form = data.draw(st.sampled_from(numeric_forms(value)))
     got = extremes_store.online_features(["ext.amount"], keys={"cc_num": [form]})["amount"].iloc[0]
     if value in EXTREMES:

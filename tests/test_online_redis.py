@@ -29,7 +29,10 @@ redis = pytest.importorskip("redis", reason="the redis package is not installed 
 @pytest.fixture
 def pair(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[nbops.Store, nbops.Store]]:
     """An embedded store and a Redis-backed store, fed the same registrations."""
-    with nbops.open(tmp_path / "embedded") as embedded, nbops.open(tmp_path / "redis", online=redis_server.url) as shared:
+    with (
+        nbops.open(tmp_path / "embedded") as embedded,
+        nbops.open(tmp_path / "redis", online=redis_server.url) as shared,
+    ):
         yield embedded, shared
 
 
@@ -38,7 +41,9 @@ def register_both(stores: tuple[nbops.Store, ...], frame: pd.DataFrame, group: s
         store.register_features(frame, group, **kwargs)  # type: ignore[arg-type]
 
 
-def assert_same_online(stores: tuple[nbops.Store, nbops.Store], refs: list[str], keys: dict[str, list[object]]) -> pd.DataFrame:
+def assert_same_online(
+    stores: tuple[nbops.Store, nbops.Store], refs: list[str], keys: dict[str, list[object]]
+) -> pd.DataFrame:
     embedded, shared = stores
     expected = embedded.online_features(refs, keys=keys)
     pd.testing.assert_frame_equal(shared.online_features(refs, keys=keys), expected, check_exact=True)
@@ -60,7 +65,8 @@ def typed_frame(n: int, start: str, seed: int) -> pd.DataFrame:
             "flag_na": pd.array(np.where(missing, None, rng.random(n) < 0.5), dtype="boolean"),
             "category": pd.Categorical(rng.choice(["grocery", "travel", "fuel"], n)),
             "note": pd.Series(np.where(missing, None, rng.choice(["a", "ünï", ""], n)), dtype=object),
-            "seen": pd.Timestamp("2025-06-01", tz="Europe/Paris") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
+            "seen": pd.Timestamp("2025-06-01", tz="Europe/Paris")
+            + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
             "naive_seen": pd.Timestamp("2025-06-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s"),
         }
     )
@@ -83,21 +89,40 @@ def test_redis_serves_the_same_frames_as_the_embedded_store(pair: tuple[nbops.St
     assert out["count"].tolist()[2] == 42  # key 0: the tie went to the later commit
     # a second group keyed by two columns; a version turned online later is backfilled
     profile = pd.DataFrame(
-        {"cc_num": [0, 3, 3], "region": ["eu", "eu", "us"], "ts": pd.to_datetime(["2025-01-01"] * 3, utc=True),
-         "age": [30, 41, 52], "count": [1.5, None, 2.5]}
+        {
+            "cc_num": [0, 3, 3],
+            "region": ["eu", "eu", "us"],
+            "ts": pd.to_datetime(["2025-01-01"] * 3, utc=True),
+            "age": [30, 41, 52],
+            "count": [1.5, None, 2.5],
+        }
     )
     register_both(pair, profile, "profile", keys=["cc_num", "region"], event_time="ts")
-    register_both(pair, profile.assign(ts=pd.Timestamp("2025-02-01", tz="UTC"), age=[31, 42, 53]),
-                  "profile", keys=["cc_num", "region"], event_time="ts", online=True)
+    register_both(
+        pair,
+        profile.assign(ts=pd.Timestamp("2025-02-01", tz="UTC"), age=[31, 42, 53]),
+        "profile",
+        keys=["cc_num", "region"],
+        event_time="ts",
+        online=True,
+    )
     both = assert_same_online(
-        pair, ["tx.amount", "tx.count", "profile.age", "profile.count"],
+        pair,
+        ["tx.amount", "tx.count", "profile.age", "profile.count"],
         {"cc_num": [3, 3, 0, 5], "region": ["us", "eu", "eu", "eu"]},
     )
     assert list(both.columns) == ["cc_num", "region", "amount", "tx__count", "age", "profile__count"]
     assert both["age"].tolist()[:3] == [53, 42, 31] and pd.isna(both["age"].iloc[3])
     # a reader reused across calls (cached plans) still agrees after a new version
-    register_both(pair, typed_frame(10, "2032-01-01", 3).drop(columns="note"), "tx", keys="cc_num",
-                  event_time="ts", online=True, version=2)
+    register_both(
+        pair,
+        typed_frame(10, "2032-01-01", 3).drop(columns="note"),
+        "tx",
+        keys="cc_num",
+        event_time="ts",
+        online=True,
+        version=2,
+    )
     assert_same_online(pair, ["tx:2.*", "tx:1.note"], {"cc_num": [0, 1, 999]})
     assert pair[1].sync_online() == {"profile:1": 0, "tx:1": 0, "tx:2": 0}  # nothing was behind
 
@@ -125,7 +150,10 @@ def test_a_failed_push_keeps_the_commit_and_the_next_registration_catches_up(
     try:
         late = typed_frame(7, "2027-01-01", 1)
         embedded.register_features(late, "tx", keys="cc_num", event_time="ts")
-        with pytest.warns(OnlineSyncWarning, match=r"tx:1@2 is committed, but its online rows did not reach the shared online store: the Redis online store at redis://127.0.0.1:\d+/0 refused the request: NOREPLICAS"):
+        with pytest.warns(
+            OnlineSyncWarning,
+            match=r"tx:1@2 is committed, but its online rows did not reach the shared online store: the Redis online store at redis://127.0.0.1:\d+/0 refused the request: NOREPLICAS",
+        ):
             ref = shared.register_features(late, "tx", keys="cc_num", event_time="ts")
         assert ref.commit == 2 and shared.feature_commits("tx")["commit"].tolist() == [1, 2]
         # the catalog has the commit; Redis is stale, not broken
@@ -173,10 +201,14 @@ def test_redis_down_during_registration_then_restarted_empty_is_refilled_by_sync
 # -- key layout and ordering ------------------------------------------------------------------------
 def test_two_stores_sharing_one_redis_do_not_see_each_others_keys(tmp_path: Path, redis_server: RedisServer) -> None:
     frame = pd.DataFrame({"cc_num": [1, 2], "ts": pd.to_datetime(["2026-01-01"] * 2, utc=True), "amount": [1.0, 2.0]})
-    with nbops.open(tmp_path / "a", online=redis_server.url) as a, nbops.open(tmp_path / "b", online=redis_server.url) as b:
+    with (
+        nbops.open(tmp_path / "a", online=redis_server.url) as a,
+        nbops.open(tmp_path / "b", online=redis_server.url) as b,
+    ):
         a.register_features(frame, "shared_name", keys="cc_num", event_time="ts", online=True)
-        b.register_features(frame.assign(amount=[10.0, 20.0]).head(1), "shared_name", keys="cc_num", event_time="ts",
-                            online=True)
+        b.register_features(
+            frame.assign(amount=[10.0, 20.0]).head(1), "shared_name", keys="cc_num", event_time="ts", online=True
+        )
         assert a.online_features(["shared_name.amount"], keys={"cc_num": [1, 2]})["amount"].tolist() == [1.0, 2.0]
         got = b.online_features(["shared_name.amount"], keys={"cc_num": [1, 2]})["amount"]
         assert got.iloc[0] == 10.0 and pd.isna(got.iloc[1])
@@ -184,7 +216,8 @@ def test_two_stores_sharing_one_redis_do_not_see_each_others_keys(tmp_path: Path
         assert ns_a != ns_b
         client = redis.Redis.from_url(redis_server.url)
         assert {k.decode() for k in client.scan_iter(f"nbops:{{{ns_a}:*")} == {
-            f"nbops:{{{ns_a}:shared_name:1}}:rows", f"nbops:{{{ns_a}:shared_name:1}}:order"
+            f"nbops:{{{ns_a}:shared_name:1}}:rows",
+            f"nbops:{{{ns_a}:shared_name:1}}:order",
         }
     # reopening the store finds the same namespace (kept in the store folder)
     with nbops.open(tmp_path / "a", online=redis_server.url) as again:
@@ -232,7 +265,10 @@ def test_nbops_online_url_selects_redis_and_bad_urls_are_refused(
     with nbops.open(tmp_path / "env", online="embedded") as store:  # the argument wins over the variable
         assert not store.online_reader().shared
     monkeypatch.setenv("NBOPS_ONLINE_URL", "memcached://127.0.0.1")
-    with nbops.open(tmp_path / "env") as store, pytest.raises(InvalidInputError, match="unknown online store 'memcached"):
+    with (
+        nbops.open(tmp_path / "env") as store,
+        pytest.raises(InvalidInputError, match="unknown online store 'memcached"),
+    ):
         store.online_features(["g.amount"], keys={"cc_num": [1]})
     # a password in the URL never reaches a message
     dead = f"redis://:s3cret@127.0.0.1:{free_port()}/0"

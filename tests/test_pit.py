@@ -29,9 +29,7 @@ DAY = datetime.timedelta(days=1)
 
 #: Both ways the engine keeps ties deterministic: the row number inside a composite
 #: order key (when it fits in 63 bits), or a GROUP BY first (forced by a limit of 0).
-ROUTES = pytest.mark.parametrize(
-    "order_key_limit", [nbops.pit._ORDER_KEY_LIMIT, 0], ids=["composite-key", "group-by"]
-)
+ROUTES = pytest.mark.parametrize("order_key_limit", [nbops.pit._ORDER_KEY_LIMIT, 0], ids=["composite-key", "group-by"])
 
 
 @contextmanager
@@ -140,9 +138,7 @@ def test_ties_resolve_the_same_way_on_every_run_at_scale(order_key_limit: int) -
     i = np.arange(200_000)
     table = pa.table({"user": i % 50, "ts": pa.array((i // 4) % 1000, pa.timestamp("s")), "n": i})
     j = np.arange(5_000)
-    spine = pd.DataFrame(
-        {"user": j % 50, "ts": pd.to_datetime((j * 7) % 1000, unit="s").as_unit("s")}
-    )
+    spine = pd.DataFrame({"user": j % 50, "ts": pd.to_datetime((j * 7) % 1000, unit="s").as_unit("s")})
     # Expected without a join engine: the last row of each (user, second), then
     # for each spine row the latest such second at or before its time.
     last = table.to_pandas().groupby(["user", "ts"])["n"].max()
@@ -212,9 +208,7 @@ def test_spine_order_index_duplicates_and_columns_are_kept(clicks: pa.Table) -> 
 
 
 @ROUTES
-def test_ttl_drops_rows_older_than_spine_time_minus_ttl(
-    clicks: pa.Table, order_key_limit: int
-) -> None:
+def test_ttl_drops_rows_older_than_spine_time_minus_ttl(clicks: pa.Table, order_key_limit: int) -> None:
     spine = pd.DataFrame(
         {
             "user": [1, 1, 1, 2],
@@ -251,9 +245,7 @@ def test_times_at_the_ends_of_the_int64_range(order_key_limit: int) -> None:
         # 1677 minus 2255 overflows int64 nanoseconds (and wraps to a small positive number).
         far = pa.table({"user": [1], "ts": arrow_times("2255-01-01", unit="ns"), "n": [2255]})
         far_out = point_in_time_join(spine, "ts", [clicks_source(far)])
-        aged = point_in_time_join(
-            spine, "ts", [clicks_source(table.slice(0, 1), ttl=datetime.timedelta.max)]
-        )
+        aged = point_in_time_join(spine, "ts", [clicks_source(table.slice(0, 1), ttl=datetime.timedelta.max)])
         seconds = point_in_time_join(
             spine.assign(ts=spine["ts"].dt.as_unit("s")),
             "ts",
@@ -272,9 +264,7 @@ def test_ttl_keeps_nanosecond_precision(order_key_limit: int) -> None:
     spine = pd.DataFrame(
         {
             "user": [1, 1],
-            "ts": times(
-                "2024-01-01 00:00:00.000000001", "2024-01-01 00:00:00.000000002", unit="ns"
-            ),
+            "ts": times("2024-01-01 00:00:00.000000001", "2024-01-01 00:00:00.000000002", unit="ns"),
         }
     )
     with route(order_key_limit):
@@ -301,19 +291,13 @@ def test_multi_column_keys() -> None:
             "spent": [1.5, 2.5, 3.5],
         }
     )
-    spine = pd.DataFrame(
-        {"shop": ["b", "a", "a", "c"], "user": [1, 1, 2, 1], "ts": times(*["2024-01-02"] * 4)}
-    )
-    out = point_in_time_join(
-        spine, "ts", [FeatureSource(table, ("user", "shop"), "ts", {"spent": "spent"})]
-    )
+    spine = pd.DataFrame({"shop": ["b", "a", "a", "c"], "user": [1, 1, 2, 1], "ts": times(*["2024-01-02"] * 4)})
+    out = point_in_time_join(spine, "ts", [FeatureSource(table, ("user", "shop"), "ts", {"spent": "spent"})])
     assert values(out, "spent") == [2.5, 1.5, 3.5, None]
 
 
 @pytest.mark.parametrize("spine_dtype", ["str", "object", "category"])
-@pytest.mark.parametrize(
-    "table_type", [pa.string(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())]
-)
+@pytest.mark.parametrize("table_type", [pa.string(), pa.large_string(), pa.dictionary(pa.int32(), pa.string())])
 def test_string_keys(spine_dtype: str, table_type: pa.DataType) -> None:
     table = pa.table(
         {
@@ -365,18 +349,14 @@ def test_time_units_can_differ(spine_unit: str, table_unit: str) -> None:
     table = pa.table(
         {
             "user": [1, 1, 1],
-            "ts": arrow_times(
-                "2024-01-01 00:00:00", "2024-01-01 00:00:01", "2024-01-01 00:00:02", unit=table_unit
-            ),
+            "ts": arrow_times("2024-01-01 00:00:00", "2024-01-01 00:00:01", "2024-01-01 00:00:02", unit=table_unit),
             "n": [0, 1, 2],
         }
     )
     spine = pd.DataFrame(
         {
             "user": [1, 1],
-            "ts": times(
-                "2024-01-01 00:00:01", "2024-01-01 00:00:01.999", tz="UTC", unit=spine_unit
-            ),
+            "ts": times("2024-01-01 00:00:01", "2024-01-01 00:00:01.999", tz="UTC", unit=spine_unit),
         }
     )
     out = point_in_time_join(spine, "ts", [clicks_source(table)])
@@ -400,9 +380,7 @@ def test_spine_with_arrow_backed_timestamps(clicks: pa.Table) -> None:
     spine = pd.DataFrame(
         {
             "user": pd.Series([1, 2], dtype="int64[pyarrow]"),
-            "ts": pd.arrays.ArrowExtensionArray(
-                arrow_times("2024-01-02", "2024-01-11", tz="Asia/Kolkata")
-            ),
+            "ts": pd.arrays.ArrowExtensionArray(arrow_times("2024-01-02", "2024-01-11", tz="Asia/Kolkata")),
         }
     )
     out = point_in_time_join(spine, "ts", [clicks_source(clicks)])
@@ -411,9 +389,7 @@ def test_spine_with_arrow_backed_timestamps(clicks: pa.Table) -> None:
 
 
 def test_an_arrow_spine_is_accepted(clicks: pa.Table) -> None:
-    spine = pa.table(
-        {"user": [1, 2], "ts": arrow_times("2024-01-02", "2024-01-11", tz="Europe/Paris")}
-    )
+    spine = pa.table({"user": [1, 2], "ts": arrow_times("2024-01-02", "2024-01-11", tz="Europe/Paris")})
     out = point_in_time_join(spine, "ts", [clicks_source(clicks)])
     pd.testing.assert_frame_equal(out[["user", "ts"]], spine.to_pandas())
     assert out["clicks"].tolist() == [10, 200]
@@ -500,9 +476,7 @@ def test_several_sources_append_columns_in_the_order_given(clicks: pa.Table) -> 
             "page": ["home", "cart"],
         }
     )
-    spine = pd.DataFrame(
-        {"user": [1, 2], "ts": times("2024-01-11", "2024-01-11"), "uid": ["1", "2"]}
-    )
+    spine = pd.DataFrame({"user": [1, 2], "ts": times("2024-01-11", "2024-01-11"), "uid": ["1", "2"]})
     sources = [
         FeatureSource(
             views.rename_columns(["uid", "at", "n", "page"]),
@@ -532,9 +506,7 @@ def test_no_sources_empty_spine_and_empty_feature_table(clicks: pa.Table) -> Non
 
 def test_a_chunked_feature_table_gives_the_same_result(clicks: pa.Table) -> None:
     chunked = pa.Table.from_batches(clicks.to_batches(max_chunksize=1))
-    spine = pd.DataFrame(
-        {"user": [1, 1, 2, 3], "ts": times("2024-01-02", "2024-01-04", "2024-01-11", "2024-01-11")}
-    )
+    spine = pd.DataFrame({"user": [1, 1, 2, 3], "ts": times("2024-01-02", "2024-01-04", "2024-01-11", "2024-01-11")})
     pd.testing.assert_frame_equal(
         point_in_time_join(spine, "ts", [clicks_source(chunked)]),
         point_in_time_join(spine, "ts", [clicks_source(clicks)]),
@@ -594,9 +566,7 @@ def spine_for_errors() -> pd.DataFrame:
         (
             pd.DataFrame({"user": [1], "ts": times("2024-01-05")}),
             "ts",
-            FeatureSource(
-                pa.table({"user": [1], "day": ["2024-01-01"], "n": [1]}), ("user",), "day", ["n"]
-            ),
+            FeatureSource(pa.table({"user": [1], "day": ["2024-01-01"], "n": [1]}), ("user",), "day", ["n"]),
             r"column 'day' of the table of sources\[0\] must hold timestamps, not string",
         ),
         (
@@ -624,9 +594,7 @@ def spine_for_errors() -> pd.DataFrame:
         (
             pd.DataFrame({"user": [1], "ts": times("2024-01-05")}),
             "ts",
-            FeatureSource(
-                pa.table({"user": [1], "ts": arrow_times("2024-01-01")}), ("user",), "ts", ["n"]
-            ),
+            FeatureSource(pa.table({"user": [1], "ts": arrow_times("2024-01-01")}), ("user",), "ts", ["n"]),
             r"the table of sources\[0\] has no feature column 'n'",
         ),
         (
@@ -692,9 +660,7 @@ def test_feature_source_checks_its_arguments(clicks: pa.Table, build: Any, messa
 
 
 def test_a_spine_of_the_wrong_kind_is_an_error(clicks: pa.Table) -> None:
-    with pytest.raises(
-        InvalidInputError, match="the spine must be a pandas DataFrame or a pyarrow Table, not list"
-    ):
+    with pytest.raises(InvalidInputError, match="the spine must be a pandas DataFrame or a pyarrow Table, not list"):
         point_in_time_join([{"user": 1}], "ts", [clicks_source(clicks)])  # type: ignore[arg-type]
 
 
@@ -717,9 +683,7 @@ def rows(draw: st.DrawFn, key_kinds: Sequence[str], max_rows: int) -> list[tuple
     return draw(st.lists(row, max_size=max_rows))
 
 
-def time_column(
-    instants: list[pd.Timestamp | None], zone: str | None, unit: str
-) -> pd.DatetimeIndex:
+def time_column(instants: list[pd.Timestamp | None], zone: str | None, unit: str) -> pd.DatetimeIndex:
     index = pd.DatetimeIndex(pd.to_datetime(instants, utc=True)).as_unit(unit)
     return index.tz_localize(None) if zone is None else index.tz_convert(zone)
 
@@ -737,9 +701,7 @@ def key_column(vals: list[Any], kind: str) -> pd.Series:
 def cases(draw: st.DrawFn) -> dict[str, Any]:
     key_kinds = draw(st.lists(st.sampled_from(["int", "str"]), min_size=1, max_size=2))
     spine_rows = draw(rows(key_kinds, 16))
-    spine = pd.DataFrame(
-        {f"k{i}": key_column([r[i] for r in spine_rows], kind) for i, kind in enumerate(key_kinds)}
-    )
+    spine = pd.DataFrame({f"k{i}": key_column([r[i] for r in spine_rows], kind) for i, kind in enumerate(key_kinds)})
     spine["ts"] = time_column(
         [r[-1] for r in spine_rows],
         draw(st.sampled_from(ZONES_DRAWN)),
@@ -749,9 +711,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     for j in range(draw(st.integers(1, 2))):
         feature_rows = draw(rows(key_kinds, 16))
         columns = {
-            f"k{i}": pa.array(
-                [r[i] for r in feature_rows], pa.int64() if kind == "int" else pa.string()
-            )
+            f"k{i}": pa.array([r[i] for r in feature_rows], pa.int64() if kind == "int" else pa.string())
             for i, kind in enumerate(key_kinds)
         }
         zone, unit = draw(st.sampled_from(ZONES_DRAWN)), draw(st.sampled_from(UNITS))
@@ -806,9 +766,7 @@ def test_matches_a_brute_force_oracle_and_never_leaks_the_future(
     spine: pd.DataFrame = case["spine"]
     keys = tuple(c for c in spine.columns if c != "ts")
     sources = [
-        FeatureSource(
-            s["table"], keys, "at", {"row": f"row{s['name']}", "at": f"at{s['name']}"}, ttl=s["ttl"]
-        )
+        FeatureSource(s["table"], keys, "at", {"row": f"row{s['name']}", "at": f"at{s['name']}"}, ttl=s["ttl"])
         for s in case["sources"]
     ]
     with route(order_key_limit):

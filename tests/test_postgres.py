@@ -198,9 +198,7 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # -- migrations ---------------------------------------------------------------------------------
-def test_the_migrations_bring_an_empty_database_and_an_older_one_to_head(
-    pg_server: PgServer, pg_url: str
-) -> None:
+def test_the_migrations_bring_an_empty_database_and_an_older_one_to_head(pg_server: PgServer, pg_url: str) -> None:
     catalog = Catalog(pg_url)
     try:
         assert catalog.schema_revision() == SCHEMA_HEAD
@@ -324,7 +322,9 @@ def test_the_documented_roles_read_only_analyst_and_writing_pipeline(
     with nbops.open(root, catalog=pg_server.url(pg_database, "nbops_analyst_alice", "alice-pw")) as analyst:
         assert analyst.history("raw_tx")["version"].tolist() == [1, 2]
         assert len(analyst.features("tx")) == 40 and analyst.verify().ok
-        with pytest.raises(StoreError, match="as user .nbops_analyst_alice. may read but not write .*permission denied"):
+        with pytest.raises(
+            StoreError, match="as user .nbops_analyst_alice. may read but not write .*permission denied"
+        ):
             analyst.snapshot(tx(seed=4), "raw_tx")
 
 

@@ -15,6 +15,7 @@ Rows already covered elsewhere, and extended rather than copied here:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -72,7 +73,10 @@ def run_together(root: Path, sync: Path, commands: list[list[str]], timeout: flo
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKERS), *[a.replace("{GO}", str(go)) for a in cmd]],
-            env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=worker_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for cmd in commands
     ]
@@ -374,10 +378,8 @@ def random_kills(tmp_path: Path, zygote: Zygote, kills: int, seed: int = 2024060
         pid = zygote.start(root, seed=rng.randrange(1 << 30))
         if zygote.opened():
             time.sleep(rng.uniform(0.0, 0.5))  # about six writes' worth: the kill lands inside one
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         code = zygote.wait()
         if code == -signal.SIGKILL:
             figures.kills += 1
@@ -461,7 +463,10 @@ def test_kill_9_at_each_named_point_through_the_environment(tmp_path: Path, kind
     assert visible == {
         "after_temp_write": one, "before_publish": one, "before_catalog_commit": one, "after_catalog_commit": two,
     }  # fmt: skip
-    data = lambda files: {p for p in files if "objects" in p.parts or "tmp" in p.parts}
+
+    def data(files: set[Path]) -> set[Path]:
+        return {p for p in files if "objects" in p.parts or "tmp" in p.parts}
+
     assert any(p.parent.name == "tmp" for p in data(outcomes["after_temp_write"][1]))  # a torn temp file, collected
     assert data(outcomes["before_catalog_commit"][1])  # published objects without a row: orphans, collected
 
@@ -706,9 +711,7 @@ def _fuzz_names() -> Any:
     )
 
 
-def test_any_name_through_the_store_is_rejected_or_stays_inside_it(
-    fuzz_store: Store, fuzz_tally: NameTally
-) -> None:
+def test_any_name_through_the_store_is_rejected_or_stays_inside_it(fuzz_store: Store, fuzz_tally: NameTally) -> None:
     from hypothesis import HealthCheck, given, settings
 
     from nbops.errors import InvalidNameError
@@ -838,7 +841,9 @@ def test_timezone_matrix_through_the_store_matches_a_brute_force_join(tmp_path: 
                 for (key, t), got in zip(spine_rows, out["row"], strict=True):
                     compared += 1
                     # brute force: the latest feature row of this key at or before the spine instant
-                    candidates = [(ft, i) for i, (k, ft) in enumerate(feature_rows) if k == key and INSTANTS[ft] <= INSTANTS[t]]
+                    candidates = [
+                        (ft, i) for i, (k, ft) in enumerate(feature_rows) if k == key and INSTANTS[ft] <= INSTANTS[t]
+                    ]
                     expected = max(candidates, key=lambda c: INSTANTS[c[0]])[1] if candidates else None
                     got_row = None if pd.isna(got) else int(got)
                     mismatches += got_row != expected
@@ -902,9 +907,7 @@ DRIFT_CASES: list[tuple[str, Any, str | None, dict[str, str]]] = [
 
 
 @pytest.mark.parametrize(("case", "change", "error", "dtypes"), DRIFT_CASES, ids=[c[0] for c in DRIFT_CASES])
-def test_schema_drift_matrix(
-    tmp_path: Path, case: str, change: Any, error: str | None, dtypes: dict[str, str]
-) -> None:
+def test_schema_drift_matrix(tmp_path: Path, case: str, change: Any, error: str | None, dtypes: dict[str, str]) -> None:
     """Each change is either a data commit of the same version or an error naming the column and both
     types; after ``version=2`` (when needed) every version reads back with the dtypes it was written with."""
     from nbops.features import SchemaChangeError
@@ -916,7 +919,9 @@ def test_schema_drift_matrix(
         if error is None:
             ref = store.register_features(changed, "drift", keys="id", event_time="ts")
             # no rows change nothing: no commit
-            assert (ref.version, ref.commit, ref.unchanged) == ((1, 1, True) if case == "empty frame" else (1, 2, False))
+            assert (ref.version, ref.commit, ref.unchanged) == (
+                (1, 1, True) if case == "empty frame" else (1, 2, False)
+            )
         else:
             with pytest.raises(SchemaChangeError, match="pass version=2") as info:
                 store.register_features(changed, "drift", keys="id", event_time="ts")

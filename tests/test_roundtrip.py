@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nbops
-from nbops.errors import InvalidInputError, NbopsError
+from nbops.errors import InvalidInputError
 from nbops.features import features_to_arrow
 from nbops.roundtrip import check_frame
 from nbops.snapshots import to_arrow
@@ -61,11 +61,15 @@ def state(store: Store) -> dict[str, Any]:
     finally:
         conn.close()
     objects = store.root / "objects"
-    files = {
-        str(p.relative_to(objects)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(objects.rglob("*"))
-        if p.is_file()
-    } if objects.exists() else {}
+    files = (
+        {
+            str(p.relative_to(objects)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(objects.rglob("*"))
+            if p.is_file()
+        }
+        if objects.exists()
+        else {}
+    )
     return {"catalog": rows, "objects": files}
 
 
@@ -376,8 +380,14 @@ REFUSED: dict[str, tuple[Callable[[], Any], str]] = {
         "(e.g. df[col] = df[col].astype(str)) and try again",
     ),
     "time zones mixed in an object column": (
-        lambda: pd.DataFrame({"a": pd.Series([pd.Timestamp("2024-01-01 12:00", tz="UTC"),
-                                              pd.Timestamp("2024-01-01 12:00", tz="Europe/Paris")], dtype=object)}),
+        lambda: pd.DataFrame(
+            {
+                "a": pd.Series(
+                    [pd.Timestamp("2024-01-01 12:00", tz="UTC"), pd.Timestamp("2024-01-01 12:00", tz="Europe/Paris")],
+                    dtype=object,
+                )
+            }
+        ),
         "column 'a' cannot be stored exactly: it is object holding Timestamp values but would load back as "
         "datetime64[us, UTC]; store times in a datetime column (pd.to_datetime(df[col], utc=True))",
     ),  # fmt: skip
@@ -425,8 +435,9 @@ REFUSED: dict[str, tuple[Callable[[], Any], str]] = {
         "(df[col].astype('float64'))",
     ),
     "dateutil time zone": (
-        lambda: pd.DataFrame({"a": pd.Series(pd.to_datetime(["2024-01-01"])).dt.tz_localize(
-            dateutil.tz.gettz("Europe/Berlin"))}),
+        lambda: pd.DataFrame(
+            {"a": pd.Series(pd.to_datetime(["2024-01-01"])).dt.tz_localize(dateutil.tz.gettz("Europe/Berlin"))}
+        ),
         "column 'a' cannot be stored exactly: it is datetime64[us, tzfile('/usr/share/zoneinfo/Europe/Berlin')] but "
         "would load back as datetime64[us, Europe/Berlin]; give it a zoneinfo time zone "
         "(df[col].dt.tz_convert('Europe/Berlin'))",
@@ -548,8 +559,12 @@ KEPT: dict[str, Callable[[], pd.DataFrame]] = {
         {"i": pd.array([1, None], dtype="int64[pyarrow]"), "s": pd.array(["x", None], dtype="string[pyarrow]")}
     ),
     "nullable dtypes with NA": lambda: pd.DataFrame(
-        {"i": pd.array([1, None], dtype="Int8"), "b": pd.array([None, True], dtype="boolean"),
-         "f": pd.array([None, 1.5], dtype="Float64"), "u": pd.array([2**64 - 1, None], dtype="UInt64")}
+        {
+            "i": pd.array([1, None], dtype="Int8"),
+            "b": pd.array([None, True], dtype="boolean"),
+            "f": pd.array([None, 1.5], dtype="Float64"),
+            "u": pd.array([2**64 - 1, None], dtype="UInt64"),
+        }
     ),  # fmt: skip
     "a category of strings with a missing value and unused categories": lambda: pd.DataFrame(
         {"a": pd.Categorical(["b", None, "b"], categories=["c", "b", "a"], ordered=True)}

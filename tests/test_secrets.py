@@ -126,16 +126,25 @@ def exercise(store: nbops.Store, online: bool = False) -> dict[str, object]:
     ("url", "expected"),
     [
         ("postgresql://etl:pw@db.internal:5432/nbops", "postgresql://etl:***@db.internal:5432/nbops"),
-        ("postgresql+psycopg://etl@db/nbops?password=pw&sslmode=require",
-         "postgresql+psycopg://etl@db/nbops?password=***&sslmode=require"),
-        ("s3://bucket/x?endpoint_override=h:9000&access_key=AK&secret_key=SK&session_token=ST&scheme=http",
-         "s3://bucket/x?endpoint_override=h:9000&access_key=***&secret_key=***&session_token=***&scheme=http"),
+        (
+            "postgresql+psycopg://etl@db/nbops?password=pw&sslmode=require",
+            "postgresql+psycopg://etl@db/nbops?password=***&sslmode=require",
+        ),
+        (
+            "s3://bucket/x?endpoint_override=h:9000&access_key=AK&secret_key=SK&session_token=ST&scheme=http",
+            "s3://bucket/x?endpoint_override=h:9000&access_key=***&secret_key=***&session_token=***&scheme=http",
+        ),
         ("s3://AK:SK@bucket/x", "s3://***@bucket/x"),
         ("redis://:pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
-        ("redis://user:pw@host:6379/0?password=pw&namespace=team", "redis://user:***@host:6379/0?password=***&namespace=team"),
+        (
+            "redis://user:pw@host:6379/0?password=pw&namespace=team",
+            "redis://user:***@host:6379/0?password=***&namespace=team",
+        ),
         ("http://user:pw@mlflow.internal:5000/", "http://user:***@mlflow.internal:5000/"),
-        ("https://host/path?token=t&X-Amz-Signature=s&sig=z&github_token=g&db=1",
-         "https://host/path?token=***&X-Amz-Signature=***&sig=***&github_token=***&db=1"),
+        (
+            "https://host/path?token=t&X-Amz-Signature=s&sig=z&github_token=g&db=1",
+            "https://host/path?token=***&X-Amz-Signature=***&sig=***&github_token=***&db=1",
+        ),
         ("unix:///run/redis.sock?password=pw&db=0", "unix:///run/redis.sock?password=***&db=0"),
         ("postgresql://etl@db/nbops", "postgresql://etl@db/nbops"),
         ("embedded", "embedded"),
@@ -172,8 +181,12 @@ _SECRET_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
 
 
 @settings(max_examples=150, deadline=None)
-@given(secret=_SECRET_TEXT.map(lambda s: "Zq9~" + s), param=st.sampled_from(
-    ["password", "secret_key", "access_key", "session_token", "token", "Signature", "sig", "key", "api_key"]))
+@given(
+    secret=_SECRET_TEXT.map(lambda s: "Zq9~" + s),
+    param=st.sampled_from(
+        ["password", "secret_key", "access_key", "session_token", "token", "Signature", "sig", "key", "api_key"]
+    ),
+)
 def test_no_generated_secret_survives_in_any_position(secret: str, param: str) -> None:
     encoded = quote(secret, safe="")
     for url in (
@@ -182,7 +195,11 @@ def test_no_generated_secret_survives_in_any_position(secret: str, param: str) -
         f"redis://:{encoded}@127.0.0.1:6379/0?{param}={encoded}",
         f"s3://{encoded}:{encoded}@bucket/prefix",
     ):
-        for clean in (redact_url(url), without_credentials(url), redact_text(f"failed: {url}: {secret}", *url_secrets(url))):
+        for clean in (
+            redact_url(url),
+            without_credentials(url),
+            redact_text(f"failed: {url}: {secret}", *url_secrets(url)),
+        ):
             assert encoded not in clean and secret not in clean, (url, clean)
         # what locates the data stays
         assert ("etl:***@db.internal:5432/nbops" in redact_url(url)) == url.startswith("postgresql://")
@@ -204,7 +221,9 @@ def secret_role(server: PgServer) -> tuple[str, str]:
     """A login role whose password is ``PG_SECRET`` and a new database it owns: (role, database)."""
     database = server.create_database("secret")
     role = f"r_{database}"
-    server.admin_sql(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{PG_SECRET}'", f'ALTER DATABASE "{database}" OWNER TO "{role}"')
+    server.admin_sql(
+        f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{PG_SECRET}'", f'ALTER DATABASE "{database}" OWNER TO "{role}"'
+    )
     return role, database
 
 
@@ -318,7 +337,9 @@ def test_markers_never_record_a_credential(tmp_path: Path) -> None:
 
     given = f"s3://{S3_KEY}:{S3_SECRET}@bucket/team?endpoint_override=h:9000&secret_key={S3_SECRET}&token={S3_TOKEN}"
     markers.write(tmp_path, "data.json", "data", given, lambda a, b: a == b)
-    assert markers.read(tmp_path, "data.json", "data", "s3://bucket/prefix") == "s3://bucket/team?endpoint_override=h:9000"
+    assert (
+        markers.read(tmp_path, "data.json", "data", "s3://bucket/prefix") == "s3://bucket/team?endpoint_override=h:9000"
+    )
     with pytest.raises(StoreError, match="by another process") as clash:  # a racing opener recorded another place
         markers.write(tmp_path, "data.json", "data", given.replace("bucket", "other"), lambda a, b: a == b)
     assert leaks((S3_KEY, S3_SECRET, S3_TOKEN), tmp_path, clash=clash.value) == []
@@ -327,7 +348,9 @@ def test_markers_never_record_a_credential(tmp_path: Path) -> None:
 def test_s3_errors_do_not_echo_the_keys(tmp_path: Path, s3_server: S3Server) -> None:
     with pytest.raises(StoreError, match="does not exist") as missing:
         nbops.open(tmp_path / "missing", data=keyed_uri(s3_server, "no-such-bucket"))
-    unreachable_uri = f"s3://{S3_KEY}:{S3_SECRET}@b/x?endpoint_override=127.0.0.1:{free_port()}&scheme=http&region=us-east-1"
+    unreachable_uri = (
+        f"s3://{S3_KEY}:{S3_SECRET}@b/x?endpoint_override=127.0.0.1:{free_port()}&scheme=http&region=us-east-1"
+    )
     with pytest.raises(StoreError, match="cannot reach") as unreachable:
         nbops.open(tmp_path / "unreachable", data=unreachable_uri)
     with pytest.raises(StoreError, match="data root") as no_bucket:
@@ -359,11 +382,29 @@ class SecureRedis(RedisServer):
 
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--requirepass", REDIS_SECRET, "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                REDIS_SECRET,
+                "--dir",
+                str(self.folder),
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        wait_until_answering(self.process, self.ping, f"redis-server on port {self.port}", self.folder / "redis.log", 10)
+        wait_until_answering(
+            self.process, self.ping, f"redis-server on port {self.port}", self.folder / "redis.log", 10
+        )
 
     def ping(self) -> bool:
         import socket
@@ -398,7 +439,9 @@ def redis_urls(server: RedisServer, password: str) -> dict[str, str]:
 
 @pytest.mark.redis
 @pytest.mark.parametrize("form", ["password only", "user and password", "query"])
-def test_a_redis_password_is_written_nowhere_and_shown_nowhere(tmp_path: Path, secure_redis: SecureRedis, form: str) -> None:
+def test_a_redis_password_is_written_nowhere_and_shown_nowhere(
+    tmp_path: Path, secure_redis: SecureRedis, form: str
+) -> None:
     root = tmp_path / ".nbops"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -419,7 +462,10 @@ def test_a_wrong_redis_password_or_an_unreachable_redis_is_not_echoed(
     tmp_path: Path, secure_redis: SecureRedis, form: str
 ) -> None:
     down = RedisServer(secure_redis.binary, tmp_path / "down")  # never started: nothing listens on its port
-    cases = {"wrong password": redis_urls(secure_redis, WRONG_SECRET)[form], "unreachable": redis_urls(down, REDIS_SECRET)[form]}
+    cases = {
+        "wrong password": redis_urls(secure_redis, WRONG_SECRET)[form],
+        "unreachable": redis_urls(down, REDIS_SECRET)[form],
+    }
     seen: dict[str, object] = {}
     for case, url in cases.items():
         root = tmp_path / case.replace(" ", "-")
@@ -430,8 +476,12 @@ def test_a_wrong_redis_password_or_an_unreachable_redis_is_not_echoed(
                 store.online_features(["tx.amount"], keys={"cc_num": [0]})
             with pytest.raises(OnlineStoreError) as sync:
                 store.sync_online()
-            seen |= {f"{case} warning": [str(w.message) for w in caught], f"{case} lookup": lookup.value,
-                     f"{case} sync": sync.value, f"{case} audit": store.audit()}
+            seen |= {
+                f"{case} warning": [str(w.message) for w in caught],
+                f"{case} lookup": lookup.value,
+                f"{case} sync": sync.value,
+                f"{case} audit": store.audit(),
+            }
         assert leaks(ALL_SECRETS, root) == []
     assert "WRONGPASS" in shown(seen["wrong password lookup"]) or "invalid" in shown(seen["wrong password lookup"])
     assert leaks(ALL_SECRETS, **seen) == []
@@ -440,16 +490,20 @@ def test_a_wrong_redis_password_or_an_unreachable_redis_is_not_echoed(
 @pytest.mark.redis
 def test_a_malformed_redis_url_is_refused_without_echoing_its_password(tmp_path: Path) -> None:
     pytest.importorskip("redis")
-    with nbops.open(tmp_path / ".nbops", online=f"redis://:{REDIS_SECRET}@127.0.0.1:notaport/0") as store:
-        with pytest.raises(InvalidInputError, match="not a usable Redis URL") as refused:
-            store.online_features(["tx.amount"], keys={"cc_num": [0]})
+    with (
+        nbops.open(tmp_path / ".nbops", online=f"redis://:{REDIS_SECRET}@127.0.0.1:notaport/0") as store,
+        pytest.raises(InvalidInputError, match="not a usable Redis URL") as refused,
+    ):
+        store.online_features(["tx.amount"], keys={"cc_num": [0]})
     assert leaks(REDIS_SECRET, tmp_path, refused=refused.value) == []
 
 
 def test_an_unknown_online_store_scheme_is_refused_without_echoing_its_password(tmp_path: Path) -> None:
-    with nbops.open(tmp_path / ".nbops", online=f"rediss+typo://:{REDIS_SECRET}@127.0.0.1:6379/0") as store:
-        with pytest.raises(InvalidInputError, match="unknown online store") as refused:
-            store.online_features(["tx.amount"], keys={"cc_num": [0]})
+    with (
+        nbops.open(tmp_path / ".nbops", online=f"rediss+typo://:{REDIS_SECRET}@127.0.0.1:6379/0") as store,
+        pytest.raises(InvalidInputError, match="unknown online store") as refused,
+    ):
+        store.online_features(["tx.amount"], keys={"cc_num": [0]})
     assert leaks(REDIS_SECRET, refused=refused.value) == []
 
 
@@ -499,9 +553,9 @@ def test_a_run_on_an_unreachable_tracking_server_fails_without_echoing_its_passw
     tmp_path: Path, tracking_server_down: str
 ) -> None:
     root = tmp_path / ".nbops"
-    with nbops.open(root), pytest.raises(Exception) as failed:  # noqa: PT011 - any error: its words are the point
-        with nbops.track(experiment="e"):
-            pass
+    # any error: its words are the point
+    with nbops.open(root), pytest.raises(Exception) as failed, nbops.track(experiment="e"):  # noqa: B017
+        pass
     assert leaks(MLFLOW_SECRET, root, failed=failed.value) == []
     assert isinstance(failed.value, NbopsError)
 
@@ -510,8 +564,13 @@ def test_a_run_on_an_unreachable_tracking_server_fails_without_echoing_its_passw
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_the_nbops_magic_shows_no_credential_of_any_setting(
-    tmp_path: Path, pg_server: PgServer, s3_server: S3Server, secure_redis: SecureRedis,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tracking_server_down: str,
+    tmp_path: Path,
+    pg_server: PgServer,
+    s3_server: S3Server,
+    secure_redis: SecureRedis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tracking_server_down: str,
 ) -> None:
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell

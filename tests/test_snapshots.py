@@ -80,9 +80,7 @@ def test_empty_frame_round_trips(store: Store) -> None:
 
 
 # -- index behaviour ---------------------------------------------------------------------------
-def test_default_range_index_is_metadata_only_one_object_per_column(
-    store: Store, objects_of: ObjectsOf
-) -> None:
+def test_default_range_index_is_metadata_only_one_object_per_column(store: Store, objects_of: ObjectsOf) -> None:
     df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
     store.snapshot(df, "t")
     assert len(objects_of(store)) == 2
@@ -121,9 +119,7 @@ def test_unnamed_non_range_index_is_stored_as_index_level_column_and_restored_un
 
 
 def test_multiindex_levels_and_names_are_restored(store: Store, objects_of: ObjectsOf) -> None:
-    index = pd.MultiIndex.from_tuples(
-        [("2024-01-01", 1), ("2024-01-01", 2), ("2024-01-02", 1)], names=["day", None]
-    )
+    index = pd.MultiIndex.from_tuples([("2024-01-01", 1), ("2024-01-01", 2), ("2024-01-02", 1)], names=["day", None])
     df = pd.DataFrame({"a": [1, 2, 3]}, index=index)
     store.snapshot(df, "t")
     assert len(objects_of(store)) == 3

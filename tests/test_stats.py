@@ -236,14 +236,9 @@ def test_tz_aware_datetimes_in_utc_and_naive_kept_naive() -> None:
 def test_datetime_units_agree() -> None:
     stamps = pd.to_datetime(["2021-01-01", "2021-06-01", "2022-01-01"]).as_unit("s")
     table = pa.table(
-        {
-            unit: pa.array(stamps.as_unit(unit), pa.timestamp(unit, tz="UTC"))
-            for unit in ("s", "ms", "us", "ns")
-        }
+        {unit: pa.array(stamps.as_unit(unit), pa.timestamp(unit, tz="UTC")) for unit in ("s", "ms", "us", "ns")}
     )
-    without_type = [
-        {k: v for k, v in s.items() if k != "type"} for s in feature_statistics(table).values()
-    ]
+    without_type = [{k: v for k, v in s.items() if k != "type"} for s in feature_statistics(table).values()]
     assert all(s == without_type[0] for s in without_type)
 
 

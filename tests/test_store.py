@@ -25,9 +25,7 @@ SRC = Path(nbops.__file__).resolve().parent.parent
 
 
 # -- discovery -------------------------------------------------------------------------------
-def test_nbops_home_wins_over_a_store_in_the_working_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_nbops_home_wins_over_a_store_in_the_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "project"
     nbops.open(project / STORE_DIRNAME).close()
     home = tmp_path / "elsewhere" / "home-store"
@@ -244,7 +242,10 @@ def _release_together(
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", script, *argv(i)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(n)
     ]
@@ -262,7 +263,7 @@ def _release_together(
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (_, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs, strict=False):
         assert p.returncode == 0, f"process failed with code {p.returncode}:\n{err[-3000:]}"
     return outputs
 
@@ -278,7 +279,7 @@ def test_four_processes_writing_ten_snapshots_each_lose_and_duplicate_nothing(tm
     with nbops.open(root) as store:
         assert store.summary()["snapshot_versions"] == 40
         listing = store.datasets()
-        assert dict(zip(listing["name"], listing["versions"])) == expected_counts
+        assert dict(zip(listing["name"], listing["versions"], strict=False)) == expected_counts
         for name, count in expected_counts.items():
             hist = store.history(name)
             assert list(hist["version"]) == list(range(1, count + 1)), f"gap or duplicate in {name}"

@@ -105,9 +105,7 @@ def store(backend: Backend, clean_mlflow: None) -> Iterator[Store]:
 
 
 @pytest.fixture
-def shell(
-    backend: Backend, clean_mlflow: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[InteractiveShell]:
+def shell(backend: Backend, clean_mlflow: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """A fresh real shell with the extension loaded, working on the shared store."""
     monkeypatch.setenv("NBOPS_HOME", str(backend.root))
     InteractiveShell.clear_instance()
@@ -186,9 +184,7 @@ def test_open_points_mlflow_own_api_at_the_store_database(store: Store, backend:
         mlflow.log_metric("m", 1.5)
     db = sqlite3.connect(backend.root / "mlflow.db")
     try:
-        row = db.execute(
-            "SELECT name, status FROM runs WHERE run_uuid = ?", (active.info.run_id,)
-        ).fetchone()
+        row = db.execute("SELECT name, status FROM runs WHERE run_uuid = ?", (active.info.run_id,)).fetchone()
         value = db.execute(
             "SELECT value FROM metrics WHERE run_uuid = ? AND key = 'm'", (active.info.run_id,)
         ).fetchone()
@@ -220,9 +216,7 @@ def test_a_tracking_uri_set_by_the_user_is_left_alone(
         backend.client().get_run(run.run_id)
 
 
-def test_tracking_database_is_wal_and_artifacts_live_in_the_store(
-    store: Store, backend: Backend
-) -> None:
+def test_tracking_database_is_wal_and_artifacts_live_in_the_store(store: Store, backend: Backend) -> None:
     assert journal_mode(backend.root / "mlflow.db") == "wal"
     with nbops.track(experiment="artifacts", store=store) as run:
         mlflow.log_text("hello", "notes/a.txt")
@@ -233,9 +227,7 @@ def test_tracking_database_is_wal_and_artifacts_live_in_the_store(
     assert path.read_text() == "hello"
 
 
-def test_first_use_message_is_printed_once(
-    store: Store, backend: Backend, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_first_use_message_is_printed_once(store: Store, backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:
     assert backend.creation_stderr.count(FIRST_USE) == 1
     assert "MLflow database ready" in backend.creation_stderr
     with nbops.track(experiment="first-use", store=store):
@@ -345,9 +337,7 @@ def test_a_metric_logged_twice_keeps_its_last_value(store: Store, backend: Backe
 
 
 # -- 3. dataset inputs -----------------------------------------------------------------------
-def test_data_read_and_written_in_a_run_are_its_dataset_inputs(
-    data_run: DataRun, backend: Backend
-) -> None:
+def test_data_read_and_written_in_a_run_are_its_dataset_inputs(data_run: DataRun, backend: Backend) -> None:
     got = backend.client().get_run(data_run.run_id)
     inputs = {d.dataset.name: d for d in got.inputs.dataset_inputs}
     assert set(inputs) == {"raw@1", "fg:1@1"}
@@ -413,9 +403,7 @@ def test_lineage_links_snapshot_run_and_feature_commit(data_run: DataRun, store:
     }
 
 
-def test_runs_is_a_frame_of_params_metrics_status_and_inputs(
-    data_run: DataRun, store: Store
-) -> None:
+def test_runs_is_a_frame_of_params_metrics_status_and_inputs(data_run: DataRun, store: Store) -> None:
     frame = store.runs("data")
     assert frame["run_id"].tolist() == [data_run.run_id]
     row = frame.iloc[0]
@@ -426,9 +414,7 @@ def test_runs_is_a_frame_of_params_metrics_status_and_inputs(
     assert data_run.run_id in store.runs()["run_id"].tolist()  # every experiment
 
 
-def test_runs_of_an_unknown_experiment_names_the_known_ones(
-    data_run: DataRun, store: Store
-) -> None:
+def test_runs_of_an_unknown_experiment_names_the_known_ones(data_run: DataRun, store: Store) -> None:
     with pytest.raises(NotFoundError, match=r"no experiment named 'nope'; known: .*\bdata\b"):
         store.runs("nope")
 
@@ -483,9 +469,7 @@ def children(backend: Backend) -> Iterator[Children]:
 
 
 @pytest.mark.slow
-def test_run_of_a_killed_process_is_marked_killed_at_next_open(
-    children: Children, backend: Backend
-) -> None:
+def test_run_of_a_killed_process_is_marked_killed_at_next_open(children: Children, backend: Backend) -> None:
     out, err = children.crashed.communicate(timeout=120)
     assert children.crashed.returncode == -signal.SIGKILL, err
     run_id = out.split()[-1]
@@ -529,9 +513,7 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive(store: Store, backend: Back
 
 
 # -- 6. magics ------------------------------------------------------------------------------
-def test_track_cell_runs_in_a_finished_run_with_its_source(
-    shell: InteractiveShell, backend: Backend
-) -> None:
+def test_track_cell_runs_in_a_finished_run_with_its_source(shell: InteractiveShell, backend: Backend) -> None:
     body = "import nbops\nx = 41 + 1\nnbops.log(answer=x)\n"
     result = shell.run_cell(f"%%track --experiment magic-cell --run-name r\n{body}")
     assert result.success and shell.user_ns["x"] == 42
@@ -564,9 +546,7 @@ def test_failing_track_cell_reports_its_error_to_the_front_end(
     shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
     result = shell.run_cell("%%track --experiment magic-fail-status\nraise ValueError('boom 23')")
-    assert isinstance(result.error_in_exec, ValueError) and result.error_in_exec.args == (
-        "boom 23",
-    )
+    assert isinstance(result.error_in_exec, ValueError) and result.error_in_exec.args == ("boom 23",)
     assert not result.success
     assert no_ansi(capsys.readouterr().out).count("ValueError: boom 23") == 1  # shown once
 
@@ -609,12 +589,8 @@ mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
 
 
 @pytest.mark.slow
-def test_a_logged_model_is_registered_aliased_loaded_and_in_lineage(
-    shell: InteractiveShell, backend: Backend
-) -> None:
-    result = shell.run_cell(
-        f"%%track --experiment models --run-name clf --register-model fraud_clf\n{MODEL_CELL}"
-    )
+def test_a_logged_model_is_registered_aliased_loaded_and_in_lineage(shell: InteractiveShell, backend: Backend) -> None:
+    result = shell.run_cell(f"%%track --experiment models --run-name clf --register-model fraud_clf\n{MODEL_CELL}")
     assert result.success
     [got] = runs_of(backend, "models")
     run_id = got.info.run_id
@@ -623,10 +599,7 @@ def test_a_logged_model_is_registered_aliased_loaded_and_in_lineage(
     assert client.get_model_version("fraud_clf", "1").run_id == run_id  # by --register-model
 
     version = nbops.register_model("fraud_clf", run_id=run_id, alias="champion")
-    assert (
-        version.version in (2, "2")
-        and client.get_model_version_by_alias("fraud_clf", "champion").run_id == run_id
-    )
+    assert version.version in (2, "2") and client.get_model_version_by_alias("fraud_clf", "champion").run_id == run_id
     loaded = mlflow.sklearn.load_model("models:/fraud_clf@champion")
     X, model = shell.user_ns["X"], shell.user_ns["model"]
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
@@ -642,9 +615,7 @@ def test_a_logged_model_is_registered_aliased_loaded_and_in_lineage(
 def test_registering_from_a_run_without_a_model_is_a_tracking_error(store: Store) -> None:
     with nbops.track(experiment="no-model", store=store) as run:
         pass
-    with pytest.raises(
-        TrackingError, match=rf"run {run.run_id} logged no model; log one \(e\.g\. mlflow"
-    ):
+    with pytest.raises(TrackingError, match=rf"run {run.run_id} logged no model; log one \(e\.g\. mlflow"):
         nbops.register_model("nothing", run_id=run.run_id, store=store)
 
 

@@ -47,9 +47,7 @@ from nbops.tracking import RunWriteError, TrackingError
 SRC = Path(nbops.__file__).resolve().parent.parent
 DISK_MB = 8  # the store's two databases take ~1 MB; the rest is filled during the test
 NO_SPACE = r"free space and run it again"
-UNRECORDED = (
-    r", but its status could not be written; the next nbops\.open\(\) of the store marks it FAILED"
-)
+UNRECORDED = r", but its status could not be written; the next nbops\.open\(\) of the store marks it FAILED"
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -167,10 +165,7 @@ def running_runs(root: Path) -> list[str]:
     """Every RUNNING run in the store's tracking database, in any experiment."""
     client = tracking_client(root)
     ids = [e.experiment_id for e in client.search_experiments()]
-    return [
-        r.info.run_id
-        for r in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'")
-    ]
+    return [r.info.run_id for r in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'")]
 
 
 def live_files(root: Path) -> list[str]:
@@ -184,9 +179,7 @@ def assert_store_works(root: Path, experiment: str) -> None:
     with nbops.open(root) as s:
         with nbops.track(experiment=experiment, run_name="after", store=s) as run:
             nbops.log(auc=0.9)
-            pd.testing.assert_frame_equal(
-                s.load("raw@1"), pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]})
-            )
+            pd.testing.assert_frame_equal(s.load("raw@1"), pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]}))
         s.snapshot(frame, "after_full_disk")
         pd.testing.assert_frame_equal(s.load("after_full_disk"), frame)
         assert s.verify().ok
@@ -221,9 +214,7 @@ def test_a_full_database_is_recognised_through_every_wrapper(tmp_path: Path) -> 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'full.db'}")
     try:
         with pytest.raises(sa.exc.OperationalError) as wrapped, engine.begin() as conn:
-            conn.exec_driver_sql(
-                f"PRAGMA max_page_count = {conn.exec_driver_sql('PRAGMA page_count').scalar()}"
-            )
+            conn.exec_driver_sql(f"PRAGMA max_page_count = {conn.exec_driver_sql('PRAGMA page_count').scalar()}")
             conn.exec_driver_sql("INSERT INTO t VALUES (zeroblob(100000))")
     finally:
         engine.dispose()
@@ -254,9 +245,7 @@ def test_other_os_errors_are_not_disk_errors(number: int) -> None:
 
 
 def test_the_message_names_what_where_and_what_to_do() -> None:
-    full = RunWriteError(
-        errno.ENOSPC, "the run's metrics", "/s/.nbops/mlflow.db", "run abc ended FAILED"
-    )
+    full = RunWriteError(errno.ENOSPC, "the run's metrics", "/s/.nbops/mlflow.db", "run abc ended FAILED")
     assert str(full) == (
         "disk full (ENOSPC) while writing the run's metrics at /s/.nbops/mlflow.db; "
         "free space and run it again; run abc ended FAILED"
@@ -284,9 +273,7 @@ def test_an_unrecorded_end_is_swept_failed_by_the_next_open(template: Path, tmp_
         pass
     got = client.get_run(running)
     assert got.info.status == "FAILED" and got.data.tags["nbops.ended_by"] == tracking.SWEPT_TAG
-    assert (
-        client.get_run(finished).info.status == "FINISHED"
-    )  # an end that was written is left alone
+    assert client.get_run(finished).info.status == "FINISHED"  # an end that was written is left alone
     assert live_files(root) == []
 
 
@@ -313,9 +300,7 @@ def test_a_disk_that_fills_during_a_run_ends_it_failed_with_a_clear_error(
         rf"run {run.run_id} ended FAILED{UNRECORDED}",
         str(error),
     ), str(error)
-    assert (
-        error.__cause__ is None and error.__suppress_context__
-    )  # one line, not MLflow's traceback
+    assert error.__cause__ is None and error.__suppress_context__  # one line, not MLflow's traceback
     no_library_traceback(capfd.readouterr().err)
     assert mlflow.active_run() is None and api.active() is None and run.status == "FAILED"
     # The end could not be written on the full disk: the live-run file became the sweep's marker.
@@ -353,11 +338,7 @@ def test_mlflow_writes_in_the_body_on_a_full_disk_end_the_run_failed(
             mlflow.log_param("window", "7d" * 200)
         else:
             mlflow.log_text("x" * 200_000, "big.txt")
-    place = (
-        root / "mlflow.db"
-        if kind == "param"
-        else root / "mlartifacts" / f"body-{kind}" / run.run_id / "artifacts"
-    )
+    place = root / "mlflow.db" if kind == "param" else root / "mlartifacts" / f"body-{kind}" / run.run_id / "artifacts"
     assert re.fullmatch(
         rf"disk full \(ENOSPC\) while writing {what} at {re.escape(str(place))}; {NO_SPACE}; "
         rf"run {run.run_id} ended FAILED({UNRECORDED})?",
@@ -392,9 +373,7 @@ def test_a_disk_already_full_starts_no_run(disk: Disk, template: Path) -> None:
 
 
 @pytest.fixture
-def shell(
-    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[InteractiveShell, Path]]:
+def shell(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[InteractiveShell, Path]]:
     """A fresh real shell with the extension loaded, on a store of its own."""
     root = copy_store(template, tmp_path)
     monkeypatch.setenv("NBOPS_HOME", str(root))
@@ -433,11 +412,7 @@ def test_track_cell_whose_source_does_not_fit_fails_its_run_and_runs_nothing(
 
         artifacts.free()
         assert ip.run_cell("%%track --experiment cell-full --run-name again\nran = True\n").success
-        again = [
-            r
-            for r in tracking_client(root).search_runs([got.info.experiment_id])
-            if r.info.run_name == "again"
-        ]
+        again = [r for r in tracking_client(root).search_runs([got.info.experiment_id]) if r.info.run_name == "again"]
         assert [r.info.status for r in again] == ["FINISHED"] and ip.user_ns["ran"] is True
         assert (cell / again[0].info.run_id / "artifacts" / "cell.py").read_text() == "ran = True\n"
     finally:
@@ -466,18 +441,10 @@ sys.stdin.readline()  # alive until the test has opened the store
 """
 
 
-def test_the_next_open_by_another_process_sweeps_the_run_while_its_owner_lives(
-    disk: Disk, template: Path
-) -> None:
+def test_the_next_open_by_another_process_sweeps_the_run_while_its_owner_lives(disk: Disk, template: Path) -> None:
     root = copy_store(template, disk.path)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in (URI_ENV, MARKER_ENV, "NBOPS_HOME", _faults.FAULT_ENV)
-    }
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env = {k: v for k, v in os.environ.items() if k not in (URI_ENV, MARKER_ENV, "NBOPS_HOME", _faults.FAULT_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER, str(root), str(disk.filler)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -487,9 +454,7 @@ def test_the_next_open_by_another_process_sweeps_the_run_while_its_owner_lives(
         line = owner.stdout.readline().strip()
         assert line, owner.communicate(timeout=60)[1]
         run_id, kind, message = line.split(" ", 2)
-        assert kind == "RunWriteError" and message.startswith(
-            "disk full (ENOSPC) while writing the run's metrics at"
-        )
+        assert kind == "RunWriteError" and message.startswith("disk full (ENOSPC) while writing the run's metrics at")
         assert message.endswith(f"run {run_id} ended FAILED, but its status could not be written; "
                                 "the next nbops.open() of the store marks it FAILED")  # fmt: skip
         assert tracking_client(root).get_run(run_id).info.status == "RUNNING"
@@ -564,14 +529,8 @@ def _expected_place(root: Path, point: str, run_id: str | None, experiment: str)
 
 def test_eio_and_enospc_at_each_step_of_a_run_end_it_failed(template: Path, tmp_path: Path) -> None:
     root = copy_store(template, tmp_path)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in (URI_ENV, MARKER_ENV, "NBOPS_HOME", _faults.FAULT_ENV)
-    }
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p
-    )
+    env = {k: v for k, v in os.environ.items() if k not in (URI_ENV, MARKER_ENV, "NBOPS_HOME", _faults.FAULT_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
     done = subprocess.run(
         [sys.executable, "-c", FAULTS, str(root)],
         capture_output=True,
@@ -620,9 +579,7 @@ def test_eio_and_enospc_at_each_step_of_a_run_end_it_failed(template: Path, tmp_
         metrics = {"auc": 0.5} if o["point"] in ("run_inputs", "run_lineage", "run_status") else {}
         inputs = {d.dataset.name for d in got.inputs.dataset_inputs} if got.inputs else set()
         assert got.data.metrics == metrics, label
-        assert inputs == ({"raw@1"} if o["point"] in ("run_lineage", "run_status") else set()), (
-            label
-        )
+        assert inputs == ({"raw@1"} if o["point"] in ("run_lineage", "run_status") else set()), label
         if o["point"] == "run_cell_source":
             assert not Path(where).exists(), label
     assert set(statuses.values()) == {"FAILED"}, statuses

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbops
-from nbops.errors import InvalidInputError
 from nbops import features
+from nbops.errors import InvalidInputError
 from nbops.features import numpy_dtypes
 from nbops.store import Store
 
@@ -48,9 +48,7 @@ def feature_frame() -> pd.DataFrame:
 
 
 def spine(ids: list[int]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"id": ids, "ts": [DAY] * len(ids), "label": pd.array([i % 2 for i in ids], dtype="Int64")}
-    )
+    return pd.DataFrame({"id": ids, "ts": [DAY] * len(ids), "label": pd.array([i % 2 for i in ids], dtype="Int64")})
 
 
 @pytest.fixture
@@ -80,7 +78,9 @@ def test_mlflow_infer_signature_and_sklearn_take_it_as_it_is(filled: Store) -> N
     from mlflow.models import infer_signature
 
     sklearn = pytest.importorskip("sklearn.ensemble")
-    train = filled.training_data(spine([1, 2, 3, 4] * 3), ["fx.count", "fx.flag", "fx.score"], event_time="ts", label="label")
+    train = filled.training_data(
+        spine([1, 2, 3, 4] * 3), ["fx.count", "fx.flag", "fx.score"], event_time="ts", label="label"
+    )
     X, y = train.drop(columns=["id", "ts", "label"]), train["label"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -96,7 +96,11 @@ def test_mlflow_infer_signature_and_sklearn_take_it_as_it_is(filled: Store) -> N
 
 def test_nullable_dtypes_on_request(filled: Store) -> None:
     train = training_data(
-        filled, spine([1, 2, 3, 4]), ["fx.count", "fx.flag", "fx.city"], event_time="ts", label="label",
+        filled,
+        spine([1, 2, 3, 4]),
+        ["fx.count", "fx.flag", "fx.city"],
+        event_time="ts",
+        label="label",
         dtype_backend="numpy_nullable",
     )
     assert [str(t) for t in train[["count", "flag", "city", "label"]].dtypes] == ["Int64", "boolean", "string", "Int64"]
@@ -110,13 +114,18 @@ def test_an_unknown_dtype_backend_is_refused_and_saves_nothing(filled: Store) ->
 
 
 def big_ints(store: Store, values: list[int]) -> None:
-    frame = pd.DataFrame({"id": [1, 2], "ts": pd.to_datetime(["2024-01-01"] * 2), "big": np.array(values, dtype=np.int64)})
+    frame = pd.DataFrame(
+        {"id": [1, 2], "ts": pd.to_datetime(["2024-01-01"] * 2), "big": np.array(values, dtype=np.int64)}
+    )
     store.register_features(frame, "big", keys="id", event_time="ts")
 
 
 def test_big_integers_with_missing_values_are_refused_rather_than_rounded(store: Store) -> None:
     big_ints(store, [2**53 + 1, 3])
-    with pytest.raises(InvalidInputError, match=r"column 'big' has missing values and integers that float64 cannot hold exactly \(e\.g\. 9007199254740993\).*dtype_backend='numpy_nullable'"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"column 'big' has missing values and integers that float64 cannot hold exactly \(e\.g\. 9007199254740993\).*dtype_backend='numpy_nullable'",
+    ):
         store.training_data(spine([1, 2, 9]), ["big.big"], event_time="ts", save_as="t_big")
     assert "t_big" not in store.datasets()["name"].tolist()
     kept = training_data(store, spine([1, 2, 9]), ["big.big"], event_time="ts", dtype_backend="numpy_nullable")
@@ -167,8 +176,10 @@ def exact_in_float64(value: int) -> bool:
 @given(nullable_frames())
 def test_numpy_dtypes_is_exact_or_refuses(frame: pd.DataFrame) -> None:
     inexact = [
-        c for c in frame.columns
-        if frame[c].dtype.kind in "iu" and frame[c].isna().any()
+        c
+        for c in frame.columns
+        if frame[c].dtype.kind in "iu"
+        and frame[c].isna().any()
         and not all(exact_in_float64(int(v)) for v in frame[c].dropna())
     ]
     if inexact:
@@ -216,8 +227,14 @@ def test_training_data_matches_its_nullable_form_under_any_missing_pattern(
         if ids:
             store.register_features(frame, group, keys="id", event_time="ts")
         else:
-            store.register_features(pd.DataFrame({"id": [99], "ts": [DAY], "n": pd.array([1], dtype="Int64"),
-                                                  "f": pd.array([True], dtype="boolean")}), group, keys="id", event_time="ts")
+            store.register_features(
+                pd.DataFrame(
+                    {"id": [99], "ts": [DAY], "n": pd.array([1], dtype="Int64"), "f": pd.array([True], dtype="boolean")}
+                ),
+                group,
+                keys="id",
+                event_time="ts",
+            )
         asked = spine(list(range(len(present))))
         plain = store.training_data(asked, [f"{group}.*"], event_time="ts", label="label")
         nullable = training_data(

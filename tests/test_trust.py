@@ -9,6 +9,7 @@ works on real files (and real processes where concurrency matters).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -47,13 +48,17 @@ def _object_of(store: Store, name: str, column: str) -> Path:
     from nbops import catalog as cat
 
     with store.catalog.read() as conn:
-        digest = conn.execute(
-            sa.select(cat.snapshot_columns.c.object_digest)
-            .join(cat.snapshots, cat.snapshots.c.id == cat.snapshot_columns.c.snapshot_id)
-            .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
-            .where(cat.datasets.c.name == name, cat.snapshot_columns.c.name == column)
-            .order_by(cat.snapshots.c.version.desc())
-        ).scalars().first()
+        digest = (
+            conn.execute(
+                sa.select(cat.snapshot_columns.c.object_digest)
+                .join(cat.snapshots, cat.snapshots.c.id == cat.snapshot_columns.c.snapshot_id)
+                .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
+                .where(cat.datasets.c.name == name, cat.snapshot_columns.c.name == column)
+                .order_by(cat.snapshots.c.version.desc())
+            )
+            .scalars()
+            .first()
+        )
     return store.objects.path(digest)
 
 
@@ -64,8 +69,9 @@ def _rewrite(path: Path, values: list[object]) -> None:
 
 
 def _nbops(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nbops.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nbops.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 # -- 1. reads verify content --------------------------------------------------------------------
@@ -124,8 +130,10 @@ def test_a_damaged_object_is_detected_on_read_and_by_verify(store: Store, fault:
         except CorruptDataError as exc:
             assert "raw@1" in str(exc)
             report = store.verify()
-            assert not report.ok and any("raw@1" in item for item in
-                                         report.mismatched_objects + report.unreadable_objects + report.missing_objects)
+            assert not report.ok and any(
+                "raw@1" in item
+                for item in report.mismatched_objects + report.unreadable_objects + report.missing_objects
+            )
             continue
         # A flip in bytes the reader never uses (padding, statistics) may leave the data whole: then it
         # must be exactly the stored data.
@@ -336,10 +344,8 @@ def test_gc_with_no_grace_beside_concurrent_writers_never_bricks_a_version(tmp_p
     runs = 0
     with nbops.open(root) as store:
         while any(p.poll() is None for p in procs):
-            try:
+            with contextlib.suppress(IntegrityError):  # a catalog whose first commit has not landed yet
                 store.gc(grace_seconds=0, empty_catalog=True)
-            except IntegrityError:
-                pass  # a catalog whose first commit has not landed yet
             runs += 1
         assert all(p.wait(timeout=300) == 0 for p in procs)
         store.gc(grace_seconds=0)
@@ -352,8 +358,10 @@ def test_gc_with_no_grace_beside_concurrent_writers_never_bricks_a_version(tmp_p
             for commit in range(1, count + 1):
                 store.features(f"g{w}", as_of=commit)
         assert len(store.history("w0")) == count
-    print(f"FIGURE gc --grace 0 beside {writers} writers x {count} snapshots and commits: {runs} gc runs, "
-          f"{unreadable} versions unreadable")
+    print(
+        f"FIGURE gc --grace 0 beside {writers} writers x {count} snapshots and commits: {runs} gc runs, "
+        f"{unreadable} versions unreadable"
+    )
 
 
 # -- 4. the catalog is ours ----------------------------------------------------------------------

@@ -74,11 +74,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 }
             )
             s.load("tx")  # read in the same "cell": a lineage parent of the commit
-            s.register_features(march, "cards", keys="card", event_time="ts", description=HOSTILE, online=True,
-                                expectations=[expectations.not_null("spend")])
+            s.register_features(
+                march,
+                "cards",
+                keys="card",
+                event_time="ts",
+                description=HOSTILE,
+                online=True,
+                expectations=[expectations.not_null("spend")],
+            )
             s.load("tx")
-            april = march.assign(ts=march["ts"] + pd.Timedelta(days=31), spend=march["spend"] * 2,
-                                 kind=rng.choice(["a", "c"], 200))
+            april = march.assign(
+                ts=march["ts"] + pd.Timedelta(days=31), spend=march["spend"] * 2, kind=rng.choice(["a", "c"], 200)
+            )
             s.register_features(april, "cards", keys="card", event_time="ts")
             s.training_data(march[["card", "ts"]], ["cards.spend"], event_time="ts", save_as="train")
             runs = {}
@@ -292,8 +300,12 @@ def test_lineage_panel_draws_snapshot_to_model_and_explains_every_node(store: St
 
 def test_layout_layers_follow_the_edges_and_a_cycle_does_not_hang() -> None:
     nodes = [{"id": i, "kind": "snapshot", "ref": i} for i in "abcd"]
-    edges = [{"parent": "a", "child": "b"}, {"parent": "b", "child": "c"}, {"parent": "a", "child": "c"},
-             {"parent": "c", "child": "d"}]
+    edges = [
+        {"parent": "a", "child": "b"},
+        {"parent": "b", "child": "c"},
+        {"parent": "a", "child": "c"},
+        {"parent": "c", "child": "d"},
+    ]
     x = {n["id"]: n["x"] for n in data.layout({"nodes": nodes, "edges": edges})["nodes"]}
     assert x["a"] < x["b"] < x["c"] < x["d"]  # c sits right of both its parents
     cyclic = data.layout({"nodes": nodes, "edges": [*edges, {"parent": "d", "child": "b"}]})
@@ -309,7 +321,10 @@ def test_drift_panel_puts_drifting_features_first_with_overlaid_histograms(store
     assert [r[2] for r in panel.features.rows] == ["yes", "yes"]
     assert "2 of 2 features drifting" in panel.status.value
     spec = panel.chart.spec
-    assert spec is not None and {v["side"] for v in spec["data"]["values"]} == {"cards:1@1 (its rows)", "cards:1@2 (its rows)"}
+    assert spec is not None and {v["side"] for v in spec["data"]["values"]} == {
+        "cards:1@1 (its rows)",
+        "cards:1@2 (its rows)",
+    }
     panel.features.selected = ["kind"]
     categories = panel.chart.spec["data"]["values"]
     assert {v["bin"] for v in categories} == {"a", "b", "c"}
@@ -385,4 +400,3 @@ def test_the_ui_link_follows_a_tracking_server_and_never_shows_its_password(monk
     assert ui_url() == "http://mlflow.internal:5000"
     monkeypatch.setenv("NBOPS_UI_URL", "http://127.0.0.1:5055/")
     assert ui_url() == "http://127.0.0.1:5055"
-

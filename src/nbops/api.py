@@ -122,9 +122,7 @@ def log(step: int | None = None, **metrics: float) -> None:
     run.log(step=step, **metrics)
 
 
-def register_model(
-    name: str, run_id: str | None = None, alias: str | None = None, store: Store | None = None
-) -> Any:
+def register_model(name: str, run_id: str | None = None, alias: str | None = None, store: Store | None = None) -> Any:
     """Register the model a run logged; ``alias="champion"`` makes ``models:/name@champion`` work."""
     from nbops import tracking
 

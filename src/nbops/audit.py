@@ -97,8 +97,15 @@ def split_ref(kind: str, ref: str) -> tuple[str, str | None]:
 def event_row(action: str, kind: str, ref: str, at: dt.datetime | None = None) -> dict[str, Any]:
     actor, host = identity()
     name, version = split_ref(kind, ref)
-    return {"at": at or cat.utcnow(), "actor": actor, "host": host, "action": action, "kind": kind,
-            "name": name, "version": version}
+    return {
+        "at": at or cat.utcnow(),
+        "actor": actor,
+        "host": host,
+        "action": action,
+        "kind": kind,
+        "name": name,
+        "version": version,
+    }
 
 
 def record_write(conn: sa.Connection, kind: str, ref: str, at: dt.datetime) -> None:
@@ -128,8 +135,8 @@ def events(store: Store, name: str | None = None, since: dt.datetime | str | Non
         rows = conn.execute(query).all()
     columns = ["at", "actor", "host", "action", "kind", "name", "version"]
     frame = pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
-    frame["at"] = pd.to_datetime(frame["at"]).dt.tz_localize("UTC") if len(frame) else pd.Series(
-        [], dtype="datetime64[us, UTC]"
+    frame["at"] = (
+        pd.to_datetime(frame["at"]).dt.tz_localize("UTC") if len(frame) else pd.Series([], dtype="datetime64[us, UTC]")
     )
     return frame
 

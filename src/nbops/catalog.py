@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +363,7 @@ class Catalog:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         else:
             from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+
             # Two transactions inserting the same keys in different orders would
             # wait for each other's uncommitted rows: always insert in key order.
             key = _conflict_columns(table)
@@ -392,32 +393,55 @@ class Catalog:
                     if checks != ["ok"]:
                         problems += [f"quick_check: {c}" for c in checks[:20]]
                     bad_keys = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    problems += [f"foreign key: row {r[1]} of {r[0]} refers to a missing {r[2]} row" for r in bad_keys[:20]]
+                    problems += [
+                        f"foreign key: row {r[1]} of {r[0]} refers to a missing {r[2]} row" for r in bad_keys[:20]
+                    ]
                 except sa.exc.DatabaseError as exc:
                     return [f"the database cannot be read: {_first_line(exc.orig or exc)}"]
             revision = current_revision(conn)
             if revision != SCHEMA_HEAD:
                 problems.append(f"schema revision {revision!r}, expected {SCHEMA_HEAD!r}")
                 return problems
-            for refs, label in ((snapshot_columns, "snapshot column"), (feature_commit_columns, "feature commit column")):
-                missing = conn.execute(
-                    sa.select(refs.c.object_digest).distinct()
-                    .where(~sa.exists().where(objects.c.digest == refs.c.object_digest)).limit(20)
-                ).scalars().all()
+            for refs, label in (
+                (snapshot_columns, "snapshot column"),
+                (feature_commit_columns, "feature commit column"),
+            ):
+                missing = (
+                    conn.execute(
+                        sa.select(refs.c.object_digest)
+                        .distinct()
+                        .where(~sa.exists().where(objects.c.digest == refs.c.object_digest))
+                        .limit(20)
+                    )
+                    .scalars()
+                    .all()
+                )
                 problems += [f"{label} refers to object {d}, which has no objects row" for d in missing]
             counted = (
                 sa.select(snapshot_columns.c.snapshot_id.label("id"), sa.func.count().label("n"))
-                .group_by(snapshot_columns.c.snapshot_id).subquery()
+                .group_by(snapshot_columns.c.snapshot_id)
+                .subquery()
             )
-            bad = conn.execute(
-                sa.select(snapshots.c.id).outerjoin(counted, counted.c.id == snapshots.c.id)
-                .where(sa.or_(counted.c.n.is_(None), counted.c.n != snapshots.c.n_columns)).limit(20)
-            ).scalars().all()
+            bad = (
+                conn.execute(
+                    sa.select(snapshots.c.id)
+                    .outerjoin(counted, counted.c.id == snapshots.c.id)
+                    .where(sa.or_(counted.c.n.is_(None), counted.c.n != snapshots.c.n_columns))
+                    .limit(20)
+                )
+                .scalars()
+                .all()
+            )
             problems += [f"snapshot id {i} has fewer column rows than columns" for i in bad]
-            bare = conn.execute(
-                sa.select(feature_commits.c.id)
-                .where(~sa.exists().where(feature_commit_columns.c.commit_id == feature_commits.c.id)).limit(20)
-            ).scalars().all()
+            bare = (
+                conn.execute(
+                    sa.select(feature_commits.c.id)
+                    .where(~sa.exists().where(feature_commit_columns.c.commit_id == feature_commits.c.id))
+                    .limit(20)
+                )
+                .scalars()
+                .all()
+            )
             problems += [f"feature commit id {i} has no column rows" for i in bare]
         return problems
 
@@ -437,7 +461,7 @@ class Catalog:
             if revision == SCHEMA_HEAD:
                 return
             tables = set(sa.inspect(conn).get_table_names())
-            if tables and not CORE_TABLES <= tables:
+            if tables and not tables >= CORE_TABLES:
                 raise CatalogError(
                     f"{self.describe()} holds tables that are not an nbops catalog's "
                     f"({', '.join(sorted(tables)[:8])}); nbops leaves it as it is. Give nbops an empty "
@@ -486,7 +510,9 @@ def check_catalog_file(path: Path) -> None:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             revision = (
-                conn.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+                conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                if "alembic_version" in tables
+                else None
             )
         finally:
             conn.close()
@@ -494,11 +520,9 @@ def check_catalog_file(path: Path) -> None:
         raise CatalogError(f"{path} is damaged ({_first_line(exc)}); {_RESTORE_HINT}") from None
     if application_id == APPLICATION_ID:
         return
-    if application_id != 0 or not CORE_TABLES <= tables or revision is None:
+    if application_id != 0 or not tables >= CORE_TABLES or revision is None:
         what = f"tables: {', '.join(sorted(tables)[:8])}" if tables else "no tables"
-        raise CatalogError(
-            f"{path} is a SQLite database but not an nbops catalog ({what}); {_RESTORE_HINT}"
-        )
+        raise CatalogError(f"{path} is a SQLite database but not an nbops catalog ({what}); {_RESTORE_HINT}")
 
 
 def _create_catalog_file(path: Path) -> None:
@@ -513,10 +537,8 @@ def _create_catalog_file(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         Catalog(f"sqlite:///{tmp}").dispose()
-        try:
+        with suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
             leftover.unlink(missing_ok=True)

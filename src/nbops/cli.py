@@ -68,12 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     repair.add_argument("--dry-run", action="store_true", help="list what would be restored, change nothing")
     export = verbs.add_parser("export", help="export a notebook into feature/training/inference pipeline modules")
     export.add_argument("notebook", help="the .ipynb file (read, never changed)")
-    export.add_argument("--out", default="pipelines", help="output folder; files go to OUT/<stem>/ (default: pipelines)")
-    export.add_argument("--verify", action="store_true", help="run the modules on a scratch store and compare with the notebook")
+    export.add_argument(
+        "--out", default="pipelines", help="output folder; files go to OUT/<stem>/ (default: pipelines)"
+    )
+    export.add_argument(
+        "--verify", action="store_true", help="run the modules on a scratch store and compare with the notebook"
+    )
     export.add_argument("--history", action="store_true", help="list the export versions of the notebook instead")
     export.add_argument("--target", choices=["airflow"], help="also write an orchestrator file (an Airflow 3 DAG)")
     export.add_argument(
-        "--latest", action="store_true",
+        "--latest",
+        action="store_true",
         help="later stages read the latest version of what earlier stages stored, not the version the notebook names",
     )
     demo = verbs.add_parser("demo", help="run the quickstart notebook headless on a fresh store")
@@ -81,7 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook cell (default: 600)")
     audit = verbs.add_parser("audit", help="who wrote or read which version of what, and when (UTC)")
     audit.add_argument("name", nargs="?", help="only this dataset, feature group, model, run id or pipeline")
-    audit.add_argument("--since", metavar="TIME", help="only events at or after TIME, e.g. 2026-11-01 or 2026-11-27T09:00+01:00 (naive means UTC)")
+    audit.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only events at or after TIME, e.g. 2026-11-01 or 2026-11-27T09:00+01:00 (naive means UTC)",
+    )
     migrate = verbs.add_parser(
         "migrate",
         help="move the store's embedded catalog into an empty PostgreSQL database, "
@@ -198,11 +207,18 @@ def _ui(store: object, port: int) -> int:
     # The backend goes in the server's environment, not its command line, which
     # any user of the machine can read (``ps``) and which may hold a password.
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--default-artifact-root", artifacts,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--default-artifact-root",
+        artifacts,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     print(f"MLflow UI for {store.root} at http://127.0.0.1:{port}/ (Ctrl-C stops it)", flush=True)  # type: ignore[attr-defined]
     import signal
@@ -245,9 +261,13 @@ def _migrate(args: argparse.Namespace) -> int:
     from nbops.paths import find_store_root
 
     if args.to is None and args.runs_to is None:
-        raise InvalidInputError("say what to move: --to URL (the catalog), --runs-to URL --artifacts-to DEST (the MLflow runs), or both")
+        raise InvalidInputError(
+            "say what to move: --to URL (the catalog), --runs-to URL --artifacts-to DEST (the MLflow runs), or both"
+        )
     if (args.runs_to is None) != (args.artifacts_to is None):
-        raise InvalidInputError("--runs-to and --artifacts-to go together: the server's database and its artifact destination")
+        raise InvalidInputError(
+            "--runs-to and --artifacts-to go together: the server's database and its artifact destination"
+        )
     root = Path(args.store) if args.store else find_store_root()
     if args.to is not None:
         print(migrate(root, args.to, dry_run=args.dry_run).text())

@@ -93,8 +93,9 @@ def _column_of(table: pa.Table) -> pa.ChunkedArray:
     metadata = table.schema.metadata or {}
     if _DICTIONARY_KEY in metadata and pa.types.is_dictionary(column.type) and len(column) == 0:
         dictionary = pa.ipc.open_stream(metadata[_DICTIONARY_KEY]).read_all().column("d").combine_chunks()
-        empty = pa.DictionaryArray.from_arrays(pa.array([], type=column.type.index_type), dictionary,
-                                               ordered=column.type.ordered)
+        empty = pa.DictionaryArray.from_arrays(
+            pa.array([], type=column.type.index_type), dictionary, ordered=column.type.ordered
+        )
         column = pa.chunked_array([empty])
     return column
 
@@ -181,7 +182,9 @@ def read_table(store: Store, schema: pa.Schema, digests: Sequence[str]) -> pa.Ta
     that type, so the check is exact.
     """
     with ThreadPoolExecutor(workers(len(digests))) as pool:
-        columns = list(pool.map(lambda item: read_column(store, item[0], item[1].type), zip(digests, schema, strict=True)))
+        columns = list(
+            pool.map(lambda item: read_column(store, item[0], item[1].type), zip(digests, schema, strict=True))
+        )
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -195,15 +198,21 @@ def users_of(store: Store, digest: str) -> list[str]:
     c, fc, v, g = cat.feature_commits, cat.feature_commit_columns, cat.feature_group_versions, cat.feature_groups
     with store.catalog.read() as conn:
         snapshots = conn.execute(
-            sa.select(d.c.name, s.c.version).distinct()
-            .join(s, s.c.dataset_id == d.c.id).join(sc, sc.c.snapshot_id == s.c.id)
-            .where(sc.c.object_digest == digest).order_by(d.c.name, s.c.version)
+            sa.select(d.c.name, s.c.version)
+            .distinct()
+            .join(s, s.c.dataset_id == d.c.id)
+            .join(sc, sc.c.snapshot_id == s.c.id)
+            .where(sc.c.object_digest == digest)
+            .order_by(d.c.name, s.c.version)
         ).all()
         commits = conn.execute(
-            sa.select(g.c.name, v.c.version, c.c.commit_no).distinct()
-            .join(v, v.c.group_id == g.c.id).join(c, c.c.group_version_id == v.c.id)
+            sa.select(g.c.name, v.c.version, c.c.commit_no)
+            .distinct()
+            .join(v, v.c.group_id == g.c.id)
+            .join(c, c.c.group_version_id == v.c.id)
             .join(fc, fc.c.commit_id == c.c.id)
-            .where(fc.c.object_digest == digest).order_by(g.c.name, v.c.version, c.c.commit_no)
+            .where(fc.c.object_digest == digest)
+            .order_by(g.c.name, v.c.version, c.c.commit_no)
         ).all()
     return [f"{n}@{ver}" for n, ver in snapshots] + [f"{n}:{ver}@{no}" for n, ver, no in commits]
 

@@ -72,8 +72,14 @@ def run_demo(directory: str | os.PathLike[str] | None = None, timeout: int = 600
         f"{info['objects']} objects ({info['bytes']:,} bytes)"
     )
     if len(datasets):
-        print("\ndatasets:\n" + datasets[["name", "versions", "latest", "rows", "columns", "digest"]].to_string(index=False))
+        print(
+            "\ndatasets:\n"
+            + datasets[["name", "versions", "latest", "rows", "columns", "digest"]].to_string(index=False)
+        )
     if len(groups):
-        print("\nfeature groups:\n" + groups[["group", "version", "keys", "features", "commits", "rows", "online"]].to_string(index=False))
+        print(
+            "\nfeature groups:\n"
+            + groups[["group", "version", "keys", "features", "commits", "rows", "online"]].to_string(index=False)
+        )
     print(f"look around: NBOPS_HOME={store_root} nbops ls")
     return 0

@@ -164,9 +164,7 @@ def drift(
             "feature": object,
             "kind": object,
             **{c: "float64" for c in ("psi", "ks_statistic", "ks_pvalue", "max_share_change")},
-            **{
-                c: "int64" for c in ("n_reference", "n_current", "nulls_reference", "nulls_current")
-            },
+            **{c: "int64" for c in ("n_reference", "n_current", "nulls_reference", "nulls_current")},
         }
     )
     # Comparisons with NaN are False: a feature without values is not drifting.
@@ -178,18 +176,12 @@ def drift(
     return report
 
 
-def _features(
-    reference: pa.Table, current: pa.Table, columns: Sequence[str] | None
-) -> list[tuple[str, str]]:
+def _features(reference: pa.Table, current: pa.Table, columns: Sequence[str] | None) -> list[tuple[str, str]]:
     """(name, kind) of the features to compare, checked for matching kinds."""
     if columns is None:
         in_current = set(current.column_names)
         names = [n for n in select_columns(reference, None, "reference") if n in in_current]
-        names = [
-            n
-            for n in names
-            if reference.column_names.count(n) == 1 and current.column_names.count(n) == 1
-        ]
+        names = [n for n in names if reference.column_names.count(n) == 1 and current.column_names.count(n) == 1]
     else:
         names = select_columns(reference, columns, "reference")
         select_columns(current, names, "current")
@@ -220,9 +212,7 @@ def _kind(type_: pa.DataType) -> str | None:
     return None if pa.types.is_null(type_) else column_kind(type_)
 
 
-def _compare(
-    name: str, kind: str, reference: pa.ChunkedArray, current: pa.ChunkedArray, *, bins: int
-) -> _Row:
+def _compare(name: str, kind: str, reference: pa.ChunkedArray, current: pa.ChunkedArray, *, bins: int) -> _Row:
     row = _Row(feature=name, kind=kind)
     if kind in (NUMERIC, DATETIME):
         ref, cur = _numbers(reference), _numbers(current)
@@ -348,9 +338,7 @@ def _align(
     )
 
 
-def _quantile_bin_counts(
-    ref_sorted: np.ndarray, cur_sorted: np.ndarray, bins: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _quantile_bin_counts(ref_sorted: np.ndarray, cur_sorted: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts of both samples in bins cut at the reference quantiles (open outer bins)."""
     probabilities = np.linspace(0.0, 1.0, bins + 1)[1:-1]
     edges = np.unique(np.quantile(ref_sorted, probabilities))

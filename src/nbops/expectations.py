@@ -264,9 +264,7 @@ class ExpectationResult:
 
 
 def _describe_example(example: Mapping[str, Any]) -> str:
-    values = ", ".join(
-        f"{k}={_show(v)}" for k, v in example.items() if k not in (_ROW_KEY, _FIRST_ROW_KEY)
-    )
+    values = ", ".join(f"{k}={_show(v)}" for k, v in example.items() if k not in (_ROW_KEY, _FIRST_ROW_KEY))
     row = example.get(_ROW_KEY)
     head = f"row {row}" if row is not None else "row ?"
     if _FIRST_ROW_KEY in example:
@@ -299,15 +297,11 @@ class ValidationReport:
         noun = "rule" if n == 1 else "rules"
         if self.ok:
             return f"{n} {noun} passed on {_rows(self.rows)}"
-        return f"{n} {noun}, {len(self.failed)} failed: " + "; ".join(
-            r.short() for r in self.failed
-        )
+        return f"{n} {noun}, {len(self.failed)} failed: " + "; ".join(r.short() for r in self.failed)
 
     def text(self) -> str:
         rules = "rule" if len(self.results) == 1 else "rules"
-        lines = [
-            f"{_rows(self.rows)} checked, {len(self.results)} {rules}, {len(self.failed)} failed"
-        ]
+        lines = [f"{_rows(self.rows)} checked, {len(self.results)} {rules}, {len(self.failed)} failed"]
         for r in self.results:
             if r.passed:
                 lines.append(f"  passed  {r.label}")
@@ -341,8 +335,7 @@ class ValidationReport:
                 f"<td style='text-align:left'>{examples}</td></tr>"
             )
         head = "".join(
-            f"<th style='text-align:left'>{h}</th>"
-            for h in ("status", "rule", "failed rows", "message", "examples")
+            f"<th style='text-align:left'>{h}</th>" for h in ("status", "rule", "failed rows", "message", "examples")
         )
         return (
             f"<div class='nbops-validation'><b>{esc(self.summary())}</b>"
@@ -379,9 +372,7 @@ class _Data:
         self._frame = data if isinstance(data, pd.DataFrame) else None
         self._table = data if isinstance(data, pa.Table) else None
         self.rows = len(data) if self._frame is not None else data.num_rows
-        self.names = [
-            str(c) for c in (data.columns if self._frame is not None else data.column_names)
-        ]
+        self.names = [str(c) for c in (data.columns if self._frame is not None else data.column_names)]
         self._cache: dict[str, pa.ChunkedArray | pa.Array] = {}
 
     def column(self, name: str) -> pa.ChunkedArray | pa.Array:
@@ -395,9 +386,7 @@ class _Data:
             listed = ", ".join(self.names[:_MAX_LISTED_COLUMNS])
             if len(self.names) > _MAX_LISTED_COLUMNS:
                 listed += f", ... ({len(self.names)} columns)"
-            raise _ColumnProblem(
-                f"column {name!r} is not in the data; columns: {listed or '(none)'}"
-            )
+            raise _ColumnProblem(f"column {name!r} is not in the data; columns: {listed or '(none)'}")
         if count > 1:
             raise _ColumnProblem(f"column {name!r} appears {count} times in the data")
         if self._table is not None:
@@ -407,9 +396,7 @@ class _Data:
         try:
             return _tz_aware_to_arrow(series) or pa.array(series, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-            raise _ColumnProblem(
-                f"column {name!r} ({series.dtype}) cannot be read as Arrow; Arrow says: {e}"
-            ) from None
+            raise _ColumnProblem(f"column {name!r} ({series.dtype}) cannot be read as Arrow; Arrow says: {e}") from None
 
 
 def _tz_aware_to_arrow(series: pd.Series) -> pa.Array | None:
@@ -430,9 +417,7 @@ def _tz_aware_to_arrow(series: pd.Series) -> pa.Array | None:
     if name is None:
         return None
     values = series.array
-    return pa.array(
-        values.asi8, type=pa.timestamp(series.dtype.unit, str(name)), mask=np.asarray(values.isna())
-    )
+    return pa.array(values.asi8, type=pa.timestamp(series.dtype.unit, str(name)), mask=np.asarray(values.isna()))
 
 
 def _decoded(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -496,9 +481,7 @@ def _passed(rule: Rule) -> ExpectationResult:
 
 
 def _column_failure(rule: Rule, data: _Data, message: str) -> ExpectationResult:
-    return ExpectationResult(
-        rule.rule, rule.label(), rule.columns, False, data.rows, [], message, scope="column"
-    )
+    return ExpectationResult(rule.rule, rule.label(), rule.columns, False, data.rows, [], message, scope="column")
 
 
 # --------------------------------------------------------------------------- rules
@@ -545,9 +528,7 @@ class NotNull(_RuleBase):
         def describe(failed: int) -> str:
             if len(self.columns) == 1:
                 return f"null in {_of_rows(failed, data.rows)}"
-            counts = ", ".join(
-                f"{c} ({n:,})" for c, n in zip(self.columns, per_column, strict=True) if n
-            )
+            counts = ", ".join(f"{c} ({n:,})" for c, n in zip(self.columns, per_column, strict=True) if n)
             return f"null in {_of_rows(failed, data.rows)}; nulls per column: {counts}"
 
         return _mask_result(self, data, any_null, max_examples, describe)
@@ -576,17 +557,13 @@ class Unique(_RuleBase):
         try:
             groups = _group_ids(columns, data.rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-            return _column_failure(
-                self, data, f"cannot compare rows of ({', '.join(self.columns)}); Arrow says: {e}"
-            )
+            return _column_failure(self, data, f"cannot compare rows of ({', '.join(self.columns)}); Arrow says: {e}")
         if groups is None:
             return _passed(self)
         # dictionary_encode numbers combinations in order of first appearance, so a
         # row repeats an earlier combination exactly when its id is not a new maximum.
         running_max = pc.cumulative_max(groups)
-        previous_max = pa.concat_arrays(
-            [pa.array([-1], pa.int64()), running_max.slice(0, len(groups) - 1)]
-        )
+        previous_max = pa.concat_arrays([pa.array([-1], pa.int64()), running_max.slice(0, len(groups) - 1)])
         duplicate = pc.less_equal(groups, previous_max)
         failed = int(pc.sum(duplicate).as_py() or 0)
         if failed == 0:
@@ -627,10 +604,7 @@ def _group_ids(columns: Iterable[pa.ChunkedArray | pa.Array], rows: int) -> pa.A
             combined, bound = _renumber(combined)
             if bound * width >= _ID_LIMIT:
                 ids, width = _renumber(ids)
-        if combined is None:
-            combined = ids
-        else:
-            combined = pc.add_checked(pc.multiply_checked(combined, width), ids)
+        combined = ids if combined is None else pc.add_checked(pc.multiply_checked(combined, width), ids)
         bound *= width
     assert combined is not None
     # Renumber in order of first appearance, which Unique._check relies on.
@@ -714,9 +688,7 @@ class InRange(_RuleBase):
         if lo is None and hi is None:
             raise InvalidExpectationError(f"in_range({self.column}) needs min, max or both")
         if not isinstance(self.inclusive, bool):
-            raise InvalidExpectationError(
-                f"in_range({self.column}): inclusive must be True or False"
-            )
+            raise InvalidExpectationError(f"in_range({self.column}): inclusive must be True or False")
         try:
             reversed_bounds = lo is not None and hi is not None and lo > hi
         except TypeError:
@@ -724,9 +696,7 @@ class InRange(_RuleBase):
                 f"in_range({self.column}): min {lo!r} and max {hi!r} cannot be compared"
             ) from None
         if reversed_bounds:
-            raise InvalidExpectationError(
-                f"in_range({self.column}): min {_show(lo)} is above max {_show(hi)}"
-            )
+            raise InvalidExpectationError(f"in_range({self.column}): min {_show(lo)} is above max {_show(hi)}")
         object.__setattr__(self, "min", lo)
         object.__setattr__(self, "max", hi)
 
@@ -764,9 +734,7 @@ class InRange(_RuleBase):
 
     def _check(self, data: _Data, max_examples: int) -> ExpectationResult:
         values = _decoded(data.column(self.column))
-        lo_fn, hi_fn = (
-            (pc.greater_equal, pc.less_equal) if self.inclusive else (pc.greater, pc.less)
-        )
+        lo_fn, hi_fn = (pc.greater_equal, pc.less_equal) if self.inclusive else (pc.greater, pc.less)
         try:
             within: pa.ChunkedArray | pa.Array | None = None
             for bound, compare in ((self.min, lo_fn), (self.max, hi_fn)):
@@ -807,9 +775,7 @@ def _bound_scalar(bound: Any, arrow_type: pa.DataType) -> pa.Scalar:
         scalar = pa.scalar(ts, type=pa.timestamp("ns", tz=arrow_type.tz))
         return pc.cast(scalar, arrow_type, safe=False)
     if pa.types.is_duration(arrow_type):
-        return pc.cast(
-            pa.scalar(pd.Timedelta(bound), type=pa.duration("ns")), arrow_type, safe=False
-        )
+        return pc.cast(pa.scalar(pd.Timedelta(bound), type=pa.duration("ns")), arrow_type, safe=False)
     if pa.types.is_date(arrow_type) and isinstance(bound, pd.Timestamp):
         return pa.scalar(bound.date(), type=arrow_type)
     return pa.scalar(bound)
@@ -827,8 +793,7 @@ class AllowedValues(_RuleBase):
         _column_name(self.column, self.rule)
         if isinstance(self.values, (str, bytes, Mapping)) or not isinstance(self.values, Iterable):
             raise InvalidExpectationError(
-                f"allowed_values({self.column}): values must be a list such as ['a', 'b'], "
-                f"not {self.values!r}"
+                f"allowed_values({self.column}): values must be a list such as ['a', 'b'], not {self.values!r}"
             )
         what = f"allowed_values({self.column})"
         object.__setattr__(self, "values", tuple(_normalise_value(v, what) for v in self.values))
@@ -853,9 +818,7 @@ class AllowedValues(_RuleBase):
     def _check(self, data: _Data, max_examples: int) -> ExpectationResult:
         values = _decoded(data.column(self.column))
         allowed = pa.array(_convertible(self.values, values.type), type=values.type)
-        outside = pc.and_(
-            pc.invert(_is_missing(values)), pc.invert(pc.is_in(values, value_set=allowed))
-        )
+        outside = pc.and_(pc.invert(_is_missing(values)), pc.invert(pc.is_in(values, value_set=allowed)))
 
         def describe(failed: int) -> str:
             bad = pc.unique(pc.filter(values, outside))
@@ -904,9 +867,7 @@ class DType(_RuleBase):
     def __post_init__(self) -> None:
         _column_name(self.column, self.rule)
         if not isinstance(self.kind, str) or not self.kind:
-            raise InvalidExpectationError(
-                f"dtype({self.column}): kind must be a str such as 'int' or 'int64'"
-            )
+            raise InvalidExpectationError(f"dtype({self.column}): kind must be a str such as 'int' or 'int64'")
         _arrow_type_string(self.kind, self.column)
 
     @property
@@ -938,9 +899,7 @@ class DType(_RuleBase):
         arrow_type = data.column(self.column).type
         if self.matches(arrow_type):
             return _passed(self)
-        return _column_failure(
-            self, data, f"column {self.column!r} is {arrow_type}, not {self.kind}"
-        )
+        return _column_failure(self, data, f"column {self.column!r} is {arrow_type}, not {self.kind}")
 
 
 def _arrow_type_string(kind: str, column: str) -> str:
@@ -960,9 +919,7 @@ def _arrow_type_string(kind: str, column: str) -> str:
 
 
 Rule: TypeAlias = NotNull | Unique | InRange | AllowedValues | DType
-_RULES: dict[str, type[Rule]] = {
-    r.rule: r for r in (NotNull, Unique, InRange, AllowedValues, DType)
-}
+_RULES: dict[str, type[Rule]] = {r.rule: r for r in (NotNull, Unique, InRange, AllowedValues, DType)}
 
 
 # --------------------------------------------------------------------------- constructors
@@ -1002,14 +959,10 @@ def from_dict(d: Mapping[str, Any]) -> Rule:
     ``not_null`` and ``unique`` take ``"columns"`` (a list, or one name) or ``"column"``.
     """
     if not isinstance(d, Mapping):
-        raise InvalidExpectationError(
-            f"a rule must be a rule object or a dict, not {type(d).__name__}: {d!r}"
-        )
+        raise InvalidExpectationError(f"a rule must be a rule object or a dict, not {type(d).__name__}: {d!r}")
     name = d.get("rule")
     if name not in _RULES:
-        raise InvalidExpectationError(
-            f"unknown rule {name!r} in {dict(d)!r}; known rules: {', '.join(_RULES)}"
-        )
+        raise InvalidExpectationError(f"unknown rule {name!r} in {dict(d)!r}; known rules: {', '.join(_RULES)}")
     args = {k: v for k, v in d.items() if k != "rule"}
     what = f"{name} rule {dict(d)!r}"
     if name in ("not_null", "unique"):
@@ -1024,9 +977,7 @@ def from_dict(d: Mapping[str, Any]) -> Rule:
         names = [columns] if isinstance(columns, str) else list(columns)
         return NotNull(tuple(names)) if name == "not_null" else Unique(tuple(names))
     if "column" not in args:
-        raise InvalidExpectationError(
-            f"{what}: missing 'column', e.g. {{'rule': '{name}', 'column': 'amount', ...}}"
-        )
+        raise InvalidExpectationError(f"{what}: missing 'column', e.g. {{'rule': '{name}', 'column': 'amount', ...}}")
     column = args.pop("column")
     if name == "in_range":
         _no_extra_keys(args, what, {"min", "max", "inclusive"}, "rule, column, min, max, inclusive")
@@ -1054,9 +1005,7 @@ def _no_extra_keys(args: Mapping[str, Any], what: str, allowed: set[str], takes:
     """A misspelt key ("maxx") would silently drop a bound: refuse it."""
     extra = sorted(map(str, set(args) - allowed))
     if extra:
-        raise InvalidExpectationError(
-            f"{what}: unknown key(s) {', '.join(map(repr, extra))}; this rule takes {takes}"
-        )
+        raise InvalidExpectationError(f"{what}: unknown key(s) {', '.join(map(repr, extra))}; this rule takes {takes}")
 
 
 def parse_expectations(
@@ -1068,9 +1017,7 @@ def parse_expectations(
     if isinstance(rules, (_RuleBase, Mapping)):
         rules = [rules]
     if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
-        raise InvalidExpectationError(
-            f"expectations must be a list of rules or dicts, not {rules!r}"
-        )
+        raise InvalidExpectationError(f"expectations must be a list of rules or dicts, not {rules!r}")
     out: list[Rule] = []
     for r in rules:
         if isinstance(r, (NotNull, Unique, InRange, AllowedValues, DType)):
@@ -1092,9 +1039,7 @@ def expectations_from_json(text: str) -> list[Rule]:
     except json.JSONDecodeError as e:
         raise InvalidExpectationError(f"expectations are not valid JSON: {e}") from None
     if not isinstance(doc, list):
-        raise InvalidExpectationError(
-            f"expectations JSON must be a list of rules, not {type(doc).__name__}"
-        )
+        raise InvalidExpectationError(f"expectations JSON must be a list of rules, not {type(doc).__name__}")
     return parse_expectations(doc)
 
 
@@ -1117,9 +1062,7 @@ def validate(
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if not isinstance(data, (pd.DataFrame, pa.Table)):
-        raise InvalidInputError(
-            f"validate needs a pandas DataFrame or a pyarrow Table, not {type(data).__name__}"
-        )
+        raise InvalidInputError(f"validate needs a pandas DataFrame or a pyarrow Table, not {type(data).__name__}")
     if not isinstance(max_examples, int) or isinstance(max_examples, bool) or max_examples < 0:
         raise InvalidInputError(f"max_examples must be an int >= 0, not {max_examples!r}")
     parsed = parse_expectations(rules)
@@ -1138,9 +1081,7 @@ def validate(
 # --------------------------------------------------------------------------- pandera
 
 
-def _pandera_results(
-    data: pd.DataFrame | pa.Table, schema: object, max_examples: int
-) -> list[ExpectationResult]:
+def _pandera_results(data: pd.DataFrame | pa.Table, schema: object, max_examples: int) -> list[ExpectationResult]:
     """Run a pandera schema lazily and turn its failure cases into results."""
     try:
         import pandera.errors as pandera_errors
@@ -1150,9 +1091,7 @@ def _pandera_results(
         ) from None
     validate_fn = getattr(schema, "validate", None)
     if not callable(validate_fn):
-        raise InvalidInputError(
-            f"pandera_schema must be a pandera DataFrameSchema, not {type(schema).__name__}"
-        )
+        raise InvalidInputError(f"pandera_schema must be a pandera DataFrameSchema, not {type(schema).__name__}")
     frame = data.to_pandas() if isinstance(data, pa.Table) else data
     try:
         validate_fn(frame, lazy=True)
@@ -1174,13 +1113,9 @@ def _pandera_results(
     return _from_failure_cases(frame, cases, max_examples)
 
 
-def _from_failure_cases(
-    frame: pd.DataFrame, cases: pd.DataFrame, max_examples: int
-) -> list[ExpectationResult]:
+def _from_failure_cases(frame: pd.DataFrame, cases: pd.DataFrame, max_examples: int) -> list[ExpectationResult]:
     positions = _positions_of(frame.index)
-    default_index = (
-        isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
-    )
+    default_index = isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for case in cases.to_dict("records"):
         context = str(case.get("schema_context") or "")
@@ -1223,12 +1158,10 @@ def _from_failure_cases(
             if not default_index:
                 example.setdefault("index", label_key)
             name = c["column"] or "value"
-            example[f"column:{name}" if name in (_ROW_KEY, _FIRST_ROW_KEY, "index") else name] = (
-                _plain(c.get("failure_case"))
+            example[f"column:{name}" if name in (_ROW_KEY, _FIRST_ROW_KEY, "index") else name] = _plain(
+                c.get("failure_case")
             )
-        examples = sorted(by_row.values(), key=lambda e: (e[_ROW_KEY] is None, e[_ROW_KEY] or 0))[
-            :max_examples
-        ]
+        examples = sorted(by_row.values(), key=lambda e: (e[_ROW_KEY] is None, e[_ROW_KEY] or 0))[:max_examples]
         results.append(
             ExpectationResult(
                 rule,

@@ -267,7 +267,9 @@ def _check_duplicates(table: pa.Table, keys: Sequence[str], event_time: str) -> 
     dups = counts.filter(pc.greater(counts["count_all"], 1))
     if dups.num_rows:
         examples = dups.slice(0, 5).to_pylist()
-        shown = "; ".join(", ".join(f"{k}={_show(row[k])}" for k in cols) + f" ({row['count_all']} rows)" for row in examples)
+        shown = "; ".join(
+            ", ".join(f"{k}={_show(row[k])}" for k in cols) + f" ({row['count_all']} rows)" for row in examples
+        )
         raise DuplicateKeysError(
             f"{dups.num_rows} (keys, event time) pairs appear more than once in this insert, e.g. {shown}; "
             "keep one row per key and time (e.g. df.drop_duplicates(subset=[...], keep='last'))"
@@ -281,7 +283,9 @@ def _show(value: object) -> str:
 def _schema_changes(old: pa.Schema, new: pa.Schema) -> list[str]:
     old_types = {f.name: f.type for f in old}
     new_types = {f.name: f.type for f in new}
-    changes = [f"{c}: {old_types[c]} -> {new_types[c]}" for c in old_types if c in new_types and old_types[c] != new_types[c]]
+    changes = [
+        f"{c}: {old_types[c]} -> {new_types[c]}" for c in old_types if c in new_types and old_types[c] != new_types[c]
+    ]
     changes += [f"{c}: removed (was {old_types[c]})" for c in old_types if c not in new_types]
     changes += [f"{c}: added ({new_types[c]})" for c in new_types if c not in old_types]
     return changes
@@ -388,9 +392,24 @@ def _register_features(
     # Writers of this group run one at a time: its next version and commit numbers are this writer's alone.
     with store.catalog.write(("feature_group", group)) as conn:
         store.catalog.insert_ignore(conn, cat.feature_groups, [{"name": group, "created": now}])
-        group_id = conn.execute(sa.select(cat.feature_groups.c.id).where(cat.feature_groups.c.name == group)).scalar_one()
-        gv = _version_for_write(conn, store, group, group_id, version, key_list, event_time, table.schema, core,
-                                online, description, rules_json, now)
+        group_id = conn.execute(
+            sa.select(cat.feature_groups.c.id).where(cat.feature_groups.c.name == group)
+        ).scalar_one()
+        gv = _version_for_write(
+            conn,
+            store,
+            group,
+            group_id,
+            version,
+            key_list,
+            event_time,
+            table.schema,
+            core,
+            online,
+            description,
+            rules_json,
+            now,
+        )
         previous = _commit_tables(store, conn, gv.id, None)
         commit_no = (previous[-1][0] if previous else 0) + 1
         state, updated = _merge(previous, table, key_list, event_time)
@@ -508,7 +527,9 @@ def _versions(conn: sa.Connection, group: str) -> list[_Version]:
     return [_version_from_row(r) for r in rows]
 
 
-def _check_compatible(group: str, existing: _Version, keys: Sequence[str], event_time: str, core: pa.Schema, explicit: bool) -> None:
+def _check_compatible(
+    group: str, existing: _Version, keys: Sequence[str], event_time: str, core: pa.Schema, explicit: bool
+) -> None:
     nxt = existing.version + 1
     if list(keys) != existing.keys or event_time != existing.event_time:
         raise SchemaChangeError(
@@ -524,7 +545,9 @@ def _check_compatible(group: str, existing: _Version, keys: Sequence[str], event
             else f"version {existing.version} exists with another schema; pass version={nxt} for a new one"
         )
         raise SchemaChangeError(
-            f"the columns of {group!r} differ from version {existing.version}: " + "; ".join(changes) + f". To go on, {hint}, "
+            f"the columns of {group!r} differ from version {existing.version}: "
+            + "; ".join(changes)
+            + f". To go on, {hint}, "
             "or cast the frame to the version's types"
         )
 
@@ -587,7 +610,9 @@ def _version_for_write(
             updates["expectations"] = rules_json
         if updates:
             conn.execute(
-                cat.feature_group_versions.update().where(cat.feature_group_versions.c.id == existing.id).values(**updates)
+                cat.feature_group_versions.update()
+                .where(cat.feature_group_versions.c.id == existing.id)
+                .values(**updates)
             )
         existing.changed = bool(updates)
         return existing
@@ -713,7 +738,9 @@ def _commit_tables(
     ):
         columns.setdefault(commit_id, []).append(digest)
     return [
-        _Commit(r.commit_no, read_table(store, pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)), columns[r.id]), r.updated)
+        _Commit(
+            r.commit_no, read_table(store, pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)), columns[r.id]), r.updated
+        )
         for r in commits
     ]
 
@@ -787,7 +814,9 @@ def _version_row(conn: sa.Connection, group: str, version: int | None) -> _Versi
 
 def _latest_commit(conn: sa.Connection, version_id: int) -> int:
     c = cat.feature_commits
-    return int(conn.execute(sa.select(sa.func.max(c.c.commit_no)).where(c.c.group_version_id == version_id)).scalar() or 0)
+    return int(
+        conn.execute(sa.select(sa.func.max(c.c.commit_no)).where(c.c.group_version_id == version_id)).scalar() or 0
+    )
 
 
 def read_group_table(
@@ -806,7 +835,9 @@ def read_group_table(
                 else f"{group}:{gv.version} has no commits"
             )
         if isinstance(as_of_value, int) and commits[-1][0] != as_of_value:
-            raise NotFoundError(f"{group}:{gv.version} has no commit {as_of_value}; its commits are 1..{commits[-1][0]}")
+            raise NotFoundError(
+                f"{group}:{gv.version} has no commit {as_of_value}; its commits are 1..{commits[-1][0]}"
+            )
     state, _ = _merge(commits, None, gv.keys, gv.event_time)
     state = state.select(gv.schema.names)
     commit_no = commits[-1][0]
@@ -886,7 +917,9 @@ def features(
         as_of = ref_commit
     gv, commit_no, table = read_group_table(store, group, version, as_of)
     frame = table_to_pandas(table)
-    lineage.set_provenance(frame, [lineage.provenance(store.root, "feature_commit", f"{group}:{gv.version}@{commit_no}")])
+    lineage.set_provenance(
+        frame, [lineage.provenance(store.root, "feature_commit", f"{group}:{gv.version}@{commit_no}")]
+    )
     return frame
 
 
@@ -901,8 +934,18 @@ def feature_groups(store: Store) -> pd.DataFrame:
         .subquery()
     )
     query = (
-        sa.select(g.c.name, v.c.version, v.c["keys"], v.c.event_time, v.c.arrow_schema, v.c.online, v.c.description,
-                  last.c.commits, c.c.total_rows, c.c.created)
+        sa.select(
+            g.c.name,
+            v.c.version,
+            v.c["keys"],
+            v.c.event_time,
+            v.c.arrow_schema,
+            v.c.online,
+            v.c.description,
+            last.c.commits,
+            c.c.total_rows,
+            c.c.created,
+        )
         .join(v, v.c.group_id == g.c.id)
         .join(last, last.c.group_version_id == v.c.id)
         .join(c, sa.and_(c.c.group_version_id == v.c.id, c.c.commit_no == last.c.commits))
@@ -928,7 +971,18 @@ def feature_groups(store: Store) -> pd.DataFrame:
                 "description": r.description,
             }
         )
-    columns = ["group", "version", "keys", "event_time", "features", "commits", "rows", "online", "updated", "description"]
+    columns = [
+        "group",
+        "version",
+        "keys",
+        "event_time",
+        "features",
+        "commits",
+        "rows",
+        "online",
+        "updated",
+        "description",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -939,7 +993,8 @@ def commits(store: Store, group: str, version: int | None = None) -> pd.DataFram
     with store.catalog.read() as conn:
         gv = _version_row(conn, group, version)
         rows = conn.execute(
-            sa.select(cat.feature_commits).where(cat.feature_commits.c.group_version_id == gv.id)
+            sa.select(cat.feature_commits)
+            .where(cat.feature_commits.c.group_version_id == gv.id)
             .order_by(cat.feature_commits.c.commit_no)
         ).all()
     return pd.DataFrame(
@@ -963,14 +1018,20 @@ def statistics(store: Store, group: str, version: int | None = None, commit: int
         gv = _version_row(conn, group, version)
         c = cat.feature_commits
         query = sa.select(c.c.statistics, c.c.commit_no).where(c.c.group_version_id == gv.id)
-        query = query.where(c.c.commit_no == commit) if commit is not None else query.order_by(c.c.commit_no.desc()).limit(1)
+        query = (
+            query.where(c.c.commit_no == commit)
+            if commit is not None
+            else query.order_by(c.c.commit_no.desc()).limit(1)
+        )
         row = conn.execute(query).first()
     if row is None:
         raise NotFoundError(f"{group}:{gv.version} has no commit {commit}")
     return dict(json.loads(row.statistics or "{}"))
 
 
-def plan_outputs(store: Store, refs: Sequence[FeatureRef], taken: set[str] | None = None) -> list[tuple[_Version, str, dict[str, str]]]:
+def plan_outputs(
+    store: Store, refs: Sequence[FeatureRef], taken: set[str] | None = None
+) -> list[tuple[_Version, str, dict[str, str]]]:
     """Group feature references by group version and name the output columns.
 
     A feature name that more than one group provides, or that a spine or key
@@ -1048,7 +1109,9 @@ def training_data(
     if isinstance(refs, str):
         refs = [refs]
     if label is not None and label not in spine.columns:
-        raise InvalidInputError(f"label column {label!r} is not in the spine; its columns are: {', '.join(map(str, spine.columns))}")
+        raise InvalidInputError(
+            f"label column {label!r} is not in the spine; its columns are: {', '.join(map(str, spine.columns))}"
+        )
     if save_as is not None:
         validate_name(save_as, "snapshot")
     ttl_delta = pd.Timedelta(ttl).to_pytimedelta() if ttl is not None else None
@@ -1242,7 +1305,7 @@ def drift(
     feature_cols = list(columns) if columns else [c for c in gv.schema.names if c not in gv.keys and c != gv.event_time]
 
     def side(value: object, default_commit: int) -> tuple[str, pa.Table]:
-        if isinstance(value, pd.DataFrame) or isinstance(value, pa.Table):
+        if isinstance(value, (pd.DataFrame, pa.Table)):
             return "frame", features_to_arrow(value, exact=False)  # compared, never stored
         if value is None:
             value = default_commit
@@ -1254,7 +1317,9 @@ def drift(
             g, v, c = parse_group_ref(value)
             _, c2, t = read_group_table(store, g, v, c)
             return f"{g}:{v or 'latest'}@{c2}", t
-        raise InvalidInputError(f"cannot compare with a {type(value).__name__}; pass a commit number, a reference or a DataFrame")
+        raise InvalidInputError(
+            f"cannot compare with a {type(value).__name__}; pass a commit number, a reference or a DataFrame"
+        )
 
     if isinstance(a, (pd.DataFrame, pa.Table)) and b is None:
         a, b = None, a

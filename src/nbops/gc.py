@@ -77,7 +77,9 @@ def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bo
             )
         for digest, path in on_disk:
             if digest not in live:
-                _remove(store, report, report.removed_orphans, path, keep=not store.objects.older_than(path, grace_seconds))
+                _remove(
+                    store, report, report.removed_orphans, path, keep=not store.objects.older_than(path, grace_seconds)
+                )
         if not dry_run:
             _drop_unreferenced_rows(conn, live)
     for tmp in store.objects.iter_tmp():

@@ -51,8 +51,7 @@ def canonical_schema(schema: pa.Schema) -> bytes:
         "fields": [[f.name, str(f.type), f.nullable] for f in schema],
         "index": pandas_meta.get("index_columns", []),
         "column_indexes": [
-            {k: c.get(k) for k in ("name", "pandas_type", "numpy_type")}
-            for c in pandas_meta.get("column_indexes", [])
+            {k: c.get(k) for k in ("name", "pandas_type", "numpy_type")} for c in pandas_meta.get("column_indexes", [])
         ],
         "columns": [
             {k: c.get(k) for k in ("name", "field_name", "pandas_type", "numpy_type", "metadata")}
@@ -123,7 +122,12 @@ def _hash_array(h: Any, array: pa.Array) -> None:
         data = array.buffers()[1]
         start = array.offset * width
         h.update(memoryview(data)[start : start + len(array) * width])
-    elif pa.types.is_string(typ) or pa.types.is_binary(typ) or pa.types.is_large_string(typ) or pa.types.is_large_binary(typ):
+    elif (
+        pa.types.is_string(typ)
+        or pa.types.is_binary(typ)
+        or pa.types.is_large_string(typ)
+        or pa.types.is_large_binary(typ)
+    ):
         _hash_varlen(h, array)
     else:
         # Nested and exotic types are rare in data frames; hash their Python

@@ -90,7 +90,9 @@ PROVENANCE = "nbops_lineage"
 _reads_since_run: list[tuple[str, str, str]] = []
 
 
-def provenance(store_root: object, kind: str, ref: str, parents: Iterable[Artifact] = (), rows: int | None = None) -> dict[str, Any]:
+def provenance(
+    store_root: object, kind: str, ref: str, parents: Iterable[Artifact] = (), rows: int | None = None
+) -> dict[str, Any]:
     """One provenance entry: an artifact of the store at ``store_root``.
 
     ``parents`` are given only for an artifact that no catalog row describes
@@ -128,8 +130,7 @@ def provenance_of(value: object) -> list[dict[str, Any]] | None:
     if not isinstance(entries, list):
         return None
     valid = [
-        e for e in entries
-        if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("store", "kind", "ref"))
+        e for e in entries if isinstance(e, dict) and all(isinstance(e.get(k), str) for k in ("store", "kind", "ref"))
     ]
     return valid or None
 

@@ -71,8 +71,10 @@ class MigrationReport:
         lines += [f"  {name:<{width}}  {count:>10,} rows" for name, count in self.rows.items()]
         lines.append(f"  {'total':<{width}}  {self.total_rows:>10,} rows")
         if self.dry_run:
-            lines.append(f"would write {self.root / MARKER_FILE} and rename {CATALOG_FILE} to "
-                         f"{CATALOG_FILE}.migrated-<time>; nothing was changed")
+            lines.append(
+                f"would write {self.root / MARKER_FILE} and rename {CATALOG_FILE} to "
+                f"{CATALOG_FILE}.migrated-<time>; nothing was changed"
+            )
         else:
             lines.append("verified: row counts match and every object and version re-hashes")
             lines.append(f"wrote {self.root / MARKER_FILE}; the store now opens on {self.target}")
@@ -120,8 +122,10 @@ def migrate(root: str | os.PathLike[str], to: str, dry_run: bool = False) -> Mig
                 copied = _copy(src, dst)
                 _reset_sequences(dst)
                 if copied != expected:
-                    raise StoreError(f"the copy does not match the source (rows per table: {copied} in "
-                                     f"{target}, {expected} in {source_file}); nothing was changed")
+                    raise StoreError(
+                        f"the copy does not match the source (rows per table: {copied} in "
+                        f"{target}, {expected} in {source_file}); nothing was changed"
+                    )
                 report.rows = expected
             try:
                 _publish(root, url, target)
@@ -146,8 +150,10 @@ def _check_source(root: Path) -> Path:
         )
     source_file = root / CATALOG_FILE
     if not source_file.is_file():
-        raise StoreError(f"{root} is not an nbops store with an embedded catalog (no {CATALOG_FILE}); "
-                         "pass --store PATH, the .nbops folder to migrate")
+        raise StoreError(
+            f"{root} is not an nbops store with an embedded catalog (no {CATALOG_FILE}); "
+            "pass --store PATH, the .nbops folder to migrate"
+        )
     return source_file
 
 
@@ -165,8 +171,10 @@ def _check_source_schema(conn: Connection, path: Path) -> dict[str, int]:
     revision = cat.current_revision(conn)
     if revision != cat.SCHEMA_HEAD:
         if revision is not None and revision not in cat.KNOWN_REVISIONS:
-            raise StoreError(f"{path} has schema revision {revision!r}, written by a newer nbops "
-                             f"(this one knows up to {cat.SCHEMA_HEAD!r}); upgrade nbops, then migrate")
+            raise StoreError(
+                f"{path} has schema revision {revision!r}, written by a newer nbops "
+                f"(this one knows up to {cat.SCHEMA_HEAD!r}); upgrade nbops, then migrate"
+            )
         raise StoreError(
             f"{path} has schema revision {revision!r}, older than this nbops's {cat.SCHEMA_HEAD!r}; "
             f"open it once with this nbops to upgrade it (e.g. nbops --store {path.parent} ls), then migrate"
@@ -176,8 +184,10 @@ def _check_source_schema(conn: Connection, path: Path) -> dict[str, int]:
     # A table or column this nbops does not know would be silently left behind.
     unknown = sorted(set(inspector.get_table_names()) - set(known) - _NOT_COPIED)
     if unknown:
-        raise StoreError(f"{path} has tables this nbops does not know ({', '.join(unknown)}); "
-                         "migrate with the nbops that created them")
+        raise StoreError(
+            f"{path} has tables this nbops does not know ({', '.join(unknown)}); "
+            "migrate with the nbops that created them"
+        )
     for name, table in known.items():
         extra = sorted({c["name"] for c in inspector.get_columns(name)} - set(table.columns.keys()))
         if extra:
@@ -187,8 +197,9 @@ def _check_source_schema(conn: Connection, path: Path) -> dict[str, int]:
 
 def _check_target_empty(url: sa.URL, target: str) -> None:
     """Refuse a target that holds nbops rows, without creating anything in it."""
-    engine = sa.create_engine(url, connect_args={"connect_timeout": cat.CONNECT_TIMEOUT_SECONDS,
-                                                 "application_name": "nbops"})
+    engine = sa.create_engine(
+        url, connect_args={"connect_timeout": cat.CONNECT_TIMEOUT_SECONDS, "application_name": "nbops"}
+    )
     try:
         with engine.connect() as conn:
             _refuse_rows(conn, target)
@@ -204,22 +215,28 @@ def _refuse_rows(conn: Connection, target: str) -> None:
     present = set(sa.inspect(conn).get_table_names())
     revision = cat.current_revision(conn) if "alembic_version" in present else None
     if revision is not None and revision not in cat.KNOWN_REVISIONS:
-        raise StoreError(f"{target} has schema revision {revision!r}, written by a newer nbops; "
-                         "migrate into an empty database")
+        raise StoreError(
+            f"{target} has schema revision {revision!r}, written by a newer nbops; migrate into an empty database"
+        )
     held = {
-        t.name: n for t in cat.metadata.sorted_tables if t.name in present
+        t.name: n
+        for t in cat.metadata.sorted_tables
+        if t.name in present
         if (n := conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
     }
     if held:
         listed = ", ".join(f"{n} in {name}" for name, n in held.items())
-        raise StoreError(f"{target} is not empty (rows: {listed}); migrate into a new, empty database "
-                         "(CREATE DATABASE ... OWNER ...)")
+        raise StoreError(
+            f"{target} is not empty (rows: {listed}); migrate into a new, empty database "
+            "(CREATE DATABASE ... OWNER ...)"
+        )
 
 
 # -- copy --------------------------------------------------------------------------------------
 def _count(conn: Connection) -> dict[str, int]:
-    return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-            for t in cat.metadata.sorted_tables}
+    return {
+        t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in cat.metadata.sorted_tables
+    }
 
 
 def _copy(src: Connection, dst: Connection) -> dict[str, int]:
@@ -240,8 +257,10 @@ def _reset_sequences(dst: Connection) -> None:
         if column is None:
             continue
         dst.execute(
-            sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), "
-                    f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"),
+            sa.text(
+                "SELECT setval(pg_get_serial_sequence(:table, :column), "
+                f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
+            ),
             {"table": table.name, "column": column.name},
         )
 

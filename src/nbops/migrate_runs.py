@@ -88,16 +88,20 @@ class RunsMigrationReport:
         shown = {name: n for name, n in sorted(self.rows.items()) if n}
         width = max((len(name) for name in shown), default=5)
         lines += [f"  {name:<{width}}  {count:>10,} rows" for name, count in shown.items()]
-        lines.append(f"and {self.files:,} artifact files ({self.bytes:,} bytes) to {self.artifacts}"
-                     + (f" ({self.already_there:,} already there from an earlier attempt)" if self.already_there else ""))
+        lines.append(
+            f"and {self.files:,} artifact files ({self.bytes:,} bytes) to {self.artifacts}"
+            + (f" ({self.already_there:,} already there from an earlier attempt)" if self.already_there else "")
+        )
         lines += [f"left as it is (not under {ARTIFACT_DIR}/): {uri}" for uri in self.left_as_they_are]
         if self.dry_run:
             lines.append("nothing was changed")
         else:
             lines.append("verified: row counts match; run, experiment and model ids are unchanged")
             lines += [f"renamed {old} -> {new}" for old, new in self.renamed]
-            lines.append(f"wrote {self.root / MOVED_MARKER}: start `mlflow server --backend-store-uri {self.target} "
-                         f"--artifacts-destination {self.artifacts}` and set MLFLOW_TRACKING_URI to it")
+            lines.append(
+                f"wrote {self.root / MOVED_MARKER}: start `mlflow server --backend-store-uri {self.target} "
+                f"--artifacts-destination {self.artifacts}` and set MLFLOW_TRACKING_URI to it"
+            )
         return "\n".join(lines)
 
 
@@ -127,8 +131,17 @@ def migrate_runs(
             locations, outside = _experiment_locations(src, root)
         fs, base = _filesystem(artifacts)
         copies, already, size = _plan_copies(locations, fs, base)
-        report = RunsMigrationReport(root, target, without_password(artifacts), expected, len(copies) + already, size, dry_run,
-                                     already_there=already, left_as_they_are=outside)
+        report = RunsMigrationReport(
+            root,
+            target,
+            without_password(artifacts),
+            expected,
+            len(copies) + already,
+            size,
+            dry_run,
+            already_there=already,
+            left_as_they_are=outside,
+        )
         with _engine(url) as destination:
             _check_target(destination, target, head, metadata)
             if dry_run:
@@ -144,8 +157,10 @@ def migrate_runs(
                     _reset_sequences(dst, metadata)
                 copied = _count(dst, metadata)
                 if copied != expected:
-                    raise StoreError(f"the copy does not match the source (rows per table: {copied} in {target}, "
-                                     f"{expected} in {source_file}); the target was left as it was")
+                    raise StoreError(
+                        f"the copy does not match the source (rows per table: {copied} in {target}, "
+                        f"{expected} in {source_file}); the target was left as it was"
+                    )
         report.renamed = _retire(root, target, lock)
     return report
 
@@ -155,8 +170,10 @@ def _tracking_url(to: str) -> sa.URL:
     try:
         url = sa.make_url(to)
     except sa.exc.ArgumentError:
-        raise StoreError(f"--runs-to must be a database URL such as postgresql://mlflow@db.internal/mlflow, "
-                         f"not {without_password(to)!r}") from None
+        raise StoreError(
+            f"--runs-to must be a database URL such as postgresql://mlflow@db.internal/mlflow, "
+            f"not {without_password(to)!r}"
+        ) from None
     if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg")  # the driver nbops[postgres] installs
     return url
@@ -168,8 +185,10 @@ def _check_source(root: Path, url: sa.URL) -> Path:
         raise StoreError(f"the runs of {root} were already moved to {moved} ({MOVED_MARKER}); there is nothing to move")
     source_file = root / TRACKING_DB
     if not source_file.is_file() or source_file.stat().st_size == 0:
-        raise StoreError(f"{root} has no MLflow runs to move (no {TRACKING_DB}); pass --store PATH, "
-                         "the .nbops folder whose runs to move")
+        raise StoreError(
+            f"{root} has no MLflow runs to move (no {TRACKING_DB}); pass --store PATH, "
+            "the .nbops folder whose runs to move"
+        )
     if url.get_backend_name() == "sqlite" and url.database and Path(url.database).resolve() == source_file:
         raise StoreError(f"--runs-to names the store's own {TRACKING_DB}")
     return source_file
@@ -181,15 +200,19 @@ def _check_source_schema(conn: sa.Connection, path: Path, metadata: sa.MetaData)
     head = str(_get_latest_schema_revision())
     revision = current_revision(conn)
     if revision != head:
-        raise StoreError(f"{path} has MLflow schema revision {revision!r}, not the {head!r} of the installed "
-                         f"MLflow; upgrade it first (mlflow db upgrade sqlite:///{path}), then move the runs")
+        raise StoreError(
+            f"{path} has MLflow schema revision {revision!r}, not the {head!r} of the installed "
+            f"MLflow; upgrade it first (mlflow db upgrade sqlite:///{path}), then move the runs"
+        )
     unknown = sorted(set(sa.inspect(conn).get_table_names()) - set(metadata.tables) - {"alembic_version"})
     if unknown:
         raise StoreError(f"{path} has tables the installed MLflow does not know ({', '.join(unknown)})")
     running = conn.execute(sa.text("SELECT run_uuid FROM runs WHERE status = 'RUNNING' LIMIT 5")).scalars().all()
     if running:
-        raise StoreError(f"runs are still RUNNING ({', '.join(running)}); let them end (or stop the kernels "
-                         "running them and open the store once, which marks them KILLED), then move the runs")
+        raise StoreError(
+            f"runs are still RUNNING ({', '.join(running)}); let them end (or stop the kernels "
+            "running them and open the store once, which marks them KILLED), then move the runs"
+        )
     return head
 
 
@@ -205,18 +228,27 @@ def _check_target(conn: sa.Connection | sa.Engine, target: str, head: str, metad
                 return
             revision = current_revision(c) if "alembic_version" in present else None
             if revision is not None and revision != head:
-                raise StoreError(f"{target} has MLflow schema revision {revision!r}, not the {head!r} of the installed "
-                                 "MLflow; move the runs into a new database, or upgrade the server's first")
-            held = {t.name: n for t in metadata.sorted_tables if t.name in present
-                    if (n := c.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()) > _STARTER_ROWS.get(t.name, 0)}
+                raise StoreError(
+                    f"{target} has MLflow schema revision {revision!r}, not the {head!r} of the installed "
+                    "MLflow; move the runs into a new database, or upgrade the server's first"
+                )
+            held = {
+                t.name: n
+                for t in metadata.sorted_tables
+                if t.name in present
+                if (n := c.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                > _STARTER_ROWS.get(t.name, 0)
+            }
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         reason = " ".join(str(exc.orig or exc).split()).removeprefix("connection failed: ")
         reason = redact_text(reason, *url_secrets(url.render_as_string(hide_password=False)))
         raise StoreError(f"cannot connect to {target}: {reason}") from None
     if held:
         listed = ", ".join(f"{n} in {name}" for name, n in held.items())
-        raise StoreError(f"{target} already holds MLflow data (rows: {listed}); move the runs into a new, empty "
-                         "database (CREATE DATABASE ... OWNER ...)")
+        raise StoreError(
+            f"{target} already holds MLflow data (rows: {listed}); move the runs into a new, empty "
+            "database (CREATE DATABASE ... OWNER ...)"
+        )
 
 
 # -- artifacts ---------------------------------------------------------------------------------
@@ -292,8 +324,10 @@ def _plan_copies(locations: dict[str, str], fs: Any, base: str) -> tuple[list[_C
             else:
                 clashes.append(destination)
     if clashes:
-        raise StoreError(f"the artifact destination already holds {len(clashes)} other file(s) under the same "
-                         f"names (e.g. {clashes[0]}); move the runs to an empty destination. Nothing was changed")
+        raise StoreError(
+            f"the artifact destination already holds {len(clashes)} other file(s) under the same "
+            f"names (e.g. {clashes[0]}); move the runs to an empty destination. Nothing was changed"
+        )
     return copies, already, size
 
 
@@ -336,7 +370,7 @@ def _copy_rows(src: sa.Connection, dst: sa.Connection, metadata: sa.MetaData, lo
 def _rewrite(value: str, locations: dict[str, str]) -> str:
     for old, new in locations.items():
         if value == old or value.startswith(old + "/"):
-            return new + value[len(old):]
+            return new + value[len(old) :]
     return value
 
 
@@ -346,8 +380,9 @@ def _reset_sequences(dst: sa.Connection, metadata: sa.MetaData) -> None:
         for column in table.primary_key.columns:
             if not isinstance(column.type, sa.Integer):
                 continue
-            sequence = dst.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
-                                   {"t": table.name, "c": column.name}).scalar()
+            sequence = dst.execute(
+                sa.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column.name}
+            ).scalar()
             if sequence:
                 top = dst.execute(sa.select(sa.func.max(column))).scalar()
                 dst.execute(sa.text("SELECT setval(:s, :v, false)"), {"s": sequence, "v": (top or 0) + 1})
@@ -355,8 +390,10 @@ def _reset_sequences(dst: sa.Connection, metadata: sa.MetaData) -> None:
 
 def _count(conn: sa.Connection, metadata: sa.MetaData) -> dict[str, int]:
     present = set(sa.inspect(conn).get_table_names())
-    return {t.name: (conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() if t.name in present else 0)
-            for t in metadata.sorted_tables}
+    return {
+        t.name: (conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() if t.name in present else 0)
+        for t in metadata.sorted_tables
+    }
 
 
 # -- the end -----------------------------------------------------------------------------------

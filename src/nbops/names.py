@@ -32,9 +32,7 @@ from nbops.errors import InvalidNameError
 
 MAX_NAME_LENGTH = 128
 _ALLOWED = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_WINDOWS_DEVICES = frozenset(
-    ["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)]
-)
+_WINDOWS_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)])
 _IDENTIFIER_HINT = "use ASCII letters, digits, '_' and '-', starting with a letter or '_'"
 
 
@@ -45,9 +43,7 @@ def _one_path_part(name: object, kind: str) -> str:
     if name == "":
         raise InvalidNameError(kind, name, "empty", "a name cannot be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            kind, name, "length", f"{len(name)} characters; at most {MAX_NAME_LENGTH} are allowed"
-        )
+        raise InvalidNameError(kind, name, "length", f"{len(name)} characters; at most {MAX_NAME_LENGTH} are allowed")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         raise InvalidNameError(kind, name, "control", "control or invisible formatting characters are not allowed")
     if "/" in name or "\\" in name:
@@ -109,7 +105,9 @@ def experiment_name_from(text: str) -> str:
     """
     cleaned = unicodedata.normalize("NFC", text)
     cleaned = "".join(
-        "_" if ch in _EXPERIMENT_FORBIDDEN or ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+        "_"
+        if ch in _EXPERIMENT_FORBIDDEN or ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+        else ch
         for ch in cleaned
     )
     cleaned = cleaned.replace("..", "_").strip().rstrip(".").strip()[:MAX_NAME_LENGTH]

@@ -17,6 +17,7 @@ is between publishing and committing is never robbed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -185,7 +186,5 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _touch(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.utime(path)
-    except OSError:
-        pass

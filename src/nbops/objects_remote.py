@@ -32,6 +32,7 @@ store with a data root is opened.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import urllib.parse
@@ -168,7 +169,7 @@ class RemoteObjectStore:
             with self.fs.open_output_stream(key) as out:
                 out.write(data)
         except OSError as exc:
-            where = f"{self._uri_base}/{key[len(self.base) + 1:]}"
+            where = f"{self._uri_base}/{key[len(self.base) + 1 :]}"
             raise StoreError(f"cannot upload {where} ({self.endpoint}): {exc}") from None
 
     # -- reading -----------------------------------------------------------
@@ -216,10 +217,8 @@ class RemoteObjectStore:
         return obj.size
 
     def remove(self, obj: RemoteObject) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(obj.key)
-        except FileNotFoundError:
-            pass
 
 
 def _serialise(write: Callable[[Any], None]) -> pa.Buffer:
@@ -234,6 +233,7 @@ def _serialise(write: Callable[[Any], None]) -> pa.Buffer:
 
 
 # -- configuration ---------------------------------------------------------
+
 
 def configured_data(data: str | os.PathLike[str] | None) -> str | None:
     """The data root asked for: the ``data=`` argument, else ``$NBOPS_DATA_URL``, else None."""
@@ -316,10 +316,7 @@ def open_objects(
             )
         uri = asked
     objects: ObjectStore | RemoteObjectStore
-    if _is_local(uri):
-        objects = ObjectStore(_local_path(uri))
-    else:
-        objects = RemoteObjectStore(uri, committed)
+    objects = ObjectStore(_local_path(uri)) if _is_local(uri) else RemoteObjectStore(uri, committed)
     if recorded is None:
         _write_data_marker(root, str(_local_path(uri)) if _is_local(uri) else public_uri(uri))
     return objects

@@ -106,8 +106,17 @@ _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 #: Attoseconds per numpy/Arrow time unit: exact integer conversion between any two.
 _ATTOSECONDS = {
-    "as": 1, "fs": 10**3, "ps": 10**6, "ns": 10**9, "us": 10**12, "ms": 10**15, "s": 10**18,
-    "m": 60 * 10**18, "h": 3_600 * 10**18, "D": 86_400 * 10**18, "W": 604_800 * 10**18,
+    "as": 1,
+    "fs": 10**3,
+    "ps": 10**6,
+    "ns": 10**9,
+    "us": 10**12,
+    "ms": 10**15,
+    "s": 10**18,
+    "m": 60 * 10**18,
+    "h": 3_600 * 10**18,
+    "D": 86_400 * 10**18,
+    "W": 604_800 * 10**18,
 }
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -127,7 +136,9 @@ def _is_string(typ: pa.DataType) -> bool:
 
 def _is_binary(typ: pa.DataType) -> bool:
     return (
-        pa.types.is_binary(typ) or pa.types.is_large_binary(typ) or pa.types.is_binary_view(typ)
+        pa.types.is_binary(typ)
+        or pa.types.is_large_binary(typ)
+        or pa.types.is_binary_view(typ)
         or pa.types.is_fixed_size_binary(typ)
     )
 
@@ -136,8 +147,14 @@ def servable_key(typ: pa.DataType) -> bool:
     """Whether an online group can be keyed by a column of ``typ``."""
     typ = _key_value_type(typ)
     return (
-        pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ) or _is_string(typ)
-        or _is_binary(typ) or pa.types.is_decimal(typ) or pa.types.is_date(typ) or pa.types.is_timestamp(typ)
+        pa.types.is_integer(typ)
+        or pa.types.is_floating(typ)
+        or pa.types.is_boolean(typ)
+        or _is_string(typ)
+        or _is_binary(typ)
+        or pa.types.is_decimal(typ)
+        or pa.types.is_date(typ)
+        or pa.types.is_timestamp(typ)
     )
 
 
@@ -430,9 +447,7 @@ def upsert(
     )
     for start in range(0, len(rows), 20_000):
         conn.execute(stmt, rows[start : start + 20_000])
-    return [
-        OnlineRow(r["entity_key"], r["event_time_us"], r["commit_no"], r["feature_values"]) for r in rows
-    ]
+    return [OnlineRow(r["entity_key"], r["event_time_us"], r["commit_no"], r["feature_values"]) for r in rows]
 
 
 def reader_for(store: Store, url: str | None) -> OnlineReader:
@@ -524,9 +539,9 @@ class OnlineReader:
         """Changes whenever a version is added or turned online (None: do not cache)."""
         if not self.store.catalog.is_sqlite:
             return None
-        return self._connection().execute(
-            "SELECT count(*), max(id), sum(online) FROM feature_group_versions"
-        ).fetchone()
+        return (
+            self._connection().execute("SELECT count(*), max(id), sum(online) FROM feature_group_versions").fetchone()
+        )
 
     def plan(self, refs: Sequence[str], key_names: frozenset[str]) -> list[_GroupPlan]:
         from nbops.features import FeatureRef, plan_outputs
@@ -680,7 +695,7 @@ def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequen
             if array.type != plan.types[feature]:
                 array = array.cast(plan.types[feature])
             columns[output] = _to_series(array)
-    for name, values in columns.items():
+    for _name, values in columns.items():
         if isinstance(values, pd.Series):
             values.index = pd.RangeIndex(len(values))
     return pd.DataFrame(columns)

@@ -153,7 +153,9 @@ class RedisOnlineReader(OnlineReader):
             ) from exc
         self._redis_errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         self._connection_errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+            OSError,
         )
         try:
             parts = urlsplit(url)

@@ -97,9 +97,7 @@ class FeatureSource:
         if not isinstance(self.features, Mapping):
             if isinstance(self.features, str):
                 one = self.features
-                raise InvalidInputError(
-                    f"features must map feature columns to output names, e.g. {{{one!r}: {one!r}}}"
-                )
+                raise InvalidInputError(f"features must map feature columns to output names, e.g. {{{one!r}: {one!r}}}")
             object.__setattr__(self, "features", {name: name for name in self.features})
         if not isinstance(self.table, pa.Table):
             raise InvalidInputError(
@@ -108,9 +106,7 @@ class FeatureSource:
             )
         if self.ttl is not None:
             if not isinstance(self.ttl, datetime.timedelta):
-                raise InvalidInputError(
-                    f"ttl must be a datetime.timedelta or None, not {type(self.ttl).__name__}"
-                )
+                raise InvalidInputError(f"ttl must be a datetime.timedelta or None, not {type(self.ttl).__name__}")
             if self.ttl < datetime.timedelta(0):
                 raise InvalidInputError(f"ttl must not be negative, got {self.ttl}")
 
@@ -164,18 +160,14 @@ def point_in_time_join(
     elif isinstance(spine, pd.DataFrame):
         spine_frame, arrow_spine = spine, None
     else:
-        raise InvalidInputError(
-            f"the spine must be a pandas DataFrame or a pyarrow Table, not {type(spine).__name__}"
-        )
+        raise InvalidInputError(f"the spine must be a pandas DataFrame or a pyarrow Table, not {type(spine).__name__}")
     if isinstance(spine_frame.columns, pd.MultiIndex):
         raise InvalidInputError("the spine must have flat column names, not a MultiIndex")
     if isinstance(sources, FeatureSource):
         sources = [sources]
     for i, source in enumerate(sources):
         if not isinstance(source, FeatureSource):
-            raise InvalidInputError(
-                f"sources[{i}] must be a FeatureSource, not {type(source).__name__}"
-            )
+            raise InvalidInputError(f"sources[{i}] must be a FeatureSource, not {type(source).__name__}")
 
     # One Arrow array per spine column and per time unit, shared by all sources,
     # so that the query scans each spine column once.
@@ -186,21 +178,13 @@ def point_in_time_join(
         if name in arrow_columns:
             return arrow_columns[name]
         if name not in spine_frame.columns:
-            hint = (
-                " (it is an index level: use spine.reset_index())"
-                if name in spine_frame.index.names
-                else ""
-            )
+            hint = " (it is an index level: use spine.reset_index())" if name in spine_frame.index.names else ""
             raise InvalidInputError(
-                f"the spine has no {role} column {name!r}{hint}; "
-                f"its columns: {_listing(spine_frame.columns)}"
+                f"the spine has no {role} column {name!r}{hint}; its columns: {_listing(spine_frame.columns)}"
             )
         if int((spine_frame.columns == name).sum()) > 1:
             raise InvalidInputError(f"the spine has more than one column named {name!r}")
-        if arrow_spine is not None:
-            column = arrow_spine.column(name)
-        else:
-            column = _spine_arrow(spine_frame[name], name)
+        column = arrow_spine.column(name) if arrow_spine is not None else _spine_arrow(spine_frame[name], name)
         arrow_columns[name] = _decoded(column)
         return arrow_columns[name]
 
@@ -218,19 +202,14 @@ def point_in_time_join(
         return time_ints[unit]
 
     _check_output_names(spine_frame.columns, sources)
-    plans = [
-        _plan(i, source, spine_column, spine_time.type.unit, spine_time_ints)
-        for i, source in enumerate(sources)
-    ]
+    plans = [_plan(i, source, spine_column, spine_time.type.unit, spine_time_ints) for i, source in enumerate(sources)]
 
     columns: dict[str, Any] = {}
     for plan, matches in zip(plans, _match(len(spine_frame), plans), strict=True):
         table = plan.source.table
         declared = _declared_dtypes(table)
         for column_name, output in plan.source.features.items():
-            columns[output] = _gathered(
-                table.column(column_name), matches, declared.get(column_name)
-            )
+            columns[output] = _gathered(table.column(column_name), matches, declared.get(column_name))
     if not columns:
         return spine_frame.copy(deep=False)
     # Arrays, not Series, so nothing aligns on the index (it may hold duplicates);
@@ -284,8 +263,7 @@ def _plan(
         found = table.schema.get_all_field_indices(name)
         if not found:
             raise InvalidInputError(
-                f"{where} has no {role} column {name!r}; "
-                f"its columns: {_listing(table.column_names)}"
+                f"{where} has no {role} column {name!r}; its columns: {_listing(table.column_names)}"
             )
         if len(found) > 1:
             raise InvalidInputError(f"{where} has more than one column named {name!r}")
@@ -387,9 +365,7 @@ def _composite_order(
     spine_nulls = spine_times.is_null().to_numpy(zero_copy_only=False)
     return (
         pa.chunked_array([pa.array(spine_keys, mask=spine_nulls if spine_nulls.any() else None)]),
-        pa.chunked_array(
-            [pa.array(feature_keys, mask=feature_nulls if feature_nulls.any() else None)]
-        ),
+        pa.chunked_array([pa.array(feature_keys, mask=feature_nulls if feature_nulls.any() else None)]),
         bits,
     )
 
@@ -403,9 +379,7 @@ def _match(n: int, plans: Sequence[_Plan]) -> list[_Matches]:
         return result
 
     # Every name in the SQL is generated here; no user text reaches the query.
-    spine_columns: dict[str, pa.ChunkedArray | pa.Array] = {
-        "rn": pa.array(np.arange(n, dtype=np.int64))
-    }
+    spine_columns: dict[str, pa.ChunkedArray | pa.Array] = {"rn": pa.array(np.arange(n, dtype=np.int64))}
     name_of: dict[int, str] = {}  # id of a spine array -> its column, to register it once
 
     def spine_name(column: pa.ChunkedArray) -> str:
@@ -427,17 +401,11 @@ def _match(n: int, plans: Sequence[_Plan]) -> list[_Matches]:
         else:
             # Times alone can tie: keep the last row of each (keys, time) first.
             group = ", ".join([*keys, "o"])
-            ctes.append(
-                f"f{j} AS (SELECT {group}, max(fi) AS fi FROM src{j} "
-                f"WHERE {not_null} GROUP BY {group})"
-            )
+            ctes.append(f"f{j} AS (SELECT {group}, max(fi) AS fi FROM src{j} WHERE {not_null} GROUP BY {group})")
             selects.append(f"coalesce(f{j}.fi, -1) AS i{j}")
         on = [f"s.{s} = f{j}.{k}" for s, k in zip(spine_keys, keys, strict=True)]
         joins.append(f"ASOF LEFT JOIN f{j} ON {' AND '.join([*on, f's.{spine_order} >= f{j}.o'])}")
-    query = (
-        f"WITH {', '.join(ctes)} SELECT s.rn, {', '.join(selects)} "
-        f"FROM spine AS s {' '.join(joins)}"
-    )
+    query = f"WITH {', '.join(ctes)} SELECT s.rn, {', '.join(selects)} FROM spine AS s {' '.join(joins)}"
 
     import duckdb
 
@@ -455,9 +423,7 @@ def _match(n: int, plans: Sequence[_Plan]) -> list[_Matches]:
     # The join returns rows in any order: scatter them back by spine row number.
     row_numbers = found.column("rn").to_numpy()
     if len(row_numbers) != n:
-        raise RuntimeError(
-            f"point-in-time join returned {len(row_numbers)} rows for {n} spine rows"
-        )
+        raise RuntimeError(f"point-in-time join returned {len(row_numbers)} rows for {n} spine rows")
     for j in joined:
         positions = np.full(n, -2, dtype=np.int64)
         positions[row_numbers] = found.column(f"i{j}").to_numpy()  # -1: no match
@@ -610,23 +576,11 @@ def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _family(arrow_type: pa.DataType) -> str:
     """Key types that DuckDB compares by value share a family; other types must match exactly."""
-    if (
-        pa.types.is_integer(arrow_type)
-        or pa.types.is_floating(arrow_type)
-        or pa.types.is_decimal(arrow_type)
-    ):
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
         return "number"
-    if (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or pa.types.is_string_view(arrow_type)
-    ):
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
         return "string"
-    if (
-        pa.types.is_binary(arrow_type)
-        or pa.types.is_large_binary(arrow_type)
-        or pa.types.is_binary_view(arrow_type)
-    ):
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type) or pa.types.is_binary_view(arrow_type):
         return "binary"
     if pa.types.is_timestamp(arrow_type):
         return "timestamp"
@@ -659,9 +613,7 @@ def _epoch_ints(column: pa.ChunkedArray, unit: str, what: str) -> pa.ChunkedArra
 def _timedelta_ns(delta: datetime.timedelta) -> int:
     """Exact nanoseconds of a timedelta (pandas.Timedelta keeps its nanoseconds too)."""
     nanoseconds = int(getattr(delta, "nanoseconds", 0))
-    return (
-        (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    ) * 1_000 + nanoseconds
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000 + nanoseconds
 
 
 def _listing(names: Any, limit: int = 20) -> str:

@@ -30,19 +30,48 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus
 MASK = "***"
 
 #: Query parameters whose values are credentials (compared in lower case, ``-`` as ``_``).
-SECRET_PARAMS = frozenset({
-    # passwords (libpq's password and sslpassword, redis-py's password)
-    "password", "passwd", "pwd", "pass", "sslpassword",
-    # keys and secrets (S3 keys as fsspec and signed URLs spell them, Azure's account_key, API keys)
-    "key", "secret", "access_key", "access_key_id", "secret_key", "secret_access_key", "account_key",
-    "client_secret", "api_key", "apikey",
-    # tokens (an AWS session token, bearer and OAuth tokens, Azure SAS)
-    "token", "session_token", "security_token", "access_token", "refresh_token", "id_token", "auth_token",
-    "auth", "sas", "sas_token", "credential", "credentials",
-    # signed URLs (S3, GCS, Azure)
-    "sig", "signature", "x_amz_signature", "x_amz_credential", "x_amz_security_token",
-    "x_goog_signature", "x_goog_credential",
-})
+SECRET_PARAMS = frozenset(
+    {
+        # passwords (libpq's password and sslpassword, redis-py's password)
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "sslpassword",
+        # keys and secrets (S3 keys as fsspec and signed URLs spell them, Azure's account_key, API keys)
+        "key",
+        "secret",
+        "access_key",
+        "access_key_id",
+        "secret_key",
+        "secret_access_key",
+        "account_key",
+        "client_secret",
+        "api_key",
+        "apikey",
+        # tokens (an AWS session token, bearer and OAuth tokens, Azure SAS)
+        "token",
+        "session_token",
+        "security_token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "auth_token",
+        "auth",
+        "sas",
+        "sas_token",
+        "credential",
+        "credentials",
+        # signed URLs (S3, GCS, Azure)
+        "sig",
+        "signature",
+        "x_amz_signature",
+        "x_amz_credential",
+        "x_amz_security_token",
+        "x_goog_signature",
+        "x_goog_credential",
+    }
+)
 #: Name endings that make any query parameter secret (``db_password``, ``github_token``, ``storage_key``).
 SECRET_SUFFIXES = ("password", "secret", "token", "_key", "signature", "credential")
 #: Schemes whose user part is itself a credential (an access key id), hidden whole.
@@ -100,7 +129,11 @@ def url_secrets(url: str | None) -> list[str]:
 URL_SETTINGS = ("NBOPS_CATALOG_URL", "NBOPS_DATA_URL", "NBOPS_ONLINE_URL", "MLFLOW_TRACKING_URI")
 #: Settings that are credentials themselves, read by the libraries nbops drives.
 SECRET_SETTINGS = (
-    "PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+    "PGPASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
 )
 
 
@@ -157,8 +190,11 @@ def _rewrite(url: str, drop: bool) -> str:
         query = _rewrite_query(query, drop)
         if drop and not query:
             query = None
-    return (f"{scheme}://{authority}{path}" + (f"?{query}" if query is not None else "")
-            + (f"#{fragment}" if fragment is not None else ""))
+    return (
+        f"{scheme}://{authority}{path}"
+        + (f"?{query}" if query is not None else "")
+        + (f"#{fragment}" if fragment is not None else "")
+    )
 
 
 def _rewrite_query(query: str, drop: bool) -> str:
@@ -178,13 +214,26 @@ def _with_decoded(values: Iterable[str]) -> list[str]:
     found: list[str] = []
     for value in values:
         plain = unquote(value)
-        for form in (value, plain, unquote_plus(value), quote(plain, safe=""), quote(plain), quote_plus(plain, safe="")):
+        for form in (
+            value,
+            plain,
+            unquote_plus(value),
+            quote(plain, safe=""),
+            quote(plain),
+            quote_plus(plain, safe=""),
+        ):
             if form and form not in found:
                 found.append(form)
     return found
 
 
 __all__ = [
-    "MASK", "SECRET_PARAMS", "env_secrets", "is_secret_param", "redact_text", "redact_url", "url_secrets",
+    "MASK",
+    "SECRET_PARAMS",
+    "env_secrets",
+    "is_secret_param",
+    "redact_text",
+    "redact_url",
+    "url_secrets",
     "without_credentials",
 ]

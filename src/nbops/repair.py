@@ -90,8 +90,10 @@ def _referenced_objects(store: Store) -> dict[str, pa.DataType]:
             (cat.snapshots, cat.snapshot_columns, cat.snapshot_columns.c.snapshot_id),
             (cat.feature_commits, cat.feature_commit_columns, cat.feature_commit_columns.c.commit_id),
         ):
-            schemas = {r.id: pa.ipc.read_schema(pa.py_buffer(r.arrow_schema))
-                       for r in conn.execute(sa.select(table.c.id, table.c.arrow_schema))}
+            schemas = {
+                r.id: pa.ipc.read_schema(pa.py_buffer(r.arrow_schema))
+                for r in conn.execute(sa.select(table.c.id, table.c.arrow_schema))
+            }
             for owner, position, digest in conn.execute(sa.select(key, columns.c.position, columns.c.object_digest)):
                 schema = schemas.get(owner)
                 if schema is not None and position < len(schema):

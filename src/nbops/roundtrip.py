@@ -70,8 +70,7 @@ def _unstorable(arrow_type: pa.DataType) -> str | None:
         return None
     if pa.types.is_struct(arrow_type) and arrow_type.num_fields == 0:
         return (
-            "it holds only empty dicts, which Parquet cannot store; store them as JSON text "
-            "(df[col].map(json.dumps))"
+            "it holds only empty dicts, which Parquet cannot store; store them as JSON text (df[col].map(json.dumps))"
         )
     for j in range(arrow_type.num_fields):
         why = _unstorable(arrow_type.field(j).type)
@@ -99,7 +98,9 @@ def check_labels(frame: pd.DataFrame, keep_index: bool) -> None:
                     f"column label {other!r} ({type(other).__name__}) is among labels of another type "
                     f"({first!r}, {type(first).__name__}), and Arrow would store them all as strings"
                 )
-            raise InvalidInputError(f"{why}; give the columns labels of one type, e.g. df.columns = df.columns.astype(str)")
+            raise InvalidInputError(
+                f"{why}; give the columns labels of one type, e.g. df.columns = df.columns.astype(str)"
+            )
     if keep_index and not isinstance(frame.index, pd.RangeIndex):
         for name in frame.index.names:
             if name is not None and not isinstance(name, str):
@@ -152,7 +153,11 @@ def check_frame(
         original, back = frame.iloc[:, i], restored.iloc[:, j]
         if _same(original, back, table.column(i)):
             continue
-        if not _equal(lambda: pd.testing.assert_series_equal(back, original, check_index=False, check_names=False)):
+        if not _equal(
+            lambda back=back, original=original: pd.testing.assert_series_equal(
+                back, original, check_index=False, check_names=False
+            )
+        ):
             raise InvalidInputError(_refusal(label_of(i), original, back))
     if keep_index and not _same_index(frame.index, restored.index, [table.column(f) for f in index_fields]):
         _check_index(frame.index, restored.index)
@@ -303,7 +308,11 @@ def _check_index(index: pd.Index, restored: pd.Index) -> None:
         for level in range(index.nlevels):
             original, back = index.get_level_values(level), restored.get_level_values(level)
             name = f"index level {index.names[level]!r}" if index.names[level] is not None else f"index level {level}"
-            if not _equal(lambda: pd.testing.assert_index_equal(back, original, exact="equiv", check_exact=False)):
+            if not _equal(
+                lambda back=back, original=original: pd.testing.assert_index_equal(
+                    back, original, exact="equiv", check_exact=False
+                )
+            ):
                 raise InvalidInputError(_refusal(name, pd.Series(original), pd.Series(back), index=True))
     what = f"the index {index.name!r}" if index.name is not None else "the index"
     if type(index) is not type(restored) or index.nlevels != restored.nlevels or index.names != restored.names:
@@ -390,7 +399,7 @@ def _hint(series: pd.Series, back: pd.Series) -> str:
         return "Arrow keeps NaN and <NA> as one missing value: store float64 (df[col].astype('float64'))"
     if isinstance(dtype, pd.DatetimeTZDtype) and isinstance(back.dtype, pd.DatetimeTZDtype):
         return f"give it a zoneinfo time zone (df[col].dt.tz_convert({str(back.dtype.tz)!r}))"
-    if dtype != object:
+    if dtype != object:  # noqa: E721 (a numpy dtype compared with the object dtype, not a type check)
         return "give it a plain dtype"
     kinds = {type(v) for v in series.array if v is not None}
     missing = {k for k in kinds if k is float or k is type(pd.NA)}

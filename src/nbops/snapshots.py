@@ -326,14 +326,13 @@ def table_to_pandas(table: pa.Table) -> pd.DataFrame:
     if len(data_fields) == len(df.columns):
         for position, field in enumerate(data_fields):
             values = object_values(field)
-            if values is not None and df.dtypes.iloc[position] != object:
+            if values is not None and df.dtypes.iloc[position] != object:  # noqa: E721 (a dtype, not a type)
                 df.isetitem(position, pd.Series(values, index=df.index, dtype=object))
 
     restored = [object_values(f) for f in index_fields]
     if any(v is not None for v in restored) and df.index.nlevels == len(index_fields):
         levels = [
-            pd.Index(v, dtype=object) if v is not None else df.index.get_level_values(i)
-            for i, v in enumerate(restored)
+            pd.Index(v, dtype=object) if v is not None else df.index.get_level_values(i) for i, v in enumerate(restored)
         ]
         if len(levels) == 1:
             df.index = pd.Index(levels[0], name=df.index.name)
@@ -349,9 +348,7 @@ def history(store: Store, name: str) -> pd.DataFrame:
     with store.catalog.read() as conn:
         dataset_id = _dataset_id(conn, name)
         rows = conn.execute(
-            sa.select(cat.snapshots)
-            .where(cat.snapshots.c.dataset_id == dataset_id)
-            .order_by(cat.snapshots.c.version)
+            sa.select(cat.snapshots).where(cat.snapshots.c.dataset_id == dataset_id).order_by(cat.snapshots.c.version)
         ).all()
     return pd.DataFrame(
         {

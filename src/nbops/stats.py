@@ -128,9 +128,7 @@ def as_table(data: object, argument: str = "table") -> pa.Table:
     import pandas as pd
 
     if not isinstance(data, pd.DataFrame):
-        raise InvalidInputError(
-            f"{argument} must be a pyarrow Table or a pandas DataFrame, not {type(data).__name__}"
-        )
+        raise InvalidInputError(f"{argument} must be a pyarrow Table or a pandas DataFrame, not {type(data).__name__}")
     duplicated = data.columns[data.columns.duplicated()].tolist()
     if duplicated:
         raise InvalidInputError(f"{argument} has duplicate columns {duplicated}; rename them")
@@ -142,9 +140,7 @@ def as_table(data: object, argument: str = "table") -> pa.Table:
         ) from exc
 
 
-def select_columns(
-    table: pa.Table, columns: Sequence[str] | None, argument: str = "table"
-) -> list[str]:
+def select_columns(table: pa.Table, columns: Sequence[str] | None, argument: str = "table") -> list[str]:
     """The names to summarise: ``columns`` checked against ``table``, or all its columns."""
     if columns is None:
         names = list(table.column_names)
@@ -158,16 +154,12 @@ def select_columns(
         try:
             names = list(columns)
         except TypeError:
-            raise InvalidInputError(
-                f"columns must be a list of column names, not {type(columns).__name__}"
-            ) from None
+            raise InvalidInputError(f"columns must be a list of column names, not {type(columns).__name__}") from None
     present = set(table.column_names)
     seen: set[str] = set()
     for name in names:
         if name not in present:
-            raise InvalidInputError(
-                f"column {name!r} is not in the {argument}; it has {table.column_names}"
-            )
+            raise InvalidInputError(f"column {name!r} is not in the {argument}; it has {table.column_names}")
         if name in seen:
             raise InvalidInputError(f"column {name!r} is asked for twice")
         seen.add(name)
@@ -329,9 +321,7 @@ def _summarise_column(
         if low is not None and not math.isfinite(low - high):
             # Histogram edges need finite ends; infinities go to the outer bins.
             c = plan.alias
-            [(low, high)] = cursor.execute(
-                f"SELECT min({c}), max({c}) FROM t WHERE isfinite({c})"
-            ).fetchall()
+            [(low, high)] = cursor.execute(f"SELECT min({c}), max({c}) FROM t WHERE isfinite({c})").fetchall()
         out["histogram"] = _histogram(cursor, plan, low, high, bins)
     elif plan.kind == DATETIME:
         low, high = rest
@@ -404,8 +394,7 @@ def _top_values(
 ) -> tuple[list[list[Any]], float | None]:
     c = plan.alias
     rows = cursor.execute(
-        f"SELECT {c}, count(*) AS n FROM t WHERE {c} IS NOT NULL "
-        f"GROUP BY {c} ORDER BY n DESC, {c} LIMIT {top_k}"
+        f"SELECT {c}, count(*) AS n FROM t WHERE {c} IS NOT NULL GROUP BY {c} ORDER BY n DESC, {c} LIMIT {top_k}"
     ).fetchall()
     top = [[_plain(value), int(n)] for value, n in rows]
     if count == 0:

@@ -303,9 +303,7 @@ class Store:
         from nbops.audit import check_writable
 
         check_writable(f"register features in {group!r}")
-        return features.register_features(
-            self, df, group, keys, event_time, description, online, expectations, version
-        )
+        return features.register_features(self, df, group, keys, event_time, description, online, expectations, version)
 
     def features(
         self, group: str, version: int | None = None, as_of: int | str | dt.datetime | None = None
@@ -376,7 +374,11 @@ class Store:
         return online.sync(self)
 
     def drift(
-        self, group: str, a: object = None, b: object = None, version: int | None = None,
+        self,
+        group: str,
+        a: object = None,
+        b: object = None,
+        version: int | None = None,
         columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """PSI and KS per feature between two commits or versions, or a frame and a version."""

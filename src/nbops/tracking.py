@@ -59,6 +59,7 @@ inputs, and the run is tagged ``nbops.inputs=inferred``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import errno
 import json
 import linecache
@@ -317,7 +318,9 @@ def _has_tables(path: Path) -> bool:
 
 def _create_database(store: Store, uri: str) -> None:
     started = time.perf_counter()
-    print(f"nbops: creating the MLflow tracking database in {store.root} (first use, a few seconds)...", file=sys.stderr)
+    print(
+        f"nbops: creating the MLflow tracking database in {store.root} (first use, a few seconds)...", file=sys.stderr
+    )
     prepare_database_file(store.root)
     import logging
 
@@ -1004,10 +1007,9 @@ def _write_end(run: Run, status: str) -> tuple[RunWriteError | None, bool]:
             return failed, False
     finally:
         logging.getLogger(_MLFLOW_DB_LOGGER).removeFilter(_QUIET)
-        try:
+        # The run has ended: a live-run file left behind is removed by a later open.
+        with contextlib.suppress(OSError):
             LiveRun.folder(run.store).joinpath(f"{run.run_id}.json").unlink(missing_ok=True)
-        except OSError:
-            pass  # the run has ended: a live-run file left behind is removed by a later open
 
 
 @contextmanager
@@ -1307,7 +1309,11 @@ def lineage_graph(store: Store, ref: str) -> dict[str, Any]:
         frontier, seen = [root], {root}
         while frontier:
             current = frontier.pop()
-            nxt = lineage.parents(store.catalog, current) if direction == "up" else lineage.children(store.catalog, current)
+            nxt = (
+                lineage.parents(store.catalog, current)
+                if direction == "up"
+                else lineage.children(store.catalog, current)
+            )
             for other in nxt:
                 add(other)
                 parent, child = (other, current) if direction == "up" else (current, other)

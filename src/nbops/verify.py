@@ -42,16 +42,22 @@ def _stored_tables(conn: sa.Connection) -> list[_StoredTable]:
     ):
         snapshot_columns.setdefault(sid, []).append(digest)
     for row in conn.execute(
-        sa.select(cat.snapshots.c.id, cat.datasets.c.name, cat.snapshots.c.version, cat.snapshots.c.digest,
-                  cat.snapshots.c.arrow_schema)
-        .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
+        sa.select(
+            cat.snapshots.c.id,
+            cat.datasets.c.name,
+            cat.snapshots.c.version,
+            cat.snapshots.c.digest,
+            cat.snapshots.c.arrow_schema,
+        ).join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
     ):
         schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
         tables.append(_StoredTable(f"{row.name}@{row.version}", row.digest, schema, snapshot_columns.get(row.id, [])))
 
     commit_columns: dict[int, list[str]] = {}
     fc = cat.feature_commit_columns
-    for cid, digest in conn.execute(sa.select(fc.c.commit_id, fc.c.object_digest).order_by(fc.c.commit_id, fc.c.position)):
+    for cid, digest in conn.execute(
+        sa.select(fc.c.commit_id, fc.c.object_digest).order_by(fc.c.commit_id, fc.c.position)
+    ):
         commit_columns.setdefault(cid, []).append(digest)
     c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
     for row in conn.execute(

@@ -225,7 +225,8 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None, latest: bo
         shown = "\n".join(f"  - {f.message}" for f in fatal[:10])
         more = f"\n  ... and {len(fatal) - 10} more" if len(fatal) > 10 else ""
         raise ExportError(
-            f"{fatal[0].message}" if len(fatal) == 1
+            f"{fatal[0].message}"
+            if len(fatal) == 1
             else f"{len(fatal)} names would be undefined in the exported modules:\n{shown}{more}"
         )
     if not stages:
@@ -249,10 +250,16 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None, latest: bo
                 "stage": stage,
                 "module": render.MODULES[stage],
                 "parameters": list(stage_params),
-                "store_reads": [{"name": r.name, "read": r.expression(latest), "what": r.what} for r in selection.reads],
+                "store_reads": [
+                    {"name": r.name, "read": r.expression(latest), "what": r.what} for r in selection.reads
+                ],
                 "cells": [
-                    {"id": cid, "index": next(c.index for c in chosen if c.id == cid), "lines": [a, b],
-                     "reason": next(c.stage_reason or "dependency" for c in chosen if c.id == cid)}
+                    {
+                        "id": cid,
+                        "index": next(c.index for c in chosen if c.id == cid),
+                        "lines": [a, b],
+                        "reason": next(c.stage_reason or "dependency" for c in chosen if c.id == cid),
+                    }
                     for cid, a, b in ranges
                 ],
             }
@@ -340,8 +347,7 @@ def _check_compiles(source: str, name: str, ranges: list[tuple[str, int, int]], 
         cell = next((c for c in cells if c.id == where), None)
         label = cell.label if cell is not None else name
         raise ExportError(
-            f"{label}: {exc.msg} once inside main() (e.g. `from m import *` or a top-level await); "
-            "write it another way"
+            f"{label}: {exc.msg} once inside main() (e.g. `from m import *` or a top-level await); write it another way"
         ) from None
 
 

@@ -99,7 +99,9 @@ def assign_stage(cell: Cell) -> None:
     if tagged:
         special = [t for t in tagged if t in ("skip", "parameters")]
         if special and len(set(tagged)) > 1:
-            raise ExportError(f"{cell.label}: the tag {special[0]!r} cannot be combined with {sorted(set(tagged) - {special[0]})}")
+            raise ExportError(
+                f"{cell.label}: the tag {special[0]!r} cannot be combined with {sorted(set(tagged) - {special[0]})}"
+            )
         stages = tuple(dict.fromkeys(tagged))
         if marker is not None and set(marker) != set(stages):
             raise ExportError(
@@ -210,7 +212,9 @@ def _stores(stmt: ast.stmt) -> list[tuple[str, StoreRead]]:
             if isinstance(model, str):
                 name = _logged_model(stmt.body)
                 if name is not None:
-                    out.append((name, StoreRead(name, f"nbops_store.load_model({model!r})", f"registered model {model!r}")))
+                    out.append(
+                        (name, StoreRead(name, f"nbops_store.load_model({model!r})", f"registered model {model!r}"))
+                    )
         return out
     value = stmt.value if isinstance(stmt, (ast.Expr, ast.Assign)) else None
     if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Attribute):
@@ -287,12 +291,16 @@ def _changes(stmt: ast.stmt, name: str) -> bool:
             targets = [i.optional_vars for i in node.items if i.optional_vars is not None]
         elif isinstance(node, ast.NamedExpr):
             targets = [node.target]
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if _base_name(node.func.value) == name and any(
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and _base_name(node.func.value) == name
+            and any(
                 k.arg == "inplace" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
                 for k in node.keywords
-            ):
-                return True
+            )
+        ):
+            return True
         for target in targets:
             for part in ast.walk(target):
                 if isinstance(part, ast.Name) and part.id == name and isinstance(part.ctx, (ast.Store, ast.Del)):
@@ -312,7 +320,9 @@ def _is_call(node: ast.AST | None, method: str) -> bool:
     if not isinstance(node, ast.Call):
         return False
     func = node.func
-    return (isinstance(func, ast.Attribute) and func.attr == method) or (isinstance(func, ast.Name) and func.id == method)
+    return (isinstance(func, ast.Attribute) and func.attr == method) or (
+        isinstance(func, ast.Name) and func.id == method
+    )
 
 
 def _keyword(call: ast.Call, name: str) -> ast.expr | None:
@@ -656,8 +666,12 @@ def select_stage(cells: Sequence[Cell], stage: str, parameters: Iterable[str]) -
                 if definer.kind == "undefined" and star:
                     # It may come from a `from m import *`, which export cannot see into: take those cells.
                     for star_cell in cells:
-                        if star_cell.star_imports and star_cell.index < cell.index and star_cell.index not in chosen \
-                                and (not star_cell.stages or star_cell.in_stage(stage)):
+                        if (
+                            star_cell.star_imports
+                            and star_cell.index < cell.index
+                            and star_cell.index not in chosen
+                            and (not star_cell.stages or star_cell.in_stage(stage))
+                        ):
                             chosen.add(star_cell.index)
                             todo.append(star_cell)
                     continue

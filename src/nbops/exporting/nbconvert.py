@@ -32,7 +32,9 @@ class StagePreprocessor(Preprocessor):
     def preprocess_cell(self, cell: Any, resources: Any, index: int) -> tuple[Any, Any]:
         if cell.cell_type == "code" and self.default_stage:
             if self.default_stage not in (*STAGES, "skip"):
-                raise ValueError(f"default_stage must be feature, training, inference or skip, not {self.default_stage!r}")
+                raise ValueError(
+                    f"default_stage must be feature, training, inference or skip, not {self.default_stage!r}"
+                )
             tags = list(cell.metadata.get("tags", []))
             if not any(t in (*STAGES, "skip", "parameters") for t in tags) and not cell.source.lstrip().startswith(
                 ("%%features", "%%track", "# nbops:")

@@ -631,7 +631,9 @@ def _magic_statements(cell: Cell, tree: ast.Module) -> list[tuple[ast.stmt, str 
             continue
         assert isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
         if value.keywords or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in value.args):
-            raise ExportError(f"{cell.label}: get_ipython().{value.func.attr}(...) with computed arguments cannot be exported")
+            raise ExportError(
+                f"{cell.label}: get_ipython().{value.func.attr}(...) with computed arguments cannot be exported"
+            )
         calls.add(id(value))
         found.append((node, target, value.func.attr, [a.value for a in value.args]))  # type: ignore[attr-defined]
     for node in ast.walk(tree):

@@ -38,6 +38,7 @@ process is left running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -255,9 +256,7 @@ def _environment(side: Path) -> dict[str, str]:
 
 
 def _row(kind: str, name: str, notebook: Any, pipeline: Any, status: str, detail: str = "") -> dict[str, Any]:
-    return {
-        "kind": kind, "name": name, "notebook": notebook, "pipeline": pipeline, "status": status, "detail": detail
-    }
+    return {"kind": kind, "name": name, "notebook": notebook, "pipeline": pipeline, "status": status, "detail": detail}
 
 
 def _tail(text: str, limit: int = _STDERR_TAIL) -> str:
@@ -274,9 +273,7 @@ def _execute_notebook(
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(notebook, as_version=4)  # the file is read once; execution works on the copy
-    client = NotebookClient(
-        nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(cwd)}}
-    )
+    client = NotebookClient(nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(cwd)}})
     log_path = cwd / "kernel.log"
     try:
         # The kernel's own output (not the cells') goes to a log beside its store.
@@ -346,10 +343,8 @@ def _run(argv: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: int) -
 
 def _kill_group(process: subprocess.Popen[str], only_children: bool = False) -> None:
     """SIGKILL the process group the process leads (what it left behind, with ``only_children``)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is empty: nothing left running
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is empty: nothing left running
     if not only_children:
         process.wait()
 

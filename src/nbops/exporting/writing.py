@@ -17,6 +17,7 @@ export runs is refused too rather than followed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -43,7 +44,9 @@ def _link_error(path: Path) -> ExportError:
 
 
 def _kind_error(path: Path, want: str) -> ExportError:
-    return ExportError(f"{path} exists and is not a {want}; export writes a {want} there: move it away and export again")
+    return ExportError(
+        f"{path} exists and is not a {want}; export writes a {want} there: move it away and export again"
+    )
 
 
 def _parts(name: str) -> list[str]:
@@ -128,10 +131,8 @@ def write_files(out_dir: Path, files: Mapping[str, str]) -> list[str]:
 def _open_folder(parent: int | None, name: str | Path, shown: Path, create: bool = False) -> int:
     """A descriptor of the real folder ``name`` in ``parent`` (created if asked); a link is refused."""
     if create:
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(name, 0o777, dir_fd=parent)
-        except FileExistsError:
-            pass
     try:
         return os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=parent)
     except OSError as exc:
@@ -172,10 +173,8 @@ def _write_one(folder: int, name: str, shown: Path, data: bytes) -> bool:
         # the folder entry itself, so a link planted meanwhile is replaced, not followed.
         os.rename(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=folder)
-        except OSError:
-            pass
         raise
     os.fsync(folder)
     return True

@@ -43,7 +43,11 @@ class ExportMagics(Magics):
         with usage_errors():
             try:
                 result = export(
-                    notebook, out=args.out, store=self.session.store, target=args.target, verify=args.verify,
+                    notebook,
+                    out=args.out,
+                    store=self.session.store,
+                    target=args.target,
+                    verify=args.verify,
                     latest=args.latest,
                 )
             except ExportError as exc:

@@ -64,7 +64,9 @@ class PanelMagics(Magics):
 
     @no_var_expand
     @magic_arguments()
-    @argument("ref", help="an artifact: NAME@V (snapshot), GROUP:V@C (feature commit), run:ID, model:NAME@V, pipeline:STEM@V")
+    @argument(
+        "ref", help="an artifact: NAME@V (snapshot), GROUP:V@C (feature commit), run:ID, model:NAME@V, pipeline:STEM@V"
+    )
     @line_magic
     def lineage(self, line: str) -> Any:
         """A drawn graph of where an artifact came from and what was made from it.

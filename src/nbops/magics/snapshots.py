@@ -84,4 +84,6 @@ class SnapshotMagics(Magics):
             ref = self.session.store.ref(ref_text)
             frame = self.session.store.load(ref_text)
         self.shell.user_ns[target] = frame
-        print(f"loaded {ref.ref} into {target}: {ref.rows:,} rows x {len(ref.columns)} columns, digest {ref.short_digest}")
+        print(
+            f"loaded {ref.ref} into {target}: {ref.rows:,} rows x {len(ref.columns)} columns, digest {ref.short_digest}"
+        )

@@ -56,4 +56,3 @@ class StoreMagics(Magics):
             f"  features:  {info['feature_groups']} groups ({info['feature_commits']} commits)\n"
             f"  objects:   {info['objects']} ({info['bytes']:,} bytes)"
         )
-

@@ -170,8 +170,9 @@ class Panel(w.VBox):
         self.store = store
         self.last_error: BaseException | None = None
         self._quiet = False
-        self.refresh_button = w.Button(description="Refresh", icon="refresh", tooltip="read the store again",
-                                       layout=w.Layout(width="auto"))
+        self.refresh_button = w.Button(
+            description="Refresh", icon="refresh", tooltip="read the store again", layout=w.Layout(width="auto")
+        )
         self.refresh_button.add_class("nbops-refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.status = w.HTML()
@@ -195,7 +196,9 @@ class Panel(w.VBox):
             result = action(*args)
         except Exception as exc:  # noqa: BLE001 - shown in the panel: a callback has nowhere else to report
             self.last_error = exc
-            self.error.value = f'<div class="nbops-error" style="color:#b00020">{escape(type(exc).__name__)}: {escape(exc)}</div>'
+            self.error.value = (
+                f'<div class="nbops-error" style="color:#b00020">{escape(type(exc).__name__)}: {escape(exc)}</div>'
+            )
             if not isinstance(exc, NbopsError):
                 self.trace.append_stderr("".join(traceback.format_exception(exc)))
             return None

@@ -109,16 +109,10 @@ def diff_sample(
             values = [c for c in common if c not in keys]
             on = " AND ".join(f"a.{q(k)} IS NOT DISTINCT FROM b.{q(k)}" for k in keys)
             key_list = ", ".join(f"a.{q(k)}" for k in keys)
-            added = con.sql(
-                f"SELECT b.* FROM tb b ANTI JOIN ta a ON {on} LIMIT {int(limit)}"
-            ).to_arrow_table()
-            removed = con.sql(
-                f"SELECT a.* FROM ta a ANTI JOIN tb b ON {on} LIMIT {int(limit)}"
-            ).to_arrow_table()
+            added = con.sql(f"SELECT b.* FROM tb b ANTI JOIN ta a ON {on} LIMIT {int(limit)}").to_arrow_table()
+            removed = con.sql(f"SELECT a.* FROM ta a ANTI JOIN tb b ON {on} LIMIT {int(limit)}").to_arrow_table()
             differs = " OR ".join(f"a.{q(c)} IS DISTINCT FROM b.{q(c)}" for c in values) or "false"
-            pairs = ", ".join(
-                f"a.{q(c)} AS {q(f'{c} (v{a})')}, b.{q(c)} AS {q(f'{c} (v{b})')}" for c in values
-            )
+            pairs = ", ".join(f"a.{q(c)} AS {q(f'{c} (v{a})')}, b.{q(c)} AS {q(f'{c} (v{b})')}" for c in values)
             changed = con.sql(
                 f"SELECT {key_list}{', ' + pairs if pairs else ''} FROM ta a JOIN tb b ON {on} "
                 f"WHERE {differs} LIMIT {int(limit)}"
@@ -145,7 +139,9 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return table_to_pandas(table)
 
 
-def _only_changed_pairs(frame: pd.DataFrame, values: Sequence[str], a: int, b: int, keys: Sequence[str]) -> pd.DataFrame:
+def _only_changed_pairs(
+    frame: pd.DataFrame, values: Sequence[str], a: int, b: int, keys: Sequence[str]
+) -> pd.DataFrame:
     """Keep the before/after columns of values that changed in at least one sampled row."""
     keep = list(keys)
     for column in values:
@@ -162,8 +158,19 @@ def group_detail(store: Store, group: str, version: int, commit: int) -> dict[st
     g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
     with store.catalog.read() as conn:
         row = conn.execute(
-            sa.select(v.c.expectations, v.c.online, v.c.description, c.c.statistics, c.c.validation,
-                      c.c.lineage, c.c.digest, c.c.rows, c.c.total_rows, c.c.created, c.c.author)
+            sa.select(
+                v.c.expectations,
+                v.c.online,
+                v.c.description,
+                c.c.statistics,
+                c.c.validation,
+                c.c.lineage,
+                c.c.digest,
+                c.c.rows,
+                c.c.total_rows,
+                c.c.created,
+                c.c.author,
+            )
             .join(g, g.c.id == v.c.group_id)
             .join(c, c.c.group_version_id == v.c.id)
             .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
@@ -311,7 +318,9 @@ def artifact_context(store: Store, node: dict[str, str]) -> dict[str, Any]:
         g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
         with store.catalog.read() as conn:
             lineage = conn.execute(
-                sa.select(c.c.lineage).join(v, v.c.id == c.c.group_version_id).join(g, g.c.id == v.c.group_id)
+                sa.select(c.c.lineage)
+                .join(v, v.c.id == c.c.group_version_id)
+                .join(g, g.c.id == v.c.group_id)
                 .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
             ).scalar()
         return dict(json.loads(lineage)) if lineage else {}
@@ -325,7 +334,7 @@ def artifact_context(store: Store, node: dict[str, str]) -> dict[str, Any]:
             tags = tracking.client().get_run(node["ref"]).data.tags
         except MlflowException:  # a run deleted from MLflow still has lineage edges
             return {}
-        context = {k[len("nbops."):]: v for k, v in tags.items() if k.startswith("nbops.")}
+        context = {k[len("nbops.") :]: v for k, v in tags.items() if k.startswith("nbops.")}
         if tags.get("mlflow.runName"):
             context["run_name"] = tags["mlflow.runName"]
         return context
@@ -338,24 +347,39 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = [("kind", kind.replace("_", " ")), ("reference", ref)]
     if kind == "snapshot":
         r = store.ref(ref)
-        rows += [("digest", r.digest), ("rows", f"{r.rows:,}"), ("columns", ", ".join(r.columns)),
-                 ("created", text(r.created)), ("message", r.message or ""), ("author", r.author or "")]
+        rows += [
+            ("digest", r.digest),
+            ("rows", f"{r.rows:,}"),
+            ("columns", ", ".join(r.columns)),
+            ("created", text(r.created)),
+            ("message", r.message or ""),
+            ("author", r.author or ""),
+        ]
     elif kind == "feature_commit":
         from nbops.features import parse_group_ref
 
         group, version, commit = parse_group_ref(ref)
         d = group_detail(store, group, int(version or 1), int(commit or 1))
-        rows += [("digest", d["digest"]), ("rows written", f"{d['rows']:,}"), ("rows visible", f"{d['total_rows']:,}"),
-                 ("features", ", ".join(d["statistics"])), ("created", text(d["created"])), ("author", d["author"] or ""),
-                 ("online", text(d["online"]))]
+        rows += [
+            ("digest", d["digest"]),
+            ("rows written", f"{d['rows']:,}"),
+            ("rows visible", f"{d['total_rows']:,}"),
+            ("features", ", ".join(d["statistics"])),
+            ("created", text(d["created"])),
+            ("author", d["author"] or ""),
+            ("online", text(d["online"])),
+        ]
     elif kind == "run":
         from nbops import tracking
 
         tracking.ensure_backend(store)
         with _tracking_errors():
             run = tracking.client().get_run(ref)
-        rows += [("run name", run.info.run_name or ""), ("status", run.info.status),
-                 ("started", text(_ms(run.info.start_time)))]
+        rows += [
+            ("run name", run.info.run_name or ""),
+            ("status", run.info.status),
+            ("started", text(_ms(run.info.start_time))),
+        ]
         rows += [(f"param {k}", v) for k, v in sorted(run.data.params.items())]
         rows += [(f"metric {k}", text(v)) for k, v in sorted(run.data.metrics.items())]
     elif kind == "model":
@@ -365,8 +389,12 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
         name, _, version = ref.rpartition("@")
         with _tracking_errors():
             mv = tracking.client().get_model_version(name, version)
-        rows += [("source run", mv.run_id or ""), ("aliases", ", ".join(getattr(mv, "aliases", []) or [])),
-                 ("status", mv.status or ""), ("created", text(_ms(mv.creation_timestamp)))]
+        rows += [
+            ("source run", mv.run_id or ""),
+            ("aliases", ", ".join(getattr(mv, "aliases", []) or [])),
+            ("status", mv.status or ""),
+            ("created", text(_ms(mv.creation_timestamp))),
+        ]
     elif kind == "pipeline":
         stem, _, version = ref.rpartition("@")
         with store.catalog.read() as conn:
@@ -374,10 +402,14 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
                 sa.select(cat.exports).where(cat.exports.c.pipeline == stem, cat.exports.c.version == int(version))
             ).first()
         if row is not None:
-            rows += [("notebook", row.notebook), ("notebook sha256", row.notebook_sha256[:16]),
-                     ("modules in", row.out_dir), ("created", text(cat.as_utc(row.created)))]
+            rows += [
+                ("notebook", row.notebook),
+                ("notebook sha256", row.notebook_sha256[:16]),
+                ("modules in", row.out_dir),
+                ("created", text(cat.as_utc(row.created))),
+            ]
     elif kind == "cell":
-        notebook, _, cell = node["id"][len("cell:"):].rpartition("#")
+        notebook, _, cell = node["id"][len("cell:") :].rpartition("#")
         rows += [("notebook", notebook), ("cell", cell)]
     return rows
 
@@ -390,7 +422,9 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def layout(graph: dict[str, Any], node_width: int = 190, node_height: int = 36, gap_x: int = 60, gap_y: int = 16) -> dict[str, Any]:
+def layout(
+    graph: dict[str, Any], node_width: int = 190, node_height: int = 36, gap_x: int = 60, gap_y: int = 16
+) -> dict[str, Any]:
     """Positions for a left-to-right layered drawing.
 
     A node's layer is the longest path to it from a node without parents;
@@ -420,17 +454,30 @@ def layout(graph: dict[str, Any], node_width: int = 190, node_height: int = 36, 
     row_of: dict[str, float] = {}
     for x in sorted(columns):
         members = columns[x]
-        members.sort(key=lambda i: (_mean([row_of[p] for p in parents[i] if p in row_of]),
-                                    _KIND_ORDER.get(kinds[i], 9), i))
+        members.sort(
+            key=lambda i: (_mean([row_of[p] for p in parents[i] if p in row_of]), _KIND_ORDER.get(kinds[i], 9), i)
+        )
         for position, i in enumerate(members):
             row_of[i] = float(position)
     nodes = []
     for n in graph["nodes"]:
         text = str(n.get("label") or n["ref"])
         label = text if len(text) <= 26 else text[:12] + "…" + text[-12:]
-        nodes.append({**n, "label": label, "x": 10 + layer[n["id"]] * (node_width + gap_x),
-                      "y": 10 + int(row_of[n["id"]]) * (node_height + gap_y)})
+        nodes.append(
+            {
+                **n,
+                "label": label,
+                "x": 10 + layer[n["id"]] * (node_width + gap_x),
+                "y": 10 + int(row_of[n["id"]]) * (node_height + gap_y),
+            }
+        )
     width = 20 + (max(layer.values(), default=0) + 1) * (node_width + gap_x) - gap_x
     height = 20 + max((len(m) for m in columns.values()), default=1) * (node_height + gap_y) - gap_y
-    return {"nodes": nodes, "edges": graph["edges"], "width": width, "height": height,
-            "node_width": node_width, "node_height": node_height}
+    return {
+        "nodes": nodes,
+        "edges": graph["edges"],
+        "width": width,
+        "height": height,
+        "node_width": node_width,
+        "node_height": node_height,
+    }

@@ -12,7 +12,17 @@ from nbops.widgets.base import Chart, Panel, Table, escape
 if TYPE_CHECKING:
     from nbops.store import Store
 
-COLUMNS = ["feature", "kind", "drifting", "PSI", "KS statistic", "KS p-value", "max share change", "n reference", "n current"]
+COLUMNS = [
+    "feature",
+    "kind",
+    "drifting",
+    "PSI",
+    "KS statistic",
+    "KS p-value",
+    "max share change",
+    "n reference",
+    "n current",
+]
 
 
 class DriftPanel(Panel):
@@ -36,7 +46,17 @@ class DriftPanel(Panel):
         report = self.store.drift(self.group, self.a, self.b)
         self._report = report
         rows = [
-            [r.feature, r.kind, r.drifting, r.psi, r.ks_statistic, r.ks_pvalue, r.max_share_change, r.n_reference, r.n_current]
+            [
+                r.feature,
+                r.kind,
+                r.drifting,
+                r.psi,
+                r.ks_statistic,
+                r.ks_pvalue,
+                r.max_share_change,
+                r.n_reference,
+                r.n_current,
+            ]
             for r in report.itertuples()
         ]
         ids = [str(f) for f in report["feature"]]

@@ -24,8 +24,12 @@ class FeaturesPanel(Panel):
 
     def __init__(self, store: Store, group: str | None = None) -> None:
         super().__init__(store)
-        self.search = w.Text(placeholder="search groups, features, descriptions", description="search",
-                             continuous_update=True, layout=w.Layout(width="28em"))
+        self.search = w.Text(
+            placeholder="search groups, features, descriptions",
+            description="search",
+            continuous_update=True,
+            layout=w.Layout(width="28em"),
+        )
         self.search.add_class("nbops-search")
         self._wanted = group
         if group:
@@ -36,14 +40,21 @@ class FeaturesPanel(Panel):
         self.detail = w.HTML()
         self.detail.add_class("nbops-detail")
         self.histograms = Chart("histograms")
-        self.lineage_button = w.Button(description="Lineage of this commit", icon="sitemap", disabled=True,
-                                       layout=w.Layout(width="auto"))
+        self.lineage_button = w.Button(
+            description="Lineage of this commit", icon="sitemap", disabled=True, layout=w.Layout(width="auto")
+        )
         self.lineage_box = w.VBox()
         self.lineage_button.on_click(lambda _: self.guard(self.show_lineage))
         self.body.children = [
-            self.search, self.pager, self.groups,
-            w.HTML("<b>Commits</b>"), self.commits,
-            self.detail, self.histograms, self.lineage_button, self.lineage_box,
+            self.search,
+            self.pager,
+            self.groups,
+            w.HTML("<b>Commits</b>"),
+            self.commits,
+            self.detail,
+            self.histograms,
+            self.lineage_button,
+            self.lineage_box,
         ]
         self._all: pd.DataFrame | None = None
         self._shown: pd.DataFrame | None = None
@@ -102,7 +113,16 @@ class FeaturesPanel(Panel):
             return
         frame = self.store.feature_commits(*picked).iloc[::-1]  # newest first
         rows = [
-            [r.commit, f"{r.rows:,}", f"{r.inserted:,}", f"{r.updated:,}", f"{r.total_rows:,}", r.created, r.author, r.validated]
+            [
+                r.commit,
+                f"{r.rows:,}",
+                f"{r.inserted:,}",
+                f"{r.updated:,}",
+                f"{r.total_rows:,}",
+                r.created,
+                r.author,
+                r.validated,
+            ]
             for r in frame.itertuples()
         ]
         ids = [str(c) for c in frame["commit"]]
@@ -142,7 +162,11 @@ def detail_html(detail: dict[str, Any]) -> str:
         for name, s in stats.items()
     )
     rules = detail["expectations"]
-    rules_html = pairs_html([(r.get("rule", "rule"), _rule_text(r)) for r in rules], "expectations") if rules else "<i>none declared</i>"
+    rules_html = (
+        pairs_html([(r.get("rule", "rule"), _rule_text(r)) for r in rules], "expectations")
+        if rules
+        else "<i>none declared</i>"
+    )
     validation = detail["validation"]
     if validation is None:
         validation_html = "<i>not validated (no expectations when it was written)</i>"
@@ -156,15 +180,29 @@ def detail_html(detail: dict[str, Any]) -> str:
     written_by = [(k, context[k]) for k in ("notebook", "cell_id", "pipeline") if context.get(k)]
     return (
         f'<div data-nbops="feature-detail"><h4>{escape(detail["ref"])}</h4>'
-        + pairs_html([("online", detail["online"]), ("description", detail["description"] or ""),
-                      ("digest", detail["digest"]), ("rows written", f"{detail['rows']:,}"),
-                      ("rows visible", f"{detail['total_rows']:,}"), ("created", detail["created"]),
-                      ("author", detail["author"] or ""), *written_by], "commit")
+        + pairs_html(
+            [
+                ("online", detail["online"]),
+                ("description", detail["description"] or ""),
+                ("digest", detail["digest"]),
+                ("rows written", f"{detail['rows']:,}"),
+                ("rows visible", f"{detail['total_rows']:,}"),
+                ("created", detail["created"]),
+                ("author", detail["author"] or ""),
+                *written_by,
+            ],
+            "commit",
+        )
         + f'<h5>features</h5><table class="nbops-values" data-nbops="feature-statistics"><tr>{head}</tr>{body}</table>'
         + f"<h5>expectations</h5>{rules_html}<h5>last validation</h5>{validation_html}"
         + "<h5>lineage</h5>"
-        + pairs_html([("made from", ", ".join(detail["parents"]) or "nothing recorded"),
-                      ("used by", ", ".join(detail["children"]) or "nothing yet")], "feature-lineage")
+        + pairs_html(
+            [
+                ("made from", ", ".join(detail["parents"]) or "nothing recorded"),
+                ("used by", ", ".join(detail["children"]) or "nothing yet"),
+            ],
+            "feature-lineage",
+        )
         + "</div>"
     )
 

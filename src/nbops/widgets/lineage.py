@@ -23,7 +23,9 @@ class LineagePanel(Panel):
         self.detail = w.HTML()
         self.detail.add_class("nbops-detail")
         self.body.children = [
-            w.HTML("<small>Raw data on the left, what was made from it to the right. Click a node for its details.</small>"),
+            w.HTML(
+                "<small>Raw data on the left, what was made from it to the right. Click a node for its details.</small>"
+            ),
             self.graph,
             self.detail,
         ]
@@ -51,5 +53,8 @@ class LineagePanel(Panel):
         rows = data.node_details(self.store, node)
         parents = [e["parent"] for e in self.graph.edges if e["child"] == node["id"]]
         children = [e["child"] for e in self.graph.edges if e["parent"] == node["id"]]
-        rows += [("made from", ", ".join(parents) or "nothing recorded"), ("used by", ", ".join(children) or "nothing yet")]
+        rows += [
+            ("made from", ", ".join(parents) or "nothing recorded"),
+            ("used by", ", ".join(children) or "nothing yet"),
+        ]
         self.detail.value = f'<div data-nbops="lineage-detail"><h4>{escape(node["id"])}</h4>{pairs_html(rows)}</div>'

@@ -108,7 +108,7 @@ class RunsPanel(Panel):
     def turn(self, step: int) -> None:
         if step > 0 and self._next is not None:
             self._page += 1
-            del self._tokens[self._page:]
+            del self._tokens[self._page :]
             self._tokens.append(self._next)
         elif step < 0 and self._page > 0:
             self._page -= 1
@@ -121,8 +121,15 @@ class RunsPanel(Panel):
         metrics, params = page.metrics[:TABLE_METRICS], page.params[:TABLE_PARAMS]
         columns = ["run", "status", "started", "seconds", "inputs", *metrics, *(f"{p} (param)" for p in params)]
         rows = [
-            [r["run_name"], r["status"], r["start_time"], r["duration_s"], r["inputs"],
-             *(r["metrics"].get(m) for m in metrics), *(r["params"].get(p) for p in params)]
+            [
+                r["run_name"],
+                r["status"],
+                r["start_time"],
+                r["duration_s"],
+                r["inputs"],
+                *(r["metrics"].get(m) for m in metrics),
+                *(r["params"].get(p) for p in params),
+            ]
             for r in page.runs
         ]
         self.runs.show(columns, rows, [r["run_id"] for r in page.runs])

@@ -24,11 +24,19 @@ class SnapshotsPanel(Panel):
     def __init__(self, store: Store, name: str | None = None) -> None:
         super().__init__(store)
         self.dataset = w.Dropdown(description="dataset", options=[], layout=w.Layout(width="22em"))
-        self.diff_keys = w.Text(placeholder="key columns, e.g. id (optional)", description="diff keys",
-                           continuous_update=False, layout=w.Layout(width="22em"))
+        self.diff_keys = w.Text(
+            placeholder="key columns, e.g. id (optional)",
+            description="diff keys",
+            continuous_update=False,
+            layout=w.Layout(width="22em"),
+        )
         self.pager = Pager(lambda _page: self.guard(self.show_page))
-        self.versions = Table(name="snapshot-versions", multiple=True, max_selected=2,
-                              empty="no versions: snapshot a DataFrame with %snapshot df --name NAME")
+        self.versions = Table(
+            name="snapshot-versions",
+            multiple=True,
+            max_selected=2,
+            empty="no versions: snapshot a DataFrame with %snapshot df --name NAME",
+        )
         self.detail = w.HTML()
         self.detail.add_class("nbops-detail")
         self.body.children = [
