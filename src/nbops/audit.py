@@ -148,7 +148,8 @@ def _naive_utc(value: dt.datetime | str) -> dt.datetime:
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.to_pydatetime()
+    naive: dt.datetime = stamp.to_pydatetime()
+    return naive
 
 
 __all__ = ["IDENTITY_ENV", "READONLY_ENV", "ReadOnlyError", "audit_events", "check_writable", "events", "readonly"]

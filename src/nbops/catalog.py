@@ -204,6 +204,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def inserted_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key of the one row that the single-row INSERT ``result`` added."""
+    key = result.inserted_primary_key
+    assert key is not None  # SQLAlchemy returns one for every single-row INSERT (and raises otherwise)
+    new_id: int = key[0]
+    return new_id
+
+
 def as_utc(value: dt.datetime) -> dt.datetime:
     """A catalog datetime (naive UTC) as an aware UTC datetime."""
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

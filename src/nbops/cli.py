@@ -25,9 +25,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from nbops._version import __version__
 from nbops.errors import NbopsError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -181,11 +185,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_time(text: str) -> object:
+def _parse_time(text: str) -> datetime:
     import pandas as pd
 
     try:
-        return pd.Timestamp(text)
+        stamp: datetime = pd.Timestamp(text)  # a datetime subclass
+        return stamp
     except ValueError:
         raise NbopsError(f"--since {text!r} is not a time; write e.g. 2026-11-01 or 2026-11-27T09:00+01:00") from None
 

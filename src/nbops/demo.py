@@ -38,7 +38,7 @@ def run_demo(directory: str | os.PathLike[str] | None = None, timeout: int = 600
         print(f"nbops demo: {work} already holds a store; using it (the demo adds new versions)")
     print(f"nbops demo: running {NOTEBOOK} in {work}")
 
-    nb = nbformat.read(quickstart_path(), as_version=4)
+    nb = nbformat.read(quickstart_path(), as_version=4)  # type: ignore[no-untyped-call]
     started = time.perf_counter()
     # The kernel inherits these: the demo's own embedded store, whatever a
     # team set-up in this environment says.
@@ -56,7 +56,7 @@ def run_demo(directory: str | os.PathLike[str] | None = None, timeout: int = 600
             else:
                 os.environ[name] = value
     out = work / NOTEBOOK
-    nbformat.write(nb, out)
+    nbformat.write(nb, out)  # type: ignore[no-untyped-call]
     elapsed = time.perf_counter() - started
 
     import nbops

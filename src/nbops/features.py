@@ -429,7 +429,7 @@ def _register_features(
         statistics = feature_statistics(state, list(feature_cols))
         context = {**store.context, "reads": [f"{k}:{r}" for k, r in reads]}
         store.catalog.insert_ignore(conn, cat.objects, object_rows(store, table, digests, now))
-        commit_id = conn.execute(
+        result = conn.execute(
             cat.feature_commits.insert().values(
                 group_version_id=gv.id,
                 commit_no=commit_no,
@@ -447,7 +447,8 @@ def _register_features(
                 host=socket.gethostname(),
                 created=now,
             )
-        ).inserted_primary_key[0]
+        )
+        commit_id = cat.inserted_id(result)
         conn.execute(
             cat.feature_commit_columns.insert(),
             [
@@ -619,7 +620,7 @@ def _version_for_write(
     number = (latest.version if latest else 0) + 1
     if version is not None and version != number:
         raise InvalidInputError(f"{group!r} now has versions 1..{number - 1}; the next new version is {number}")
-    new_id = conn.execute(
+    result = conn.execute(
         cat.feature_group_versions.insert().values(
             group_id=group_id,
             version=number,
@@ -632,7 +633,8 @@ def _version_for_write(
             author=author(),
             created=now,
         )
-    ).inserted_primary_key[0]
+    )
+    new_id = cat.inserted_id(result)
     return _Version(new_id, number, list(keys), event_time, core, bool(online), rules_json, description, changed=True)
 
 

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from nbops import catalog as cat
 from nbops.errors import IntegrityError, StoreError
+from nbops.objects import Handle, ObjectFiles, ObjectStore
 
 if TYPE_CHECKING:
     from nbops.store import GcReport, Store
@@ -54,8 +55,6 @@ def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bo
     object: only for a new store whose first writers were all killed before
     they committed, when you know this catalog is the store's own.
     """
-    from nbops.store import GcReport
-
     _refuse_linked_folders(store)
     problems = store.catalog.integrity_problems()
     if problems:
@@ -63,40 +62,50 @@ def collect(store: Store, grace_seconds: float, dry_run: bool, empty_catalog: bo
             f"gc refused: {store.catalog.describe()} failed its integrity check, so it cannot say which "
             f"objects are live ({'; '.join(problems[:5])}); nothing was removed. Restore the catalog from a backup"
         )
+    # One call per kind of store, so that each is given back only its own handles (a Path, a RemoteObject).
+    if isinstance(store.objects, ObjectStore):
+        return _collect(store, store.objects, grace_seconds, dry_run, empty_catalog)
+    return _collect(store, store.objects, grace_seconds, dry_run, empty_catalog)
+
+
+def _collect(
+    store: Store, objects: ObjectFiles[Handle], grace_seconds: float, dry_run: bool, empty_catalog: bool
+) -> GcReport:
+    """:func:`collect` once the catalog passed its checks; ``objects`` is ``store.objects``."""
+    from nbops.store import GcReport
+
     report = GcReport(dry_run=dry_run)
     transaction = store.catalog.read() if dry_run else store.catalog.write()
     with transaction as conn:
         live = live_digests(conn)
-        on_disk = list(store.objects.iter_objects())
+        on_disk = list(objects.iter_objects())
         if not live and on_disk and not empty_catalog:
             raise IntegrityError(
                 f"gc refused: {store.catalog.describe()} refers to no object, yet {len(on_disk)} objects are "
-                f"stored ({store.objects.location(on_disk[0][0])}, ...); a catalog that lost its versions must "
+                f"stored ({objects.location(on_disk[0][0])}, ...); a catalog that lost its versions must "
                 "not decide what to delete, so nothing was removed. If this is a new store whose first writers "
                 "were killed before they committed, run `nbops gc --empty-catalog`"
             )
         for digest, path in on_disk:
             if digest not in live:
-                _remove(
-                    store, report, report.removed_orphans, path, keep=not store.objects.older_than(path, grace_seconds)
-                )
+                _remove(objects, report, report.removed_orphans, path, keep=not objects.older_than(path, grace_seconds))
         if not dry_run:
             _drop_unreferenced_rows(conn, live)
-    for tmp in store.objects.iter_tmp():
-        keep = _writer_alive(tmp) or not store.objects.older_than(tmp, grace_seconds)
-        _remove(store, report, report.removed_tmp, tmp, keep)
+    for tmp in objects.iter_tmp():
+        keep = _writer_alive(tmp) or not objects.older_than(tmp, grace_seconds)
+        _remove(objects, report, report.removed_tmp, tmp, keep)
     return report
 
 
-def _remove(store: Store, report: GcReport, removed: list[str], path: Any, keep: bool) -> None:
+def _remove(objects: ObjectFiles[Handle], report: GcReport, removed: list[str], path: Handle, keep: bool) -> None:
     """Count one object or temporary file as kept or removed, and remove it unless this is a dry run."""
     if keep:
         report.kept_recent.append(str(path))
         return
-    report.bytes_freed += store.objects.size_of(path)
+    report.bytes_freed += objects.size_of(path)
     removed.append(str(path))
     if not report.dry_run:
-        store.objects.remove(path)
+        objects.remove(path)
 
 
 def _writer_alive(tmp: Any) -> bool:

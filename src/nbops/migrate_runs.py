@@ -197,7 +197,7 @@ def _check_source(root: Path, url: sa.URL) -> Path:
 def _check_source_schema(conn: sa.Connection, path: Path, metadata: sa.MetaData) -> str:
     from mlflow.store.db.utils import _get_latest_schema_revision
 
-    head = str(_get_latest_schema_revision())
+    head = str(_get_latest_schema_revision())  # type: ignore[no-untyped-call]  # MLflow leaves it unannotated
     revision = current_revision(conn)
     if revision != head:
         raise StoreError(
@@ -429,14 +429,16 @@ def _mlflow_metadata() -> sa.MetaData:
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - registers the tracking tables
     from mlflow.store.db.base_sql_model import Base
 
-    return Base.metadata
+    metadata: sa.MetaData = Base.metadata
+    return metadata
 
 
 def _create_schema(url: sa.URL) -> None:
     """MLflow's tables at head on the target (a no-op if a server already made them)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = SqlAlchemyStore(url.render_as_string(hide_password=False), f"{SERVER_ARTIFACT_ROOT}/")
+    # MLflow does not annotate SqlAlchemyStore.__init__
+    store = SqlAlchemyStore(url.render_as_string(hide_password=False), f"{SERVER_ARTIFACT_ROOT}/")  # type: ignore[no-untyped-call]
     store.engine.dispose()
 
 

@@ -24,11 +24,35 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from nbops import _faults
 
 OBJECT_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
+
+#: How an object store names one of its files: a ``Path`` here, a ``RemoteObject`` remotely.
+Handle = TypeVar("Handle")
+
+
+class ObjectFiles(Protocol[Handle]):
+    """What ``gc`` and ``verify`` need of an object store: its files, each named by a handle of one type.
+
+    :class:`ObjectStore` and :class:`nbops.objects_remote.RemoteObjectStore`
+    both satisfy it; a handle listed by one store is only ever given back to it.
+    """
+
+    def location(self, digest: str) -> str: ...
+
+    def iter_objects(self) -> Iterator[tuple[str, Handle]]: ...
+
+    def iter_tmp(self) -> Iterator[Handle]: ...
+
+    def older_than(self, handle: Handle, seconds: float) -> bool: ...
+
+    def size_of(self, handle: Handle) -> int: ...
+
+    def remove(self, handle: Handle) -> None: ...
 
 
 class ObjectStore:

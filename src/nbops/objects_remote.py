@@ -151,7 +151,7 @@ class RemoteObjectStore:
             if sound is not None and not sound():
                 data = _serialise(write)
                 self._upload(key, data)
-                return data.size
+                return int(data.size)
             if self._committed(digest):
                 return 0
             self._upload(key, _serialise(write))
@@ -159,7 +159,7 @@ class RemoteObjectStore:
         data = _serialise(write)
         _faults.reached("before_publish")
         self._upload(key, data)
-        return data.size
+        return int(data.size)
 
     def _upload(self, key: str, data: pa.Buffer) -> None:
         # Straight to the final key: object storage makes an upload visible
@@ -199,7 +199,7 @@ class RemoteObjectStore:
             found.append((digest, RemoteObject(self.location(digest), info.path, int(info.size), mtime)))
         yield from sorted(found, key=lambda item: item[0])
 
-    def iter_tmp(self) -> Iterator[Path]:
+    def iter_tmp(self) -> Iterator[RemoteObject]:
         """Nothing: uploads go straight to their final key (an unfinished one is invisible)."""
         return iter(())
 
@@ -210,7 +210,7 @@ class RemoteObjectStore:
         info = self.fs.get_file_info(obj.key)
         if info.type != pafs.FileType.File or info.mtime is None:
             return False
-        return time.time() - info.mtime.timestamp() >= seconds
+        return bool(time.time() - info.mtime.timestamp() >= seconds)
 
     @staticmethod
     def size_of(obj: RemoteObject) -> int:

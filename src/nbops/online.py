@@ -131,11 +131,11 @@ def _key_value_type(typ: pa.DataType) -> pa.DataType:
 
 
 def _is_string(typ: pa.DataType) -> bool:
-    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
+    return bool(pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ))
 
 
 def _is_binary(typ: pa.DataType) -> bool:
-    return (
+    return bool(
         pa.types.is_binary(typ)
         or pa.types.is_large_binary(typ)
         or pa.types.is_binary_view(typ)
@@ -176,14 +176,19 @@ def key_column_values(column: pa.Array | pa.ChunkedArray, name: str) -> list[Any
     if typ != column.type:
         column = column.cast(typ)
     if pa.types.is_timestamp(typ) or pa.types.is_date64(typ):
-        return column.cast(pa.int64()).to_pylist()
+        return _pylist(column.cast(pa.int64()))
     if pa.types.is_date32(typ):
-        return column.cast(pa.int32()).to_pylist()
+        return _pylist(column.cast(pa.int32()))
     if pa.types.is_decimal(typ):
-        return column.cast(pa.string()).to_pylist()
+        return _pylist(column.cast(pa.string()))
     if _is_binary(typ):
-        return [v.hex() for v in column.to_pylist()]
-    return column.to_pylist()  # integer, float, bool, string: the values stores have always held
+        return [v.hex() for v in _pylist(column)]
+    return _pylist(column)  # integer, float, bool, string: the values stores have always held
+
+
+def _pylist(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    values: list[Any] = column.to_pylist()
+    return values
 
 
 def key_normaliser(typ: pa.DataType) -> Callable[[Any], Any]:

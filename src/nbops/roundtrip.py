@@ -26,6 +26,7 @@ objects cannot hold or give back, for DataFrames and Arrow tables alike.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -154,9 +155,7 @@ def check_frame(
         if _same(original, back, table.column(i)):
             continue
         if not _equal(
-            lambda back=back, original=original: pd.testing.assert_series_equal(
-                back, original, check_index=False, check_names=False
-            )
+            functools.partial(pd.testing.assert_series_equal, back, original, check_index=False, check_names=False)
         ):
             raise InvalidInputError(_refusal(label_of(i), original, back))
     if keep_index and not _same_index(frame.index, restored.index, [table.column(f) for f in index_fields]):
@@ -309,9 +308,7 @@ def _check_index(index: pd.Index, restored: pd.Index) -> None:
             original, back = index.get_level_values(level), restored.get_level_values(level)
             name = f"index level {index.names[level]!r}" if index.names[level] is not None else f"index level {level}"
             if not _equal(
-                lambda back=back, original=original: pd.testing.assert_index_equal(
-                    back, original, exact="equiv", check_exact=False
-                )
+                functools.partial(pd.testing.assert_index_equal, back, original, exact="equiv", check_exact=False)
             ):
                 raise InvalidInputError(_refusal(name, pd.Series(original), pd.Series(back), index=True))
     what = f"the index {index.name!r}" if index.name is not None else "the index"

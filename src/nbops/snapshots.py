@@ -146,7 +146,7 @@ def snapshot(
             object_rows(store, table, digests, now),
         )
         version = latest_version + 1
-        snapshot_id = conn.execute(
+        result = conn.execute(
             cat.snapshots.insert().values(
                 dataset_id=dataset_id,
                 version=version,
@@ -160,7 +160,8 @@ def snapshot(
                 bytes_written=bytes_written,
                 created=now,
             )
-        ).inserted_primary_key[0]
+        )
+        snapshot_id = cat.inserted_id(result)
         conn.execute(
             cat.snapshot_columns.insert(),
             [

@@ -72,6 +72,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -330,7 +331,8 @@ def _create_database(store: Store, uri: str) -> None:
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # our message says it; MLflow's migration log is noise here
     try:
-        SqlAlchemyStore(uri, (store.root / ARTIFACT_DIR).as_uri())  # runs MLflow's migrations once
+        # runs MLflow's migrations once; MLflow does not annotate SqlAlchemyStore.__init__
+        SqlAlchemyStore(uri, (store.root / ARTIFACT_DIR).as_uri())  # type: ignore[no-untyped-call]
     finally:
         quiet.setLevel(level)
     print(f"nbops: MLflow database ready ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
@@ -629,7 +631,7 @@ class Run:
     name: str | None
     register_model: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    steps: list[tuple[str, float, int | None]] = field(default_factory=list)
+    steps: list[tuple[str, float, int]] = field(default_factory=list)
     #: (store, kind, ref) of every artifact read or written while the run is active
     reads: list[tuple[Store, str, str]] = field(default_factory=list)
     writes: list[tuple[Store, str, str]] = field(default_factory=list)
@@ -739,9 +741,9 @@ def names_used(tree: ast.AST) -> list[str]:
     return list(dict.fromkeys(node.id for node in ast.walk(tree) if isinstance(node, ast.Name)))
 
 
-def _caller_frame() -> Any:
+def _caller_frame() -> FrameType | None:
     """The frame of the code that runs ``with nbops.track(...)``: the first frame outside nbops and contextlib."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if not (module == "contextlib" or module == "nbops" or module.startswith("nbops.")):
@@ -1262,8 +1264,8 @@ def runs(store: Store, experiment: str | None = None) -> pd.DataFrame:
     else:
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            names = [e.name for e in client.search_experiments()]
-            raise NotFoundError(f"no experiment named {experiment!r}; known: {', '.join(names) or 'none yet'}")
+            known = [e.name for e in client.search_experiments()]
+            raise NotFoundError(f"no experiment named {experiment!r}; known: {', '.join(known) or 'none yet'}")
         experiments = [found]
     ids = [e.experiment_id for e in experiments]
     names = {e.experiment_id: e.name for e in experiments}

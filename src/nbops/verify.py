@@ -60,14 +60,14 @@ def _stored_tables(conn: sa.Connection) -> list[_StoredTable]:
     ):
         commit_columns.setdefault(cid, []).append(digest)
     c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
-    for row in conn.execute(
+    for commit in conn.execute(
         sa.select(c.c.id, g.c.name, v.c.version, c.c.commit_no, c.c.digest, c.c.arrow_schema)
         .join(v, v.c.id == c.c.group_version_id)
         .join(g, g.c.id == v.c.group_id)
     ):
-        schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
-        label = f"{row.name}:{row.version}@{row.commit_no}"
-        tables.append(_StoredTable(label, row.digest, schema, commit_columns.get(row.id, [])))
+        schema = pa.ipc.read_schema(pa.py_buffer(commit.arrow_schema))
+        label = f"{commit.name}:{commit.version}@{commit.commit_no}"
+        tables.append(_StoredTable(label, commit.digest, schema, commit_columns.get(commit.id, [])))
     return tables
 
 

@@ -125,7 +125,7 @@ def _read_cells(path: Path) -> tuple[list[Cell], bytes]:
 
     raw = path.read_bytes()
     try:
-        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
     except Exception as exc:  # not JSON, not a notebook, not UTF-8: all the same to the user
         raise ExportError(f"cannot read {path} as a notebook: {exc}") from None
     cells = []
@@ -417,8 +417,9 @@ def _store_references(cells: list[Cell]) -> dict[str, list[str]]:
                 for arg in node.args:
                     if isinstance(arg, ast.List):
                         reads += [e.value for e in arg.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
-                if isinstance(keywords.get("save_as"), str):
-                    writes.append(keywords["save_as"])
+                save_as = keywords.get("save_as")
+                if isinstance(save_as, str):
+                    writes.append(save_as)
     return {"reads": sorted(set(reads)), "writes": sorted(set(writes))}
 
 

@@ -20,7 +20,7 @@ import builtins
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from nbops.errors import NbopsError
 
@@ -316,7 +316,7 @@ def _base_name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def _is_call(node: ast.AST | None, method: str) -> bool:
+def _is_call(node: ast.AST | None, method: str) -> TypeGuard[ast.Call]:
     if not isinstance(node, ast.Call):
         return False
     func = node.func
@@ -439,7 +439,7 @@ class _Names(ast.NodeVisitor):
         for stmt in [*node.body, *node.orelse]:
             self.visit(stmt)
 
-    visit_AsyncFor = visit_For  # type: ignore[assignment]
+    visit_AsyncFor = visit_For
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         for item in node.items:
@@ -449,7 +449,7 @@ class _Names(ast.NodeVisitor):
         for stmt in node.body:
             self.visit(stmt)
 
-    visit_AsyncWith = visit_With  # type: ignore[assignment]
+    visit_AsyncWith = visit_With
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.type is not None:
@@ -530,9 +530,9 @@ class _Names(ast.NodeVisitor):
         self._scopes.pop()
         self._late -= 1
 
-    visit_FunctionDef = _function  # type: ignore[assignment]
-    visit_AsyncFunctionDef = _function  # type: ignore[assignment]
-    visit_Lambda = _function  # type: ignore[assignment]
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+    visit_Lambda = _function
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.bases, *node.decorator_list, *(k.value for k in node.keywords)]:
@@ -558,13 +558,13 @@ class _Names(ast.NodeVisitor):
                 self.visit(getattr(node, part))
         self._scopes.pop()
 
-    visit_ListComp = _comprehension  # type: ignore[assignment]
-    visit_SetComp = _comprehension  # type: ignore[assignment]
-    visit_DictComp = _comprehension  # type: ignore[assignment]
-    visit_GeneratorExp = _comprehension  # type: ignore[assignment]
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_DictComp = _comprehension
+    visit_GeneratorExp = _comprehension
 
 
-def _bound_in(body: list[ast.stmt]) -> set[str]:
+def _bound_in(body: Sequence[ast.AST]) -> set[str]:
     """Names a function body binds (its locals), not looking into nested scopes; minus global/nonlocal ones."""
     names: set[str] = set()
     declared: set[str] = set()

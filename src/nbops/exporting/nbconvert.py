@@ -67,7 +67,8 @@ class NbopsExporter(Exporter):
     def _preprocessors_default(self) -> list[Any]:
         return [StagePreprocessor]
 
-    def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[str, Any]:
+    # Text out, as nbconvert's own text exporters (HTMLExporter) do: its base class types the result as a notebook.
+    def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[str, Any]:  # type: ignore[override]
         import nbformat
 
         from nbops.exporting import plan
@@ -78,7 +79,7 @@ class NbopsExporter(Exporter):
             raise ExportError(f"the notebook name {name!r} is not a file name")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.ipynb"
-            nbformat.write(nb_copy, path)
+            nbformat.write(nb_copy, path)  # type: ignore[no-untyped-call]
             p = plan(path, target=self.target or None)
         outputs = resources.setdefault("outputs", {})
         files = p.files_at(0)  # nbconvert does not record versions; `nbops export` does

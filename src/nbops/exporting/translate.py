@@ -205,7 +205,7 @@ class _Translator:
 
     def _script(self, name: str, line: str, body: str) -> str:
         from IPython.core.magics.script import ScriptMagics
-        from IPython.utils.process import arg_split
+        from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # public, not in its __all__
 
         shown = f"%%{name} {line}".rstrip()
         self._literal_text(shown, line, "write the values into the script")
@@ -338,7 +338,7 @@ class _Translator:
         from IPython.core.magics.execution import ExecutionMagics
 
         try:
-            _, statement = ExecutionMagics(shell=None).parse_options(line, "D:l:rs:T:q", list_all=True, posix=False)
+            _, statement = ExecutionMagics(shell=None).parse_options(line, "D:l:rs:T:q", list_all=True, posix=False)  # type: ignore[no-untyped-call]
         except (UsageError, ValueError) as exc:
             raise ExportError(f"{self.label}: cannot read the %prun line {line!r}: {exc}") from None
         return str(statement)
@@ -377,7 +377,7 @@ class _Translator:
         shown = f"%cd {line}".rstrip()
         self._literal_text(shown, line, "call os.chdir(...) in Python")
         try:
-            opts, path = OSMagics(shell=None).parse_options(line, "qb", mode="string")
+            opts, path = OSMagics(shell=None).parse_options(line, "qb", mode="string")  # type: ignore[no-untyped-call]
         except (UsageError, ValueError) as exc:
             raise ExportError(f"{self.label}: cannot read {shown!r}: {exc}") from None
         if "b" in opts or str(path).startswith("-"):
@@ -570,7 +570,7 @@ def _ipython(cell: Cell, text: str) -> str:
     """``text`` through IPython's input transformers (autocall escapes ``/f x``, ``,f x`` refused)."""
     from IPython.core.inputtransformer2 import EscapedCommand, TransformerManager
 
-    class Escaped(EscapedCommand):  # type: ignore[misc]
+    class Escaped(EscapedCommand):
         def transform(self, lines: list[str]) -> list[str]:
             escape = lines[self.start_line][self.start_col]
             if escape in "/,;":
@@ -578,10 +578,10 @@ def _ipython(cell: Cell, text: str) -> str:
                     f"{cell.label}: line {self.start_line + 1} starts with {escape!r}, IPython's autocall "
                     "shorthand; write the call in Python"
                 )
-            result: list[str] = super().transform(lines)
+            result: list[str] = super().transform(lines)  # type: ignore[no-untyped-call]
             return result
 
-    manager = TransformerManager()
+    manager = TransformerManager()  # type: ignore[no-untyped-call]
     manager.token_transformers = [Escaped if t is EscapedCommand else t for t in manager.token_transformers]
     try:
         with warnings.catch_warnings():  # IPython warns about odd line breaks (\x0c, \u2028) it then reads anyway
@@ -619,7 +619,7 @@ def _is_ipython_call(node: ast.AST) -> bool:
 
 def _magic_statements(cell: Cell, tree: ast.Module) -> list[tuple[ast.stmt, str | None, str, list[str]]]:
     """Every ``[x = ]get_ipython().method('literal', ...)`` statement: (statement, x, method, arguments)."""
-    found = []
+    found: list[tuple[ast.stmt, str | None, str, list[str]]] = []
     calls = set()
     for node in ast.walk(tree):
         target, value = None, None
@@ -629,13 +629,14 @@ def _magic_statements(cell: Cell, tree: ast.Module) -> list[tuple[ast.stmt, str 
             target, value = node.targets[0].id, node.value
         if value is None or not _is_ipython_call(value):
             continue
-        assert isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
-        if value.keywords or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in value.args):
+        assert isinstance(node, ast.stmt) and isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+        arguments = [a.value for a in value.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if value.keywords or len(arguments) != len(value.args):
             raise ExportError(
                 f"{cell.label}: get_ipython().{value.func.attr}(...) with computed arguments cannot be exported"
             )
         calls.add(id(value))
-        found.append((node, target, value.func.attr, [a.value for a in value.args]))  # type: ignore[attr-defined]
+        found.append((node, target, value.func.attr, arguments))
     for node in ast.walk(tree):
         if _is_ipython_call(node) and id(node) not in calls:
             raise ExportError(

@@ -272,7 +272,7 @@ def _execute_notebook(
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    nb = nbformat.read(notebook, as_version=4)  # the file is read once; execution works on the copy
+    nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]  # the file is read once; execution works on the copy
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(cwd)}})
     log_path = cwd / "kernel.log"
     try:
@@ -294,7 +294,7 @@ def _execute_notebook(
         return _row("notebook", notebook.name, summary, None, FAILED, _tail(detail))
     finally:
         if keep:
-            nbformat.write(nb, cwd / f"{notebook.stem}.executed.ipynb")
+            nbformat.write(nb, cwd / f"{notebook.stem}.executed.ipynb")  # type: ignore[no-untyped-call]
     return None
 
 

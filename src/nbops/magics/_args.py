@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
 from nbops.errors import NbopsError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.magic import Magics
 
 
 @contextmanager
@@ -29,6 +33,12 @@ def variable_name(text: str, what: str) -> str:
     return text
 
 
+def shell_of(magics: Magics) -> InteractiveShell:
+    """The shell a magics class runs in: always set, the extension registers them with one."""
+    assert magics.shell is not None
+    return magics.shell
+
+
 def lookup(shell: Any, name: str, what: str = "a DataFrame") -> Any:
     variable_name(name, "the variable")
     if name not in shell.user_ns:
@@ -42,7 +52,8 @@ def parse_line(magic: Callable[..., Any], line: str) -> Any:
     Unlike ``parse_argstring`` this removes the quotes around a quoted
     argument (``-m "march dump"`` gives ``march dump``).
     """
-    from IPython.utils.process import arg_split
+    # IPython's public home of it (per platform); the module does not list it in ``__all__``.
+    from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
     try:
         words = arg_split(line, posix=True)

@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from nbops.magics._args import parse_line, usage_errors
+from nbops.magics._args import parse_line, shell_of, usage_errors
 from nbops.magics.session import KernelSession
 
 
@@ -126,6 +126,6 @@ class FeatureMagics(Magics):
             return None
         if value.isdigit():
             return int(value)
-        if value.isidentifier() and value in self.shell.user_ns:
-            return self.shell.user_ns[value]
+        if value.isidentifier() and value in shell_of(self).user_ns:
+            return shell_of(self).user_ns[value]
         return value

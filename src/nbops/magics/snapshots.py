@@ -10,7 +10,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool
 
-from nbops.magics._args import lookup, parse_line, usage_errors, variable_name
+from nbops.magics._args import lookup, parse_line, shell_of, usage_errors, variable_name
 from nbops.magics.session import KernelSession
 
 
@@ -83,7 +83,7 @@ class SnapshotMagics(Magics):
             target = variable_name(as_var or name, "--as")
             ref = self.session.store.ref(ref_text)
             frame = self.session.store.load(ref_text)
-        self.shell.user_ns[target] = frame
+        shell_of(self).user_ns[target] = frame
         print(
             f"loaded {ref.ref} into {target}: {ref.rows:,} rows x {len(ref.columns)} columns, digest {ref.short_digest}"
         )

@@ -6,7 +6,7 @@ from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import MagicArgumentParser
-from IPython.utils.process import arg_split
+from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # public, not in its __all__
 
 from nbops.magics._args import usage_errors
 from nbops.magics.session import KernelSession

@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from nbops.magics._args import parse_line, usage_errors
+from nbops.magics._args import parse_line, shell_of, usage_errors
 from nbops.magics.session import KernelSession
 
 
@@ -101,7 +101,7 @@ class TrackingMagics(Magics):
         from nbops.tracking import names_used
 
         try:
-            return names_used(ast.parse(self.shell.transform_cell(cell)))
+            return names_used(ast.parse(shell_of(self).transform_cell(cell)))
         except (SyntaxError, ValueError):
             return []
 
@@ -110,7 +110,7 @@ class TrackingMagics(Magics):
         from nbops import tracking
 
         try:
-            tracking.note_names(run, names, self.shell.user_ns, before)
+            tracking.note_names(run, names, shell_of(self).user_ns, before)
         except Exception as exc:
             print(f"nbops: could not read which data the cell uses: {exc!r}")
 
@@ -119,14 +119,14 @@ class TrackingMagics(Magics):
 
         # The result of the cell that holds this magic: a failing body must
         # fail it too, so that the front end (Run All, nbclient) stops there.
-        outer = getattr(self.shell.displayhook, "exec_result", None)
+        outer = getattr(shell_of(self).displayhook, "exec_result", None)
         names = self._names(cell)
         run = self._start(args, source=cell)
         self._note(run, names, before=True)
         status = "FINISHED"
         error: BaseException | None = None
         try:
-            result = self.shell.run_cell(cell, store_history=False)
+            result = shell_of(self).run_cell(cell, store_history=False)
             error = result.error_before_exec or result.error_in_exec
             if isinstance(error, KeyboardInterrupt):
                 status = "KILLED"

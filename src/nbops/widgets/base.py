@@ -95,7 +95,7 @@ class Graph(anywidget.AnyWidget):
     node_height = t.Int(36).tag(sync=True)
 
 
-class Pager(w.HBox):
+class Pager(w.HBox):  # type: ignore[misc]  # ipywidgets has no type information
     """Previous / next over ``total`` rows in pages of ``size``; calls ``on_change(page)``."""
 
     def __init__(self, on_change: Callable[[int], None], size: int = PAGE_SIZE) -> None:
@@ -135,7 +135,7 @@ class Pager(w.HBox):
         self.next.disabled = stop >= self.total
 
 
-class Chart(w.Output):
+class Chart(w.Output):  # type: ignore[misc]  # ipywidgets has no type information
     """An output area holding one Vega-Lite chart; ``spec`` is what it shows."""
 
     def __init__(self, name: str = "") -> None:
@@ -148,7 +148,7 @@ class Chart(w.Output):
     def show(self, spec: dict[str, Any] | None, description: str = "chart") -> None:
         self.spec = spec
         if spec is None:
-            self.outputs = ()
+            self.outputs: tuple[dict[str, Any], ...] = ()
         else:
             # Set the outputs directly: this works with or without a kernel capturing display().
             self.outputs = (
@@ -156,7 +156,7 @@ class Chart(w.Output):
             )
 
 
-class Panel(w.VBox):
+class Panel(w.VBox):  # type: ignore[misc]  # ipywidgets has no type information
     """A titled panel with a refresh control; subclasses fill ``body`` in ``load``.
 
     Every callback runs through :meth:`guard`: an error shows in the panel, in

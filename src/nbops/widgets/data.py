@@ -386,9 +386,9 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
         from nbops import tracking
 
         tracking.ensure_backend(store)
-        name, _, version = ref.rpartition("@")
+        name, _, model_version = ref.rpartition("@")
         with _tracking_errors():
-            mv = tracking.client().get_model_version(name, version)
+            mv = tracking.client().get_model_version(name, model_version)
         rows += [
             ("source run", mv.run_id or ""),
             ("aliases", ", ".join(getattr(mv, "aliases", []) or [])),
@@ -396,10 +396,12 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
             ("created", text(_ms(mv.creation_timestamp))),
         ]
     elif kind == "pipeline":
-        stem, _, version = ref.rpartition("@")
+        stem, _, export_version = ref.rpartition("@")
         with store.catalog.read() as conn:
             row = conn.execute(
-                sa.select(cat.exports).where(cat.exports.c.pipeline == stem, cat.exports.c.version == int(version))
+                sa.select(cat.exports).where(
+                    cat.exports.c.pipeline == stem, cat.exports.c.version == int(export_version)
+                )
             ).first()
         if row is not None:
             rows += [
