@@ -34,7 +34,7 @@ pytest.register_assert_rewrite("pgserver", "mlflowserver")  # it is also this mo
 import nbops
 from mlflowserver import MlflowServer, running_server
 from mlflowstate import reset_mlflow
-from nbops import tracking
+from nbops import _logs, tracking
 from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
 from nbops.widgets.lineage import LineagePanel
@@ -236,6 +236,7 @@ def test_open_does_not_wait_for_a_tracking_server_that_is_down(
     # this process's pid with a start time that is not this process's: a dead owner
     for run_id, uri in (("0" * 32, down), (up_run, mlflow_server.uri)):
         tracking.LiveRun(run_id, uri, socket.gethostname(), os.getpid(), 1.0).write(store)
+    _logs.enable_console()  # as the extension and the CLI do: the library itself only logs
     capsys.readouterr()
     started = time.monotonic()
     with nbops.open(store.root):

@@ -40,7 +40,7 @@ from mlflow.exceptions import MlflowException
 
 import nbops
 from mlflowstate import reset_mlflow
-from nbops import api, tracking
+from nbops import _logs, api, tracking
 from nbops.errors import NbopsError, NotFoundError
 from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
@@ -81,6 +81,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         mp.delenv(MARKER_ENV, raising=False)
         mlflow.set_tracking_uri(None)
         err = io.StringIO()
+        _logs.enable_console()  # as the extension and the CLI do: the library itself only logs
         with contextlib.redirect_stderr(err), nbops.open(root) as store:
             tracking.ensure_backend(store)
         template = base / "template.db"

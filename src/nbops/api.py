@@ -29,6 +29,7 @@ _context: dict[str, Any] = {}
 
 
 def context() -> dict[str, Any]:
+    """A copy of what the kernel layer said is running (notebook, cell; pipeline and stage inside ``pipeline``)."""
     return dict(_context)
 
 
@@ -55,12 +56,14 @@ def pipeline(ref: str, stage: str) -> Iterator[None]:
 
 
 def note_read(root: Path, kind: str, ref: str) -> None:
+    """Remember that ``kind`` ``ref`` of the store at ``root`` was read: a parent of the next write there."""
     reads = _reads.setdefault(root, [])
     if (kind, ref) not in reads:
         reads.append((kind, ref))
 
 
 def take_reads(root: Path) -> list[tuple[str, str]]:
+    """The reads noted for the store at ``root`` since its last write, forgotten as they are returned."""
     return _reads.pop(root, [])
 
 
@@ -101,11 +104,13 @@ def start(run: Run) -> None:
 
 
 def stop(run: Run) -> None:
+    """Called by tracking.end_run: the run hears no more reads and writes."""
     if run in _active:
         _active.remove(run)
 
 
 def active() -> Run | None:
+    """The innermost nbops run in progress in this process, or None."""
     return _active[-1] if _active else None
 
 

@@ -58,6 +58,7 @@ audit_events = sa.Table(
 
 
 def readonly() -> bool:
+    """Whether ``NBOPS_READONLY`` makes this process read-only (any value but empty, 0, false or no)."""
     return os.environ.get(READONLY_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 

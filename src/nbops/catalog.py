@@ -309,10 +309,12 @@ class Catalog:
 
     @property
     def is_sqlite(self) -> bool:
+        """Whether the catalog is a SQLite database (the embedded ``catalog.db``)."""
         return self.engine.dialect.name == "sqlite"
 
     @property
     def is_postgresql(self) -> bool:
+        """Whether the catalog is on a PostgreSQL server."""
         return self.engine.dialect.name == "postgresql"
 
     def describe(self) -> str:
@@ -379,10 +381,12 @@ class Catalog:
         conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
     def schema_revision(self) -> str | None:
+        """The schema's Alembic revision (``SCHEMA_HEAD`` when up to date), None for a database without one."""
         with self.read() as conn:
             return current_revision(conn)
 
     def dispose(self) -> None:
+        """Close the pooled connections to the database."""
         self.engine.dispose()
 
     def integrity_problems(self) -> list[str]:

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from nbops._logs import enable_console
 from nbops._version import __version__
 from nbops.errors import NbopsError
 
@@ -124,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``nbops`` command (``argv`` defaults to the command line) and return its exit status.
+
+    0 on success, 1 when ``verify``, ``repair`` or ``export --verify`` found a problem, 2 on an
+    nbops error (printed on stderr without any credential the command was given).  nbops's log
+    messages are shown on stderr as ``nbops: <message>``.
+    """
+    enable_console()
     args = _parser().parse_args(argv)
     try:
         return _run(args)

@@ -3,6 +3,7 @@
 The notebook runs in a real Jupyter kernel of this environment (nbclient),
 with ``NBOPS_HOME`` pointing at a new store inside the work folder; the
 executed notebook is saved beside it, and a summary of what it made is printed.
+This is the command's body, so it prints (to stdout) rather than logs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def quickstart_path() -> Path:
 
 
 def run_demo(directory: str | os.PathLike[str] | None = None, timeout: int = 600) -> int:
+    """Execute the quickstart notebook on a store in ``directory`` (default: a new temporary folder); return 0.
+
+    The store there is used if it exists (the demo adds versions to it); what the
+    notebook made is printed.  A cell that fails raises nbclient's error.
+    """
     import nbformat
     from nbclient import NotebookClient
 

@@ -251,6 +251,7 @@ class ExpectationResult:
         return f"{self.label}: {detail}"
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form for the catalog (example values become JSON scalars)."""
         return {
             "rule": self.rule,
             "label": self.label,
@@ -286,13 +287,16 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True when every rule passed."""
         return all(r.passed for r in self.results)
 
     @property
     def failed(self) -> tuple[ExpectationResult, ...]:
+        """The results of the rules that failed, in rule order."""
         return tuple(r for r in self.results if not r.passed)
 
     def summary(self) -> str:
+        """One line: how many rules passed, or which failed and on how many rows."""
         n = len(self.results)
         noun = "rule" if n == 1 else "rules"
         if self.ok:
@@ -300,6 +304,7 @@ class ValidationReport:
         return f"{n} {noun}, {len(self.failed)} failed: " + "; ".join(r.short() for r in self.failed)
 
     def text(self) -> str:
+        """The full report: a line per rule, example rows under each failed one (:class:`ValidationError`'s message)."""
         rules = "rule" if len(self.results) == 1 else "rules"
         lines = [f"{_rows(self.rows)} checked, {len(self.results)} {rules}, {len(self.failed)} failed"]
         for r in self.results:
@@ -513,9 +518,11 @@ class NotNull(_RuleBase):
         object.__setattr__(self, "columns", _column_names(self.columns, self.rule))
 
     def label(self) -> str:
+        """How the rule reads in reports: ``not_null(cc_num, ts)``."""
         return f"not_null({', '.join(self.columns)})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as a dict, which :func:`from_dict` reads back."""
         return {"rule": self.rule, "columns": list(self.columns)}
 
     def _check(self, data: _Data, max_examples: int) -> ExpectationResult:
@@ -545,9 +552,11 @@ class Unique(_RuleBase):
         object.__setattr__(self, "columns", _column_names(self.columns, self.rule))
 
     def label(self) -> str:
+        """How the rule reads in reports: ``unique(cc_num, ts)``."""
         return f"unique({', '.join(self.columns)})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as a dict, which :func:`from_dict` reads back."""
         return {"rule": self.rule, "columns": list(self.columns)}
 
     def _check(self, data: _Data, max_examples: int) -> ExpectationResult:
@@ -702,9 +711,11 @@ class InRange(_RuleBase):
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The one column the rule checks, as a tuple like every rule's."""
         return (self.column,)
 
     def label(self) -> str:
+        """How the rule reads in reports: ``in_range(amount, min=0, max=100)``."""
         parts = [self.column]
         if self.min is not None:
             parts.append(f"min={_show(self.min)}")
@@ -715,6 +726,7 @@ class InRange(_RuleBase):
         return f"in_range({', '.join(parts)})"
 
     def condition(self) -> str:
+        """The bounds in words for messages, e.g. ``>= 0 and <= 100``."""
         lo_op, hi_op = (">=", "<=") if self.inclusive else (">", "<")
         parts = []
         if self.min is not None:
@@ -724,6 +736,7 @@ class InRange(_RuleBase):
         return " and ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as a JSON-ready dict (non-JSON bounds tagged), which :func:`from_dict` reads back."""
         return {
             "rule": self.rule,
             "column": self.column,
@@ -800,15 +813,18 @@ class AllowedValues(_RuleBase):
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The one column the rule checks, as a tuple like every rule's."""
         return (self.column,)
 
     def label(self) -> str:
+        """How the rule reads in reports: ``allowed_values(status, ['new', 'paid'])`` (the first five values)."""
         shown = ", ".join(_show(v) for v in self.values[:5])
         if len(self.values) > 5:
             shown += f", ... {len(self.values)} values"
         return f"allowed_values({self.column}, [{shown}])"
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as a JSON-ready dict (non-JSON values tagged), which :func:`from_dict` reads back."""
         return {
             "rule": self.rule,
             "column": self.column,
@@ -872,15 +888,19 @@ class DType(_RuleBase):
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The one column the rule checks, as a tuple like every rule's."""
         return (self.column,)
 
     def label(self) -> str:
+        """How the rule reads in reports: ``dtype(amount, float)``."""
         return f"dtype({self.column}, {self.kind})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as a dict, which :func:`from_dict` reads back."""
         return {"rule": self.rule, "column": self.column, "kind": self.kind}
 
     def matches(self, arrow_type: pa.DataType) -> bool:
+        """Whether a column of ``arrow_type`` passes: a generic kind (``"int"``) by family, a type string exactly."""
         t = pa.types
         generic = {
             "int": t.is_integer,

@@ -91,6 +91,7 @@ class FeatureRef:
 
     @classmethod
     def parse(cls, text: str) -> FeatureRef:
+        """Parse ``text``; :class:`InvalidInputError` naming the accepted forms when it is not a reference."""
         m = _FEATURE_REF.match(text) if isinstance(text, str) else None
         if m is None:
             raise InvalidInputError(
@@ -141,12 +142,14 @@ class FeatureGroupRef:
 
     @property
     def ref(self) -> str:
+        """``group:version@commit``, the reference that loads exactly this commit."""
         return f"{self.group}:{self.version}@{self.commit}"
 
     def __str__(self) -> str:
         return self.ref
 
     def summary(self) -> str:
+        """One line: the commit, its rows (new, updated), the rows in all, checks passed; or that nothing changed."""
         checks = ""
         if self.validation:
             results = self.validation.get("results", [])
@@ -163,6 +166,7 @@ class FeatureGroupRef:
         )
 
     def statistics_frame(self) -> pd.DataFrame:
+        """The statistics computed at this commit, one row per feature."""
         from nbops.stats import format_statistics
 
         return format_statistics(self.statistics)
@@ -910,6 +914,10 @@ def _parse_as_of(as_of: int | str | dt.datetime | None) -> int | dt.datetime | N
 def features(
     store: Store, group: str, version: int | None = None, as_of: int | str | dt.datetime | None = None
 ) -> pd.DataFrame:
+    """A group version's rows as of a commit number or a time (default: latest), carrying their provenance.
+
+    ``group`` may name the version and commit itself (``"tx:2@5"``); they override ``version`` and ``as_of``.
+    """
     from nbops.snapshots import table_to_pandas
 
     group, ref_version, ref_commit = parse_group_ref(group)

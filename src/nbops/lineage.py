@@ -61,6 +61,7 @@ def made_by(context: dict[str, object]) -> list[Artifact]:
 
 
 def parents(catalog: Catalog, child: Artifact) -> list[Artifact]:
+    """The artifacts ``child`` was made from, in the order they were recorded."""
     with catalog.read() as conn:
         rows = conn.execute(
             sa.select(cat.lineage_edges.c.parent_kind, cat.lineage_edges.c.parent_ref)
@@ -71,6 +72,7 @@ def parents(catalog: Catalog, child: Artifact) -> list[Artifact]:
 
 
 def children(catalog: Catalog, parent: Artifact) -> list[Artifact]:
+    """The artifacts made from ``parent``, in the order they were recorded."""
     with catalog.read() as conn:
         rows = conn.execute(
             sa.select(cat.lineage_edges.c.child_kind, cat.lineage_edges.c.child_ref)
@@ -143,6 +145,7 @@ def note_process_read(store_root: object, kind: str, ref: str) -> None:
 
 
 def reads_since_run() -> list[tuple[str, str, str]]:
+    """The (store root, kind, ref) read in this process since the last run ended, first read first."""
     return list(_reads_since_run)
 
 

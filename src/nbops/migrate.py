@@ -62,9 +62,11 @@ class MigrationReport:
 
     @property
     def total_rows(self) -> int:
+        """Rows copied (or, in a dry run, to copy) over every table."""
         return sum(self.rows.values())
 
     def text(self) -> str:
+        """The report as ``nbops migrate`` prints it: rows per table, the checks, and what was written and renamed."""
         verb = "would copy" if self.dry_run else "copied"
         lines = [f"{'dry run: ' if self.dry_run else ''}{verb} the catalog of {self.root} to {self.target}:"]
         width = max(len(name) for name in self.rows)

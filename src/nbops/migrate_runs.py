@@ -83,6 +83,7 @@ class RunsMigrationReport:
     renamed: list[tuple[str, str]] = field(default_factory=list)
 
     def text(self) -> str:
+        """The report as ``nbops migrate --runs-to`` prints it: rows per table, artifact files, and the checks."""
         verb = "would move" if self.dry_run else "moved"
         lines = [f"{'dry run: ' if self.dry_run else ''}{verb} the MLflow runs of {self.root} to {self.target}:"]
         shown = {name: n for name, n in sorted(self.rows.items()) if n}

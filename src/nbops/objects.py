@@ -42,17 +42,23 @@ class ObjectFiles(Protocol[Handle]):
     both satisfy it; a handle listed by one store is only ever given back to it.
     """
 
-    def location(self, digest: str) -> str: ...
+    def location(self, digest: str) -> str:
+        """Where object ``digest`` is (a path or URI), for messages."""
 
-    def iter_objects(self) -> Iterator[tuple[str, Handle]]: ...
+    def iter_objects(self) -> Iterator[tuple[str, Handle]]:
+        """Every object file, as (digest, handle), in digest order."""
 
-    def iter_tmp(self) -> Iterator[Handle]: ...
+    def iter_tmp(self) -> Iterator[Handle]:
+        """Temporary files of unfinished or abandoned writes."""
 
-    def older_than(self, handle: Handle, seconds: float) -> bool: ...
+    def older_than(self, handle: Handle, seconds: float) -> bool:
+        """Whether ``handle`` was last written at least ``seconds`` ago (False once it is gone)."""
 
-    def size_of(self, handle: Handle) -> int: ...
+    def size_of(self, handle: Handle) -> int:
+        """The size of ``handle`` in bytes."""
 
-    def remove(self, handle: Handle) -> None: ...
+    def remove(self, handle: Handle) -> None:
+        """Delete one file this store listed; one already gone is no error."""
 
 
 class ObjectStore:
@@ -64,19 +70,23 @@ class ObjectStore:
         self.tmp_dir = root / "tmp"
 
     def path(self, digest: str) -> Path:
+        """The file of object ``digest``; a string that is not a digest raises ``ValueError``."""
         if len(digest) != 32 or not set(digest) <= _HEX:
             raise ValueError(f"not a digest: {digest!r}")
         return self.objects_dir / digest[:2] / f"{digest}{OBJECT_SUFFIX}"
 
     def exists(self, digest: str) -> bool:
+        """Whether object ``digest`` is stored."""
         return self.path(digest).exists()
 
     # The accessors below are what columns, verify and gc use, so that a
     # store whose objects live elsewhere (nbops.objects_remote) plugs in.
     def location(self, digest: str) -> str:
+        """The object's path as text, for messages."""
         return str(self.path(digest))
 
     def size(self, digest: str) -> int:
+        """The object's size in bytes."""
         return self.path(digest).stat().st_size
 
     def source(self, digest: str) -> Path:
@@ -140,6 +150,7 @@ class ObjectStore:
 
     @staticmethod
     def older_than(path: Path, seconds: float) -> bool:
+        """Whether ``path`` was last modified at least ``seconds`` ago (False once it is gone)."""
         try:
             return time.time() - path.lstat().st_mtime >= seconds
         except FileNotFoundError:
@@ -147,6 +158,7 @@ class ObjectStore:
 
     @staticmethod
     def size_of(path: Path) -> int:
+        """The size of ``path`` in bytes (a symlink's own, never its target's)."""
         return path.lstat().st_size
 
     def remove(self, path: Path) -> None:

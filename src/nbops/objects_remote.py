@@ -107,12 +107,14 @@ class RemoteObjectStore:
 
     @property
     def endpoint(self) -> str:
+        """The server the data root is reached at, for messages: ``endpoint HOST:PORT`` or the scheme's default."""
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.uri).query)
         endpoint = query.get("endpoint_override", [""])[0]
         return f"endpoint {endpoint}" if endpoint else f"{urllib.parse.urlsplit(self.uri).scheme} default endpoint"
 
     # -- naming ------------------------------------------------------------
     def key(self, digest: str) -> str:
+        """The object's key on the filesystem; a string that is not a digest raises ``ValueError``."""
         if len(digest) != 32 or not set(digest) <= _HEX:
             raise ValueError(f"not a digest: {digest!r}")
         return f"{self.base}/objects/{digest[:2]}/{digest}{OBJECT_SUFFIX}"
@@ -125,11 +127,13 @@ class RemoteObjectStore:
         return self.fs.get_file_info(self.key(digest))
 
     def exists(self, digest: str) -> bool:
+        """Whether object ``digest`` is stored (one request to the server)."""
         from pyarrow import fs as pafs
 
         return bool(self._info(digest).type == pafs.FileType.File)
 
     def size(self, digest: str) -> int:
+        """The object's size in bytes; ``FileNotFoundError`` naming its URI when it is missing."""
         from pyarrow import fs as pafs
 
         info = self._info(digest)
@@ -184,6 +188,7 @@ class RemoteObjectStore:
 
     # -- listing and removal (gc, verify) ------------------------------------
     def iter_objects(self) -> Iterator[tuple[str, RemoteObject]]:
+        """Every object under ``objects/``, as (digest, :class:`RemoteObject`), in digest order; other keys skipped."""
         from pyarrow import fs as pafs
 
         selector = pafs.FileSelector(f"{self.base}/objects", recursive=True, allow_not_found=True)
@@ -214,9 +219,11 @@ class RemoteObjectStore:
 
     @staticmethod
     def size_of(obj: RemoteObject) -> int:
+        """The object's size in bytes, as listed."""
         return obj.size
 
     def remove(self, obj: RemoteObject) -> None:
+        """Delete the object; one already gone is no error."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(obj.key)
 

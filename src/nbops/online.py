@@ -529,6 +529,7 @@ class OnlineReader:
         self._plans: dict[tuple[tuple[str, ...], frozenset[str]], tuple[Any, list[_GroupPlan]]] = {}
 
     def close(self) -> None:
+        """Close the reader's own SQLite connection, if it opened one."""
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None
@@ -549,6 +550,11 @@ class OnlineReader:
         )
 
     def plan(self, refs: Sequence[str], key_names: frozenset[str]) -> list[_GroupPlan]:
+        """How to serve ``refs`` given values for the key columns ``key_names``: one plan per group version.
+
+        Cached until the catalog's versions change. A group version that is not
+        online, or whose key columns are not all given, is refused.
+        """
         from nbops.features import FeatureRef, plan_outputs
 
         cache_key = (tuple(refs), key_names)
@@ -585,12 +591,14 @@ class OnlineReader:
         return plans
 
     def describe(self) -> str:
+        """Where the rows are served from, for messages."""
         return "the catalog's online table"
 
     def push(self, group: str, version: _Version, commit_no: int, rows: Sequence[OnlineRow]) -> None:
         """Nothing to do: the catalog's table was written in the commit's own transaction."""
 
     def sync_all(self) -> Iterable[tuple[str, int]]:
+        """Nothing: the catalog's table is never behind (a shared store yields ``("group:version", rows sent)``)."""
         return ()
 
     def fetch(self, plan: _GroupPlan, entity_keys: Sequence[str]) -> dict[str, str]:
@@ -598,6 +606,7 @@ class OnlineReader:
         return self.lookup(plan.version.id, entity_keys)
 
     def lookup(self, version_id: int, entity_keys: Sequence[str]) -> dict[str, str]:
+        """The stored value lists (JSON) of the keys present in group version ``version_id``, read from the catalog."""
         found: dict[str, str] = {}
         if self.store.catalog.is_sqlite:
             db = self._connection()
@@ -675,6 +684,12 @@ def _shown(value: Any) -> str:
 
 
 def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """The latest values of the features ``refs`` for each key in ``keys``, one row per key in the order asked.
+
+    What ``store.online_features`` returns: the key columns, then one column
+    per feature; a key with no row gets missing values. A key value the
+    group's key type cannot hold is refused with :class:`~nbops.errors.InvalidInputError`.
+    """
     import pandas as pd
 
     if isinstance(refs, str):

@@ -174,13 +174,16 @@ class RedisOnlineReader(OnlineReader):
         self._push = self.client.register_script(_PUSH_SCRIPT)
 
     def close(self) -> None:
+        """Close the reader's catalog connection and its Redis client."""
         super().close()
         self.client.close()
 
     def describe(self) -> str:
+        """The Redis server (no password), for messages."""
         return f"the Redis online store at {public_url(self.url)}"
 
     def keys(self, group: str, version: int) -> tuple[str, str]:
+        """The keys of a group version's rows hash and order hash (one Redis Cluster slot)."""
         tag = f"{{{self.namespace}:{group}:{version}}}"
         return f"nbops:{tag}:rows", f"nbops:{tag}:order"
 
@@ -192,6 +195,11 @@ class RedisOnlineReader(OnlineReader):
 
     # -- reads ------------------------------------------------------------------------------
     def fetch(self, plan: _GroupPlan, entity_keys: Sequence[str]) -> dict[str, str]:
+        """The stored value lists (JSON) of the keys present, by entity key.
+
+        Raises :class:`~nbops.errors.OnlineStoreError` when Redis is unreachable
+        or holds nothing of the group version (never pushed, or its data lost).
+        """
         rows_key, _ = self.keys(plan.group, plan.version.version)
         found: dict[str, str] = {}
         try:
@@ -220,6 +228,7 @@ class RedisOnlineReader(OnlineReader):
 
     # -- writes -----------------------------------------------------------------------------
     def write_rows(self, group: str, version: int, reached: int, rows: Sequence[OnlineRow]) -> None:
+        """Send ``rows`` in batches through the push script; the last one marks Redis as reaching commit ``reached``."""
         keys = list(self.keys(group, version))
         try:
             for start in range(0, len(rows), _PUSH_BATCH):
@@ -265,6 +274,7 @@ class RedisOnlineReader(OnlineReader):
         return len(rows)
 
     def sync_all(self) -> Iterable[tuple[str, int]]:
+        """Catch Redis up on every online group version, yielding (``"group:version"``, rows sent)."""
         g, v = cat.feature_groups, cat.feature_group_versions
         with self.store.catalog.read() as conn:
             online = conn.execute(

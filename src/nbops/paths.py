@@ -41,6 +41,7 @@ class CatalogSetting:
 
     @property
     def embedded(self) -> bool:
+        """Whether the setting asks for the SQLite file inside the store folder."""
         return self.url == EMBEDDED_CATALOG
 
     def __repr__(self) -> str:  # the URL may hold a password

@@ -77,16 +77,19 @@ class SnapshotRef:
 
     @property
     def ref(self) -> str:
+        """``name@version``, the text that names this version everywhere."""
         return f"{self.name}@{self.version}"
 
     @property
     def short_digest(self) -> str:
+        """The first 12 hex digits of the digest, as summaries show it."""
         return self.digest[:12]
 
     def __str__(self) -> str:
         return self.ref
 
     def summary(self) -> str:
+        """The ref, digest and size on one line (saying so when nothing was written), then the changes when known."""
         state = "" if self.new else " (unchanged: same content as the latest version, nothing written)"
         line = f"{self.ref}  digest {self.short_digest}  {self.rows:,} rows x {len(self.columns)} columns{state}"
         return f"{line}\n  {self.changes}" if self.changes else line
@@ -115,6 +118,8 @@ class SnapshotRef:
 
 @dataclass(frozen=True)
 class ColumnChange:
+    """One column that differs between two versions; ``before`` and ``after`` are its types (None where absent)."""
+
     column: str
     change: str  # "added", "removed" or "type"
     before: str | None
@@ -145,9 +150,11 @@ class SnapshotDiff:
 
     @property
     def identical(self) -> bool:
+        """True when neither rows nor columns changed."""
         return not (self.added or self.removed or self.changed or self.schema_changes)
 
     def summary(self) -> str:
+        """The changes on one line, e.g. ``vs v1: +3 rows, -1 rows; columns +fee``."""
         if self.identical:
             return f"no changes against v{self.a}"
         parts = [f"+{self.added:,} rows", f"-{self.removed:,} rows"]

@@ -42,9 +42,11 @@ class RepairReport:
 
     @property
     def ok(self) -> bool:
+        """True when every damaged or missing object was restored (or, in a dry run, could be)."""
         return not self.unrepaired
 
     def text(self) -> str:
+        """The report as ``nbops repair`` prints it: counts, each object, and what to do about the rest."""
         verb = "would restore" if self.dry_run else "restored"
         lines = [
             f"checked {self.objects_checked} objects: {len(self.repaired)} {verb}, "

@@ -272,6 +272,7 @@ def _ref_from_row(store: Store, name: str, row: sa.Row[Any], new: bool = True) -
 
 
 def get_ref(store: Store, name: str, version: int | str | None = None) -> SnapshotRef:
+    """The :class:`SnapshotRef` of a version (``name@3``, or ``version``; default: the latest); records no read."""
     name, row, _ = _resolve(store, name, version)
     return _ref_from_row(store, name, row)
 
@@ -343,6 +344,7 @@ def table_to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def history(store: Store, name: str) -> pd.DataFrame:
+    """Every version of a dataset, oldest first: digest, rows, columns, time, author and bytes written."""
     import pandas as pd
 
     name, _ = parse_ref(name, None, _KIND)
@@ -366,6 +368,7 @@ def history(store: Store, name: str) -> pd.DataFrame:
 
 
 def datasets(store: Store) -> pd.DataFrame:
+    """One row per dataset, by name: versions, latest version, its rows, columns, time and digest."""
     import pandas as pd
 
     s, d = cat.snapshots, cat.datasets
@@ -403,6 +406,12 @@ def diff(
     b: int | None = None,
     keys: str | Sequence[str] | None = None,
 ) -> SnapshotDiff:
+    """Row and schema changes from version ``a`` to ``b`` (default: the latest and the one before it).
+
+    With ``keys``, rows are matched on them and a row whose other values differ
+    counts as changed; without, rows are compared whole (added or removed).
+    Reading the versions is not recorded as a read.
+    """
     name, ref_version = parse_ref(name, None, _KIND)
     b_ref = get_ref(store, name, b if b is not None else ref_version)
     a_version = a if a is not None else b_ref.version - 1

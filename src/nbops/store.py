@@ -184,9 +184,17 @@ class Store:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called."""
         return self._closed
 
     def close(self) -> None:
+        """Release the catalog's connections and the online store's; :func:`current` no longer returns this store.
+
+        A ``with`` block closes the store on leaving it:
+
+            >>> with nbops.open("path/to/.nbops") as store:     # doctest: +SKIP
+            ...     store.snapshot(df, "raw_tx")
+        """
         self._closed = True
         if self._online is not None:
             self._online.close()
@@ -361,6 +369,7 @@ class Store:
         return online.online_features(self, features, keys)
 
     def online_reader(self) -> Any:
+        """The reader behind :meth:`online_features`: the catalog's online table or a Redis, made on first use."""
         if self._online is None:
             from nbops.online import reader_for
 

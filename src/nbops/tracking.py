@@ -14,7 +14,7 @@ Backend.  Unless the user set ``MLFLOW_TRACKING_URI`` themselves, runs go to
 use it: it sets ``MLFLOW_TRACKING_URI`` for this process, which is MLflow's
 documented switch, and which does not import MLflow.  The database itself is
 created on first use (a few seconds: MLflow runs its migrations), with a
-message.
+message (logged at INFO; a notebook and the CLI show it).
 
 Runs.  A run ends FINISHED when its body returns, FAILED when it raises (the
 exception goes on unchanged), KILLED on KeyboardInterrupt.  A run whose
@@ -95,6 +95,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from nbops.store import Store
+
+logger = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "mlartifacts"
 #: Held while MLflow creates its tables in ``mlflow.db`` (first use of a store).
@@ -319,12 +321,8 @@ def _has_tables(path: Path) -> bool:
 
 def _create_database(store: Store, uri: str) -> None:
     started = time.perf_counter()
-    print(
-        f"nbops: creating the MLflow tracking database in {store.root} (first use, a few seconds)...", file=sys.stderr
-    )
+    logger.info("creating the MLflow tracking database in %s (first use, a few seconds)...", store.root)
     prepare_database_file(store.root)
-    import logging
-
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     quiet = logging.getLogger("mlflow.store.db.utils")
@@ -335,7 +333,7 @@ def _create_database(store: Store, uri: str) -> None:
         SqlAlchemyStore(uri, (store.root / ARTIFACT_DIR).as_uri())  # type: ignore[no-untyped-call]
     finally:
         quiet.setLevel(level)
-    print(f"nbops: MLflow database ready ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    logger.info("MLflow database ready (%.1f s)", time.perf_counter() - started)
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -515,15 +513,15 @@ def reap_dead_runs(store: Store) -> list[str]:
         if uri not in reachable:
             reachable[uri] = _server_reachable(uri)
             if not reachable[uri]:
-                print(
-                    f"nbops: the tracking server at {_without_password(uri)} does not answer; runs of "
-                    "dead processes there stay RUNNING until a later open reaches it",
-                    file=sys.stderr,
+                logger.warning(
+                    "the tracking server at %s does not answer; runs of dead processes there stay RUNNING "
+                    "until a later open reaches it",
+                    _without_password(uri),
                 )
         return reachable[uri]
 
-    logger = logging.getLogger(_MLFLOW_DB_LOGGER)
-    logger.addFilter(_QUIET)  # a disk still full: one line below, not MLflow's traceback
+    mlflow_db = logging.getLogger(_MLFLOW_DB_LOGGER)
+    mlflow_db.addFilter(_QUIET)  # a disk still full: one line below, not MLflow's traceback
     try:
         for live in dead:
             if live.run_id in unended:
@@ -543,7 +541,7 @@ def reap_dead_runs(store: Store) -> list[str]:
                 (folder / f"{run_id}{ENDED_SUFFIX}").unlink(missing_ok=True)
                 (folder / f"{run_id}.json").unlink(missing_ok=True)  # left when the rename failed
     finally:
-        logger.removeFilter(_QUIET)
+        mlflow_db.removeFilter(_QUIET)
     return ended
 
 
@@ -564,7 +562,7 @@ def _terminate_if_running(mlflow: Any, run_id: str, uri: str, status: str, why: 
             from nbops.redact import redact_text, url_secrets
 
             reason = redact_text(str(exc), *url_secrets(_credentialed(uri)))
-        print(f"nbops: could not mark run {run_id} {status}: {reason}", file=sys.stderr)
+        logger.warning("could not mark run %s %s: %s", run_id, status, reason)
         return False
 
 
@@ -646,6 +644,7 @@ class Run:
 
     @property
     def info(self) -> Any:
+        """The run's current ``mlflow.entities.RunInfo``, read from the tracking backend."""
         import mlflow
 
         return mlflow.MlflowClient().get_run(self.run_id).info
@@ -920,7 +919,7 @@ def end_run(run: Run, status: str = "FINISHED") -> None:
     except BaseException:
         unwritten, _ = _write_end(run, status)
         if unwritten is not None:  # the error that stopped the results goes on; this one is said here
-            print(f"nbops: {unwritten.with_outcome(_end_outcome(run, recorded=False))}", file=sys.stderr)
+            logger.error("%s", unwritten.with_outcome(_end_outcome(run, recorded=False)))
         raise
     unwritten, recorded = _write_end(run, status)
     problem = problem or unwritten
@@ -1042,7 +1041,7 @@ def track(
         except RunWriteError as unended:
             if problem is not None:  # the same disk: the body's error, with how the run ended
                 raise problem.with_outcome(unended.outcome) from None
-            print(f"nbops: {unended}", file=sys.stderr)  # the body's own error goes on
+            logger.error("%s", unended)  # the body's own error goes on
         if problem is not None:
             raise problem.with_outcome(f"run {run.run_id} ended FAILED") from None
         raise
@@ -1065,7 +1064,7 @@ def _note_caller(run: Run, names: list[str] | None) -> list[str]:
         note_names(run, found, _frame_namespace(caller), before=entering)
         return found
     except Exception as exc:  # inspection is best effort: never the reason a run fails
-        print(f"nbops: could not read which data the run's code uses: {exc!r}", file=sys.stderr)
+        logger.warning("could not read which data the run's code uses: %r", exc)
         return names or []
     finally:
         del caller

@@ -72,6 +72,7 @@ def _stored_tables(conn: sa.Connection) -> list[_StoredTable]:
 
 
 def verify(store: Store) -> VerifyReport:
+    """Recompute every version's digest, re-read and re-hash every object, and check the catalog (``nbops verify``)."""
     from nbops.store import VerifyReport
 
     report = VerifyReport()

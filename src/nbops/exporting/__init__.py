@@ -51,6 +51,12 @@ __all__ = ["ExportError", "ExportResult", "export", "history", "plan"]
 
 @dataclass
 class ExportResult:
+    """What one export made: the files of ``<stem>@<version>``, its manifest, and the findings.
+
+    ``files`` holds every generated file by name (written or not); ``written`` the
+    ones this export wrote, none when it was ``unchanged``.
+    """
+
     stem: str
     version: int
     out_dir: Path
@@ -62,9 +68,11 @@ class ExportResult:
 
     @property
     def modules(self) -> list[str]:
+        """The stage modules among the files (``feature_pipeline.py`` ...), in manifest order."""
         return [name for name in self.files if name.endswith("_pipeline.py")]
 
     def summary(self) -> str:
+        """What ``%export`` and ``nbops export`` print: the version, where, each module's cells, and warnings."""
         state = "unchanged, nothing rewritten" if self.unchanged else f"wrote {len(self.written)} files"
         lines = [f"{self.stem}@{self.version} -> {self.out_dir} ({state})"]
         for stage in self.manifest["stages"]:

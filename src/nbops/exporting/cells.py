@@ -53,6 +53,7 @@ class StoreRead:
     is_import: bool = False
 
     def expression(self, latest: bool = False) -> str:
+        """The read, or with ``latest`` the read without the notebook's version pins."""
         return (self.latest or self.call) if latest else self.call
 
     def statement(self, latest: bool = False) -> str:
@@ -62,6 +63,8 @@ class StoreRead:
 
 @dataclass
 class Cell:
+    """One code cell of the notebook and what analysis found: its stages, its translated code, the names it uses."""
+
     index: int  # position among all cells, from 0
     id: str
     source: str  # the original source
@@ -81,9 +84,11 @@ class Cell:
 
     @property
     def label(self) -> str:
+        """``cell N (id ID)``, as messages name a cell (N counts from 1)."""
         return f"cell {self.index + 1} (id {self.id})"
 
     def in_stage(self, stage: str) -> bool:
+        """Whether the cell belongs to ``stage`` (a cell may be tagged into several)."""
         return stage in self.stages
 
 
@@ -611,6 +616,8 @@ FATAL = frozenset({"defined-in-other-stage", "defined-in-skipped-cell", "undefin
 
 @dataclass
 class Finding:
+    """What an export reports: a name a module would lack (``fatal``: the export refuses), or cells run out of order."""
+
     kind: str  # "used-before-defined", "defined-in-skipped-cell", "defined-in-other-stage", "execution-order", "undefined"
     cell: str
     name: str | None
@@ -791,6 +798,7 @@ def _statements(cell: Cell) -> list[ast.stmt]:
 
 
 def execution_order_findings(cells: Sequence[Cell]) -> list[Finding]:
+    """A finding for each cell that ran before a cell above it: the notebook's state may not match its order."""
     findings = []
     last: tuple[int, Cell] | None = None
     for cell in cells:

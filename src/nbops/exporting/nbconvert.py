@@ -30,6 +30,7 @@ class StagePreprocessor(Preprocessor):
     ).tag(config=True)
 
     def preprocess_cell(self, cell: Any, resources: Any, index: int) -> tuple[Any, Any]:
+        """Tag a code cell with ``default_stage`` when nothing in it says a stage; ValueError for an unknown stage."""
         if cell.cell_type == "code" and self.default_stage:
             if self.default_stage not in (*STAGES, "skip"):
                 raise ValueError(
@@ -57,6 +58,7 @@ class NbopsExporter(Exporter):
 
     @property
     def default_config(self) -> Any:
+        """nbconvert's defaults with :class:`StagePreprocessor` enabled."""
         from traitlets.config import Config
 
         config = Config({"StagePreprocessor": {"enabled": True}})
@@ -69,6 +71,10 @@ class NbopsExporter(Exporter):
 
     # Text out, as nbconvert's own text exporters (HTMLExporter) do: its base class types the result as a notebook.
     def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[str, Any]:  # type: ignore[override]
+        """Export ``nb``: the manifest as JSON text, and the modules in ``resources["outputs"]``.
+
+        An :class:`ExportError` when the notebook cannot be exported (its message names the cell).
+        """
         import nbformat
 
         from nbops.exporting import plan

@@ -253,6 +253,7 @@ def _hoist_star_imports(cells: Sequence[Cell]) -> tuple[list[Cell], list[str]]:
 
 
 def imported_modules(cells: Iterable[Cell]) -> set[str]:
+    """The top-level names of the modules the cells import (absolute imports; cells that do not parse are skipped)."""
     names: set[str] = set()
     for cell in cells:
         try:
@@ -300,6 +301,7 @@ def _installed(dist: str) -> bool:
 
 
 def test_module(stem: str, stages: Sequence[str]) -> str:
+    """The generated ``test_pipelines.py``: one pytest test that runs each stage module in order on a scratch store."""
     modules = [MODULES[s] for s in stages]
     about = docstring(f"Runs each stage of {stem} in a fresh process against a scratch store (pytest).")
     return f"""{about}
@@ -326,6 +328,7 @@ def test_stages_run_in_order_on_a_scratch_store(tmp_path):
 
 
 def airflow_dag(stem: str, stages: Sequence[str]) -> str:
+    """The generated Airflow DAG (``--target airflow``): one BashOperator per stage module, chained in order."""
     tasks = "\n".join(
         f"    {s} = BashOperator(task_id={literal(s)}, bash_command=_command({literal(MODULES[s])}))" for s in stages
     )

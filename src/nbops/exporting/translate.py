@@ -88,6 +88,8 @@ _EXPANDED = re.compile(r"[{}$`]")
 
 @dataclass
 class Translated:
+    """A cell as plain Python, and what its magics asked for: requirements, ``%%writefile`` files, magics dropped."""
+
     code: str
     requirements: list[str] = field(default_factory=list)
     #: ``pip install -r FILE`` files, as written (relative to the notebook's folder).

@@ -108,9 +108,11 @@ class VerifyResult:
 
     @property
     def differences(self) -> list[dict[str, Any]]:
+        """The rows that are not the same on both sides (different, missing, or failed)."""
         return [row for row in self.rows if row["status"] != SAME]
 
     def headline(self) -> str:
+        """The first line of :meth:`text`: OK with the number of checks, how many differ, or why it was skipped."""
         where = f"{self.notebook.name} vs {self.out_dir}"
         if self.skipped:
             return f"verify {where}: skipped ({self.skipped})"
@@ -119,6 +121,7 @@ class VerifyResult:
         return f"verify {where}: {len(self.differences)} of {len(self.rows)} checks differ or failed"
 
     def timing_text(self) -> str:
+        """How long each part took, e.g. ``notebook 4.2 s, feature_pipeline.py 1.1 s, ...``."""
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings.items())
 
     def text(self) -> str:

@@ -18,8 +18,15 @@ _LOADED: weakref.WeakKeyDictionary[Any, tuple[KernelSession, list[Magics]]] = we
 
 
 def load(shell: Any) -> None:
+    """Register nbops's magics and cell hooks on ``shell`` and point MLflow at the store; once per shell.
+
+    nbops's log messages are shown on the notebook's stderr from then on.
+    """
     if shell in _LOADED:
         return
+    from nbops._logs import enable_console
+
+    enable_console()
     from nbops.magics.export import ExportMagics
     from nbops.magics.features import FeatureMagics
     from nbops.magics.panels import PanelMagics
@@ -45,6 +52,7 @@ def load(shell: Any) -> None:
 
 
 def unload(shell: Any) -> None:
+    """Remove what :func:`load` added to ``shell`` and release MLflow; nothing if it was not loaded."""
     entry = _LOADED.pop(shell, None)
     if entry is None:
         return
@@ -71,4 +79,5 @@ def unload(shell: Any) -> None:
 
 
 def is_loaded(shell: Any) -> bool:
+    """Whether :func:`load` registered nbops on ``shell`` (and :func:`unload` has not removed it)."""
     return shell in _LOADED

@@ -41,6 +41,8 @@ def run_for_last_value(shell: Any, cell: str) -> Any:
 
 @magics_class
 class FeatureMagics(Magics):
+    """``%%features``, ``%features`` and ``%drift``, on the kernel's store."""
+
     def __init__(self, shell: Any, session: KernelSession) -> None:
         super().__init__(shell)
         self.session = session

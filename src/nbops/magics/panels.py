@@ -28,6 +28,8 @@ def open_panel(make: Callable[[], Any]) -> Any:
 
 @magics_class
 class PanelMagics(Magics):
+    """``%snapshots``, ``%runs`` and ``%lineage``: widget panels on the kernel's store."""
+
     def __init__(self, shell: Any, session: KernelSession) -> None:
         super().__init__(shell)
         self.session = session

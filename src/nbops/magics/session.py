@@ -40,6 +40,7 @@ class KernelSession:
 
     @property
     def store(self) -> Store:
+        """The shell's store, found and opened as ``nbops.open()`` does on first use (no credential in its errors)."""
         if self._store is None:
             from nbops.store import open as open_store
 
@@ -83,9 +84,11 @@ class KernelSession:
         )
 
     def post_run_cell(self, _result: Any) -> None:
+        """A cell finished: the next one from the front end starts afresh."""
         self._depth = max(0, self._depth - 1)
 
     def use(self, path: str | os.PathLike[str]) -> Store:
+        """Open the store at ``path`` and make it the shell's, closing the previous one only once it opened."""
         from nbops.store import open as open_store
 
         with without_secrets():
@@ -95,6 +98,7 @@ class KernelSession:
         return new
 
     def close(self) -> None:
+        """Close the shell's store, if open; the next use opens it again."""
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -25,6 +25,8 @@ def _parser() -> MagicArgumentParser:
 
 @magics_class
 class StoreMagics(Magics):
+    """``%nbops``: show the kernel's store, or switch it with ``%nbops use PATH``."""
+
     def __init__(self, shell: Any, session: KernelSession) -> None:
         super().__init__(shell)
         self.session = session

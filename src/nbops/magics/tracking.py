@@ -14,6 +14,8 @@ from nbops.magics.session import KernelSession
 
 @magics_class
 class TrackingMagics(Magics):
+    """``%%track`` and ``%track start|stop``, on the kernel's store."""
+
     def __init__(self, shell: Any, session: KernelSession) -> None:
         super().__init__(shell)
         self.session = session

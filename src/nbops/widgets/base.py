@@ -34,6 +34,7 @@ _STATIC = Path(__file__).parent / "static"
 
 
 def escape(value: Any) -> str:
+    """``value`` as the text a table shows, escaped for HTML text and attribute values."""
     return html.escape(text(value), quote=True)
 
 
@@ -118,9 +119,11 @@ class Pager(w.HBox):  # type: ignore[misc]  # ipywidgets has no type information
         self._update()
 
     def bounds(self) -> tuple[int, int]:
+        """[start, stop) of the rows on the current page."""
         return page_bounds(self.page, self.total, self.size)
 
     def go(self, page: int) -> None:
+        """Turn to ``page`` (clamped to the pages there are); calls ``on_change`` when the page changed."""
         pages = max(1, -(-self.total // self.size))
         page = min(max(page, 0), pages - 1)
         if page != self.page:
@@ -146,6 +149,7 @@ class Chart(w.Output):  # type: ignore[misc]  # ipywidgets has no type informati
             self.add_class(f"nbops-chart-{name}")
 
     def show(self, spec: dict[str, Any] | None, description: str = "chart") -> None:
+        """Show the Vega-Lite ``spec`` (None: nothing); ``description`` is the text for front ends that cannot draw."""
         self.spec = spec
         if spec is None:
             self.outputs: tuple[dict[str, Any], ...] = ()
@@ -189,9 +193,11 @@ class Panel(w.VBox):  # type: ignore[misc]  # ipywidgets has no type information
         self.guard(self.load)
 
     def load(self) -> None:  # pragma: no cover - every panel overrides it
+        """Read the store and fill ``body``; every panel defines it."""
         raise NotImplementedError
 
     def guard(self, action: Callable[..., Any], *args: Any) -> Any:
+        """Run ``action(*args)`` and return its result; on an error, show it in the panel and return None."""
         try:
             result = action(*args)
         except Exception as exc:  # noqa: BLE001 - shown in the panel: a callback has nowhere else to report

@@ -64,6 +64,7 @@ def page_bounds(page: int, total: int, size: int = PAGE_SIZE) -> tuple[int, int]
 
 # -- snapshots ---------------------------------------------------------------------------
 def preview(store: Store, name: str, version: int, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
+    """The first ``limit`` rows of ``name`` version ``version``, as pandas (not a lineage read)."""
     from nbops import snapshots
     from nbops.snapshots import table_to_pandas
 
@@ -233,6 +234,11 @@ def experiments(store: Store) -> list[tuple[str, str]]:
 
 @dataclass
 class RunsPage:
+    """One page of runs, each a dict as the runs table shows it.
+
+    ``next_token`` is None on the last page; ``metrics`` and ``params`` are the names its runs have.
+    """
+
     runs: list[dict[str, Any]]
     next_token: str | None
     metrics: list[str]

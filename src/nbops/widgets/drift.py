@@ -26,6 +26,11 @@ COLUMNS = [
 
 
 class DriftPanel(Panel):
+    """``%drift``: PSI and KS per feature of ``group`` between ``a`` and ``b`` (as ``store.drift``), drifting first.
+
+    Pick a feature to see its reference and current distributions overlaid.
+    """
+
     title = "Drift"
 
     def __init__(self, store: Store, group: str, a: Any = None, b: Any = None) -> None:
@@ -43,6 +48,7 @@ class DriftPanel(Panel):
         self.refresh()
 
     def load(self) -> None:
+        """Compute the drift report again and list its features, selecting the most drifting one."""
         report = self.store.drift(self.group, self.a, self.b)
         self._report = report
         rows = [
@@ -72,6 +78,7 @@ class DriftPanel(Panel):
             self.draw()
 
     def draw(self) -> None:
+        """Draw the selected feature's reference and current histograms, overlaid."""
         if self._report is None or not self.features.selected:
             self.chart.show(None)
             return

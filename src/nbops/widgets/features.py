@@ -20,6 +20,12 @@ STAT_COLUMNS = ["kind", "type", "count", "nulls", "distinct", "min", "max", "mea
 
 
 class FeaturesPanel(Panel):
+    """``%features``: the feature groups, searchable; pick a version for its commits, a commit for its details.
+
+    A commit's details are its feature statistics and histograms, the
+    group's expectations, its last validation and its lineage.
+    """
+
     title = "Feature groups"
 
     def __init__(self, store: Store, group: str | None = None) -> None:
@@ -65,6 +71,7 @@ class FeaturesPanel(Panel):
         self.refresh()
 
     def load(self) -> None:
+        """Read the groups again; with a group asked for, select its latest version."""
         if self._wanted:
             self.store.feature_commits(self._wanted)  # a clear error for a bad or unknown name
         self._all = self.store.feature_groups()
@@ -76,6 +83,7 @@ class FeaturesPanel(Panel):
             self._wanted = None
 
     def filter_groups(self) -> None:
+        """Keep the group versions whose name, features or description contain the search text."""
         if self._all is None:
             return
         needle = self.search.value.strip().lower()
@@ -89,6 +97,7 @@ class FeaturesPanel(Panel):
         self.show_groups()
 
     def show_groups(self) -> None:
+        """Fill the groups table with the current page."""
         if self._shown is None:
             return
         start, stop = self.pager.bounds()
@@ -106,6 +115,7 @@ class FeaturesPanel(Panel):
         return group, int(version)
 
     def load_commits(self) -> None:
+        """List the picked group version's commits, newest first, and select the latest."""
         picked = self._picked_group()
         if picked is None:
             self.commits.show(COMMIT_COLUMNS, [], [])
@@ -133,6 +143,7 @@ class FeaturesPanel(Panel):
             self.show_commit()
 
     def show_commit(self) -> None:
+        """Show the picked commit's details and feature histograms."""
         picked = self._picked_group()
         self.lineage_box.children = []
         if picked is None or not self.commits.selected:
@@ -147,6 +158,7 @@ class FeaturesPanel(Panel):
         self._ref = detail["ref"]
 
     def show_lineage(self) -> None:
+        """Open a lineage panel of the picked commit below it."""
         from nbops.widgets.lineage import LineagePanel
 
         nested = LineagePanel(self.store, self._ref)
@@ -155,6 +167,7 @@ class FeaturesPanel(Panel):
 
 
 def detail_html(detail: dict[str, Any]) -> str:
+    """A commit's details (from :func:`nbops.widgets.data.group_detail`) as HTML, every value escaped."""
     stats = detail["statistics"]
     head = "".join(f"<th>{escape(c)}</th>" for c in ["feature", *STAT_COLUMNS])
     body = "".join(

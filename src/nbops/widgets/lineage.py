@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 class LineagePanel(Panel):
+    """``%lineage``: what ``ref`` was made from (left) and what was made from it (right); click a node for details."""
+
     title = "Lineage"
 
     def __init__(self, store: Store, ref: str) -> None:
@@ -34,6 +36,7 @@ class LineagePanel(Panel):
         self.refresh()
 
     def load(self) -> None:
+        """Read the lineage again and redraw it, keeping the selected node when it is still there."""
         graph = data.lineage_graph(self.store, self.ref)
         drawn = data.layout(graph)
         self._nodes = {n["id"]: n for n in drawn["nodes"]}
@@ -46,6 +49,7 @@ class LineagePanel(Panel):
         self.show_node()
 
     def show_node(self) -> None:
+        """Show the selected node's details and what it was made from and used by."""
         node = self._nodes.get(self.graph.selected)
         if node is None:
             self.detail.value = ""

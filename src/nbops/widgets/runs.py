@@ -41,6 +41,8 @@ def ui_url() -> str:
 
 
 class RunsPanel(Panel):
+    """``%runs``: MLflow runs of one experiment or all, newest first; pick runs to compare them on a chart."""
+
     title = "Runs"
 
     def __init__(self, store: Store, experiment: str | None = None) -> None:
@@ -79,6 +81,7 @@ class RunsPanel(Panel):
         self.refresh()
 
     def load(self) -> None:
+        """Read the experiments again and show the newest runs of the chosen one."""
         found = data.experiments(self.store)
         options = [("all experiments", ALL), *[(name, eid) for eid, name in found]]
         wanted = self.experiment.value
@@ -102,10 +105,12 @@ class RunsPanel(Panel):
         return [value]
 
     def first_page(self) -> None:
+        """Show the newest runs of the chosen experiment."""
         self._tokens, self._page = [None], 0
         self.show_page()
 
     def turn(self, step: int) -> None:
+        """Go one page older (``step`` > 0) or newer (``step`` < 0), when there is one."""
         if step > 0 and self._next is not None:
             self._page += 1
             del self._tokens[self._page :]
@@ -115,6 +120,7 @@ class RunsPanel(Panel):
         self.show_page()
 
     def show_page(self) -> None:
+        """Fill the runs table with the current page."""
         page = data.runs_page(self.store, self._ids(), self._tokens[self._page])
         self._next = page.next_token
         self._shown = {r["run_id"]: r for r in page.runs}
@@ -145,6 +151,7 @@ class RunsPanel(Panel):
         return [self._shown[i] for i in self.runs.selected if i in self._shown]
 
     def compare(self) -> None:
+        """Offer the picked runs' metrics and params as chart choices, and tabulate the runs side by side."""
         picked = self._picked()
         metrics = sorted({m for r in picked for m in r["metrics"]})
         params = sorted({p for r in picked for p in r["params"]})
@@ -160,6 +167,7 @@ class RunsPanel(Panel):
         self.draw()
 
     def draw(self) -> None:
+        """Chart the chosen metric of the picked runs, per run or against the chosen param."""
         picked = self._picked()
         metric = self.metric.value
         if not picked or not metric:

@@ -19,6 +19,8 @@ COLUMNS = ["version", "digest", "rows", "columns", "created", "message", "author
 
 
 class SnapshotsPanel(Panel):
+    """``%snapshots``: a dataset's versions, newest first; pick one to preview it, two to see their diff."""
+
     title = "Snapshots"
 
     def __init__(self, store: Store, name: str | None = None) -> None:
@@ -55,6 +57,7 @@ class SnapshotsPanel(Panel):
         self.refresh()
 
     def load(self) -> None:
+        """Read the dataset names again and show the chosen dataset's versions."""
         names = list(self.store.datasets()["name"])
         wanted = self._wanted or self.dataset.value
         if self._wanted and self._wanted not in names:
@@ -68,6 +71,7 @@ class SnapshotsPanel(Panel):
         self.load_history()
 
     def load_history(self) -> None:
+        """Read the chosen dataset's versions, newest first; picking another dataset clears the selection."""
         name = self.dataset.value
         if name is None:
             self._history = None
@@ -87,6 +91,7 @@ class SnapshotsPanel(Panel):
         self.show_selection()
 
     def show_page(self) -> None:
+        """Fill the versions table with the current page."""
         if self._history is None:
             return
         start, stop = self.pager.bounds()
@@ -98,6 +103,7 @@ class SnapshotsPanel(Panel):
         self.versions.show(COLUMNS, rows, [str(v) for v in page["version"]])
 
     def show_selection(self) -> None:
+        """Preview the one picked version, or diff the two picked (matched by the diff keys, if given)."""
         picked = sorted(int(v) for v in self.versions.selected)
         name = self.dataset.value
         if not picked or name is None:

@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the ``datasets``, ``objects``, ``snapshots`` and ``snapshot_columns`` tables."""
     op.create_table(
         "datasets",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -57,6 +58,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the tables of revision 0001, and every record of datasets and their versions with them."""
     op.drop_table("snapshot_columns")
     op.drop_table("snapshots")
     op.drop_table("objects")

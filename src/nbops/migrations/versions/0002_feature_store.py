@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the feature group, version, commit and commit-column tables, ``online_features`` and ``lineage_edges``."""
     op.create_table(
         "feature_groups",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -87,6 +88,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the tables of revision 0002, and every feature group, online row and lineage edge with them."""
     op.drop_table("lineage_edges")
     op.drop_table("online_features")
     op.drop_table("feature_commit_columns")

@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the ``exports`` table: one row per version of a pipeline exported from a notebook."""
     op.create_table(
         "exports",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -32,4 +33,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the ``exports`` table and every export record with it."""
     op.drop_table("exports")

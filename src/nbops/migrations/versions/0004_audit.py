@@ -16,6 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create the ``audit_events`` table and its index by name and time."""
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -31,5 +32,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the ``audit_events`` table and the audit trail with it."""
     op.drop_index("ix_audit_events_name_at", table_name="audit_events")
     op.drop_table("audit_events")
