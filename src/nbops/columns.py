@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nbops.errors import CorruptDataError
+from nbops.errors import BadObjectError, CorruptDataError
 from nbops.hashing import column_digest
 
 if TYPE_CHECKING:
@@ -145,10 +145,6 @@ def read_column(store: Store, digest: str, type: pa.DataType | None = None) -> p
         return read_verified(store.objects, digest, type)
     except BadObjectError as exc:
         raise corrupt_error(store, digest, str(exc)) from None
-
-
-class BadObjectError(Exception):
-    """What is wrong with one object, before the catalog is asked who uses it."""
 
 
 def read_verified(objects: Any, digest: str, type: pa.DataType | None) -> pa.ChunkedArray:

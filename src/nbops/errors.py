@@ -1,4 +1,4 @@
-"""Exceptions raised by the nbops Python API.
+"""Every exception class of nbops (raised by the Python API and the tools).
 
 Every error a user can cause derives from :class:`NbopsError`, so a script can
 catch them all with one ``except``.  Magics turn them into IPython's
@@ -6,6 +6,12 @@ catch them all with one ``except``.  Magics turn them into IPython's
 """
 
 from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbops.expectations import ValidationReport
 
 
 class NbopsError(Exception):
@@ -69,3 +75,70 @@ class OnlineStoreError(NbopsError):
 
 class OnlineSyncWarning(UserWarning):
     """A registration committed, but its rows did not reach the shared online store."""
+
+
+class ExportError(NbopsError):
+    """The notebook cannot be exported as it is; the message names the cell."""
+
+
+class BadObjectError(Exception):
+    """What is wrong with one object, before the catalog is asked who uses it."""
+
+
+class SchemaChangeError(NbopsError):
+    """The frame's columns differ from the version's; a new version must be asked for."""
+
+
+class DuplicateKeysError(NbopsError, ValueError):
+    """One insert holds the same (keys, event time) more than once."""
+
+
+class TrackingError(NbopsError):
+    """A run could not be started, ended or registered."""
+
+
+class RunWriteError(TrackingError):
+    """The disk refused a write of a run's state (full, over quota, or failing); the run ended FAILED.
+
+    ``errno``, ``what`` and ``path`` say which write failed where; ``original``
+    is the exception the write raised (an ``OSError``, or MLflow's or the
+    database driver's own error).
+    """
+
+    def __init__(
+        self, number: int, what: str, path: str, outcome: str = "", original: BaseException | None = None
+    ) -> None:
+        self.errno, self.what, self.path, self.outcome, self.original = number, what, path, outcome, original
+        name = errno.errorcode.get(number, str(number))
+        if number == errno.ENOSPC:
+            message = f"disk full (ENOSPC) while writing {what} at {path}; free space and run it again"
+        elif number == getattr(errno, "EDQUOT", None):
+            message = f"disk quota exceeded ({name}) while writing {what} at {path}; free space and run it again"
+        else:
+            message = (
+                f"I/O error ({name}) while writing {what} at {path}; "
+                "check the disk (the system log names the device) and run it again"
+            )
+        super().__init__(f"{message}; {outcome}" if outcome else message)
+
+    def with_outcome(self, outcome: str) -> RunWriteError:
+        """The same error, saying what became of the run."""
+        return RunWriteError(self.errno, self.what, self.path, outcome, self.original)
+
+
+class InvalidExpectationError(NbopsError, ValueError):
+    """A rule definition that cannot be used: unknown rule, missing column, bad bound."""
+
+
+class ValidationError(NbopsError):
+    """Data broke one or more expectations; ``report`` holds the details.
+
+    The message is ``report.text()``, so a traceback names the rows and columns.
+    """
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(report.text())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the report across processes
+        return (type(self), (self.report,))

@@ -53,7 +53,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nbops.errors import InvalidInputError, NbopsError
+from nbops.errors import InvalidExpectationError, InvalidInputError, ValidationError
 
 __all__ = [
     "DTYPE_KINDS",
@@ -91,24 +91,6 @@ _FIRST_ROW_KEY = "first_row"
 _MAX_LISTED_COLUMNS = 20
 # How many distinct offending values an allowed_values message lists.
 _MAX_LISTED_VALUES = 5
-
-
-class InvalidExpectationError(NbopsError, ValueError):
-    """A rule definition that cannot be used: unknown rule, missing column, bad bound."""
-
-
-class ValidationError(NbopsError):
-    """Data broke one or more expectations; ``report`` holds the details.
-
-    The message is ``report.text()``, so a traceback names the rows and columns.
-    """
-
-    def __init__(self, report: ValidationReport) -> None:
-        self.report = report
-        super().__init__(report.text())
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keep the report across processes
-        return (type(self), (self.report,))
 
 
 # --------------------------------------------------------------------------- values

@@ -57,7 +57,7 @@ from nbops import _faults, lineage, snapshots
 from nbops import catalog as cat
 from nbops import online as online_store
 from nbops.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
-from nbops.errors import InvalidInputError, NbopsError, NotFoundError
+from nbops.errors import DuplicateKeysError, InvalidInputError, NotFoundError, SchemaChangeError
 from nbops.hashing import column_digest, combine_digest
 from nbops.names import validate_name
 from nbops.refs import _table_html
@@ -70,14 +70,6 @@ if TYPE_CHECKING:
 _KIND = "feature group"
 _FEATURE_REF = re.compile(r"^(?P<group>[^.:@]+)(?::(?P<version>\d+))?\.(?P<feature>[^.]+)$")
 _GROUP_REF = re.compile(r"^(?P<group>[^.:@]+)(?::(?P<version>\d+))?(?:@(?P<commit>\d+))?$")
-
-
-class SchemaChangeError(NbopsError):
-    """The frame's columns differ from the version's; a new version must be asked for."""
-
-
-class DuplicateKeysError(NbopsError, ValueError):
-    """One insert holds the same (keys, event time) more than once."""
 
 
 # -- references --------------------------------------------------------------------

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops import catalog as cat
-from nbops.columns import BadObjectError, object_is_sound, publish_column, read_verified, users_of
-from nbops.errors import StoreError
+from nbops.columns import object_is_sound, publish_column, read_verified, users_of
+from nbops.errors import BadObjectError, StoreError
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -80,7 +80,7 @@ import sqlalchemy as sa
 from nbops import _faults, lineage
 from nbops import catalog as cat
 from nbops._version import __version__
-from nbops.errors import InvalidInputError, NbopsError, NotFoundError
+from nbops.errors import InvalidInputError, NotFoundError, RunWriteError, TrackingError
 from nbops.names import validate_experiment_name, validate_name
 from nbops.paths import (
     RUNS_MOVED_MARKER,
@@ -102,39 +102,6 @@ ARTIFACT_DIR = "mlartifacts"
 #: Held while MLflow creates its tables in ``mlflow.db`` (first use of a store).
 CREATION_LOCK = "mlflow.db.lock"
 _TAG = "nbops."
-
-
-class TrackingError(NbopsError):
-    """A run could not be started, ended or registered."""
-
-
-class RunWriteError(TrackingError):
-    """The disk refused a write of a run's state (full, over quota, or failing); the run ended FAILED.
-
-    ``errno``, ``what`` and ``path`` say which write failed where; ``original``
-    is the exception the write raised (an ``OSError``, or MLflow's or the
-    database driver's own error).
-    """
-
-    def __init__(
-        self, number: int, what: str, path: str, outcome: str = "", original: BaseException | None = None
-    ) -> None:
-        self.errno, self.what, self.path, self.outcome, self.original = number, what, path, outcome, original
-        name = errno.errorcode.get(number, str(number))
-        if number == errno.ENOSPC:
-            message = f"disk full (ENOSPC) while writing {what} at {path}; free space and run it again"
-        elif number == getattr(errno, "EDQUOT", None):
-            message = f"disk quota exceeded ({name}) while writing {what} at {path}; free space and run it again"
-        else:
-            message = (
-                f"I/O error ({name}) while writing {what} at {path}; "
-                "check the disk (the system log names the device) and run it again"
-            )
-        super().__init__(f"{message}; {outcome}" if outcome else message)
-
-    def with_outcome(self, outcome: str) -> RunWriteError:
-        """The same error, saying what became of the run."""
-        return RunWriteError(self.errno, self.what, self.path, outcome, self.original)
 
 
 #: errno values of a write the disk refused: full, over quota, failing.

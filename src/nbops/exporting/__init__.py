@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from nbops.errors import ExportError
 from nbops.exporting.cells import (
     STAGES,
     Cell,
-    ExportError,
     Finding,
     Selection,
     analyse,

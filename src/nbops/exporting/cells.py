@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from nbops.errors import NbopsError
+from nbops.errors import ExportError
 
 STAGES = ("feature", "training", "inference")
 #: A stage marker: ``# nbops: training`` or ``# nbops: feature, training``.
@@ -32,10 +32,6 @@ _MARKER_LIKE = re.compile(r"^\s*#\s*nbops\s*:", re.IGNORECASE)
 _BUILTINS = set(dir(builtins)) | {"get_ipython", "display", "__name__", "__file__"}
 #: Names every generated module provides.
 PROVIDED = {"nbops", "nbops_store"}
-
-
-class ExportError(NbopsError):
-    """The notebook cannot be exported as it is; the message names the cell."""
 
 
 @dataclass(frozen=True)

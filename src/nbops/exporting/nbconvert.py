@@ -17,7 +17,8 @@ from nbconvert.exporters import Exporter
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode, default
 
-from nbops.exporting.cells import STAGES, ExportError
+from nbops.errors import ExportError
+from nbops.exporting.cells import STAGES
 
 
 class StagePreprocessor(Preprocessor):

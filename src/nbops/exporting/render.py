@@ -22,7 +22,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from nbops.exporting.cells import Cell, ExportError, StoreRead
+from nbops.errors import ExportError
+from nbops.exporting.cells import Cell, StoreRead
 from nbops.exporting.translate import _indent
 
 MODULES = {"feature": "feature_pipeline.py", "training": "training_pipeline.py", "inference": "inference_pipeline.py"}

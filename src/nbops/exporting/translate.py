@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from nbops.exporting.cells import Cell, ExportError
+from nbops.errors import ExportError
+from nbops.exporting.cells import Cell
 
 #: Cell magics whose body runs in the notebook's namespace, unchanged.
 UNWRAP_CELL = {"time", "capture", "prun"}

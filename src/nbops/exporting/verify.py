@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbops.exporting.cells import ExportError
+from nbops.errors import ExportError
 
 if TYPE_CHECKING:
     from nbops.store import Store

@@ -24,7 +24,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
-from nbops.exporting.cells import ExportError
+from nbops.errors import ExportError
 
 __all__ = ["check_targets", "folder_in", "write_files"]
 
