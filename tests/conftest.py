@@ -133,7 +133,7 @@ def objects_of() -> Callable[[Store], set[Path]]:
 
 @contextlib.contextmanager
 def nbops_shell(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A fresh real IPython shell with the extension loaded, working on the store at ``home``."""
+    """A fresh real IPython shell with the extension loaded, working on the store at ``home``; MLflow is reset after."""
     from IPython.core.interactiveshell import InteractiveShell
 
     monkeypatch.setenv("NBOPS_HOME", str(home))
@@ -145,3 +145,7 @@ def nbops_shell(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     finally:
         ip.extension_manager.unload_extension("nbops")
         InteractiveShell.clear_instance()
+        if "mlflow" in sys.modules:  # a run the shell started, or the tracking URI it set, must not leak
+            from mlflowstate import reset_mlflow
+
+            reset_mlflow()

@@ -27,6 +27,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import nbops
+from conftest import nbops_shell
 from nbops.exporting import ExportError, ExportResult, export, history, plan
 from nbops.store import Store
 
@@ -858,13 +859,8 @@ def test_airflow_target_writes_a_dag_naming_the_three_tasks_in_order(tmp_path: P
 
 @pytest.fixture
 def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.setenv("NBOPS_HOME", str(tmp_path / ".nbops"))
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    yield ip
-    ip.extension_manager.unload_extension("nbops")
-    InteractiveShell.clear_instance()
+    with nbops_shell(tmp_path / ".nbops", monkeypatch) as ip:
+        yield ip
 
 
 def test_export_magic_exports_the_given_notebook(

@@ -12,18 +12,14 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbops
+from conftest import nbops_shell
 
 
 @pytest.fixture
 def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.setenv("NBOPS_HOME", str(tmp_path / ".nbops"))
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    ip.run_cell("import pandas as pd\ndf = pd.DataFrame({'id': [1, 2, 3], 'x': [0.5, 1.5, 2.5]})")
-    yield ip
-    ip.extension_manager.unload_extension("nbops")
-    InteractiveShell.clear_instance()
+    with nbops_shell(tmp_path / ".nbops", monkeypatch) as ip:
+        ip.run_cell("import pandas as pd\ndf = pd.DataFrame({'id': [1, 2, 3], 'x': [0.5, 1.5, 2.5]})")
+        yield ip
 
 
 def test_snapshot_stores_the_variable_under_its_own_name(shell: InteractiveShell, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from IPython.core.interactiveshell import InteractiveShell
 pytest.register_assert_rewrite("pgserver", "mlflowserver")  # it is also this module's plugin (below)
 
 import nbops
+from conftest import nbops_shell
 from mlflowserver import MlflowServer, running_server
 from mlflowstate import reset_mlflow
 from nbops import _logs, tracking
@@ -83,13 +84,8 @@ def store(tmp_path: Path, user_uri: str) -> Iterator[Store]:
 @pytest.fixture
 def shell(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """A fresh real shell with the extension loaded, on this test's store."""
-    monkeypatch.setenv("NBOPS_HOME", str(store.root))
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    yield ip
-    ip.extension_manager.unload_extension("nbops")
-    InteractiveShell.clear_instance()
+    with nbops_shell(store.root, monkeypatch) as ip:
+        yield ip
 
 
 def frame(n: int = 6) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import nbops
+from conftest import nbops_shell
 from mlflowstate import reset_mlflow
 from nbops import _logs, api, tracking
 from nbops.errors import NbopsError, NotFoundError
@@ -108,13 +109,8 @@ def store(backend: Backend, clean_mlflow: None) -> Iterator[Store]:
 @pytest.fixture
 def shell(backend: Backend, clean_mlflow: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """A fresh real shell with the extension loaded, working on the shared store."""
-    monkeypatch.setenv("NBOPS_HOME", str(backend.root))
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    yield ip
-    ip.extension_manager.unload_extension("nbops")
-    InteractiveShell.clear_instance()
+    with nbops_shell(backend.root, monkeypatch) as ip:
+        yield ip
 
 
 @dataclass

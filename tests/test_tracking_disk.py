@@ -38,6 +38,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import nbops
+from conftest import nbops_shell
 from mlflowstate import reset_mlflow
 from nbops import _faults, api, tracking
 from nbops.errors import NbopsError
@@ -376,13 +377,8 @@ def test_a_disk_already_full_starts_no_run(disk: Disk, template: Path) -> None:
 def shell(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[InteractiveShell, Path]]:
     """A fresh real shell with the extension loaded, on a store of its own."""
     root = copy_store(template, tmp_path)
-    monkeypatch.setenv("NBOPS_HOME", str(root))
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    yield ip, root
-    ip.extension_manager.unload_extension("nbops")
-    InteractiveShell.clear_instance()
+    with nbops_shell(root, monkeypatch) as ip:
+        yield ip, root
 
 
 def test_track_cell_whose_source_does_not_fit_fails_its_run_and_runs_nothing(

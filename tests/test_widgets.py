@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbops
+from conftest import nbops_shell
 from mlflowstate import reset_mlflow
 from nbops import api, expectations
 from nbops.paths import MARKER_ENV, URI_ENV
@@ -341,15 +342,10 @@ def test_chart_fields_are_fixed_words_and_user_text_is_data() -> None:
 # -- magics --------------------------------------------------------------------------------
 @pytest.fixture
 def shell(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    monkeypatch.setenv("NBOPS_HOME", str(world.root))
     monkeypatch.delenv(URI_ENV, raising=False)
     monkeypatch.delenv(MARKER_ENV, raising=False)
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    yield ip
-    ip.extension_manager.unload_extension("nbops")
-    InteractiveShell.clear_instance()
+    with nbops_shell(world.root, monkeypatch) as ip:
+        yield ip
     reset_mlflow()
 
 
