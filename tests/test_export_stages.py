@@ -26,6 +26,7 @@ from nbops.exporting import ExportError, export, plan
 from nbops.exporting.cells import Cell, analyse
 from nbops.names import pipeline_name_from, validate_name
 from test_export import PYTHON, code, label, main_body, run, write_notebook
+from test_lineage_complete import ancestors
 
 
 @pytest.fixture(autouse=True)
@@ -499,20 +500,6 @@ def test_a_helper_uses_an_import_of_an_earlier_stage_even_when_its_stage_imports
     )
     training = body_source(plan(nb).files["training_pipeline.py"])
     assert training[0] == "from math import sqrt" and training[-2:] == ["from math import sqrt", "z = sqrt(9)"]
-
-
-def ancestors(store: nbops.store.Store, ref: str) -> set[str]:
-    graph = store.lineage(ref)
-    parents: dict[str, set[str]] = {}
-    for edge in graph["edges"]:
-        parents.setdefault(edge["child"], set()).add(edge["parent"])
-    found, todo = set(), [f"model:{ref.split(':', 1)[1]}" if ref.startswith("model:") else ref]
-    while todo:
-        for parent in parents.get(todo.pop(), ()):
-            if parent not in found:
-                found.add(parent)
-                todo.append(parent)
-    return found
 
 
 def test_the_model_reaches_the_feature_commit_and_raw_snapshot_in_the_notebook_and_in_the_modules(
