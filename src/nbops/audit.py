@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops import catalog as cat
+from nbops.catalog import READONLY_ENV, check_writable, readonly  # noqa: F401 (part of this module's API)
 from nbops.errors import ReadOnlyError
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
     from nbops.store import Store
 
-READONLY_ENV = "NBOPS_READONLY"
 IDENTITY_ENV = "NBOPS_IDENTITY"
 
 #: Artifact kinds whose reads are audited (writes of every kind are).
@@ -55,20 +55,6 @@ audit_events = sa.Table(
     sa.Column("version", sa.String(64)),  # "3", "1@4" (version@commit), "2" (model); none for runs
     sa.Index("ix_audit_events_name_at", "name", "at"),
 )
-
-
-def readonly() -> bool:
-    """Whether ``NBOPS_READONLY`` makes this process read-only (any value but empty, 0, false or no)."""
-    return os.environ.get(READONLY_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def check_writable(what: str) -> None:
-    """Refuse ``what`` (e.g. "snapshot raw_tx") in read-only mode, before any work is done."""
-    if readonly():
-        raise ReadOnlyError(
-            f"cannot {what}: this process is read-only ({READONLY_ENV}={os.environ.get(READONLY_ENV)}); "
-            f"unset {READONLY_ENV} to write"
-        )
 
 
 def identity() -> tuple[str, str]:

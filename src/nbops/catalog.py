@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -347,8 +348,6 @@ class Catalog:
         In read-only mode (``NBOPS_READONLY``) it refuses before connecting,
         and so does a PostgreSQL role without write grants, in its own words.
         """
-        from nbops.audit import check_writable
-
         check_writable(f"write to {self.describe()}")
         with self.engine.connect() as conn:
             conn.execution_options(nbops_write=True)
@@ -634,3 +633,21 @@ def _create_engine(url: sa.URL) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+#: Any value but empty, 0, false or no makes this process read-only: every write is refused.
+READONLY_ENV = "NBOPS_READONLY"
+
+
+def readonly() -> bool:
+    """Whether ``NBOPS_READONLY`` makes this process read-only (any value but empty, 0, false or no)."""
+    return os.environ.get(READONLY_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def check_writable(what: str) -> None:
+    """Refuse ``what`` (e.g. "snapshot raw_tx") in read-only mode, before any work is done."""
+    if readonly():
+        raise ReadOnlyError(
+            f"cannot {what}: this process is read-only ({READONLY_ENV}={os.environ.get(READONLY_ENV)}); "
+            f"unset {READONLY_ENV} to write"
+        )

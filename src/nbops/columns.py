@@ -23,6 +23,8 @@ from nbops.errors import BadObjectError, CorruptDataError
 from nbops.hashing import column_digest
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from nbops.store import Store
 
 PARQUET_COMPRESSION = "zstd"
@@ -251,3 +253,45 @@ def author() -> str:
         return getpass.getuser()
     except Exception:
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def table_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas, restoring object-dtype string columns and index levels.
+
+    pandas 3 reads Arrow strings as its ``str`` dtype; a column or index level
+    that was ``object`` when stored comes back as ``object`` with ``None``
+    for missing values.  Columns are matched by position, since the pandas
+    metadata spells every label as a string.
+    """
+    import pandas as pd
+
+    df = table.to_pandas()
+    meta = table.schema.pandas_metadata or {}
+    index_fields = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+    by_field = {c.get("field_name"): c for c in meta.get("columns", [])}
+
+    def object_values(field: str) -> Any:
+        col = by_field.get(field) or {}
+        if col.get("numpy_type") != "object" or col.get("pandas_type") not in ("unicode", "bytes"):
+            return None
+        if field not in table.column_names:
+            return None
+        return table.column(field).to_numpy(zero_copy_only=False)
+
+    data_fields = [c.get("field_name") for c in meta.get("columns", []) if c.get("field_name") not in index_fields]
+    if len(data_fields) == len(df.columns):
+        for position, field in enumerate(data_fields):
+            values = object_values(field)
+            if values is not None and df.dtypes.iloc[position] != object:  # noqa: E721 (a dtype, not a type)
+                df.isetitem(position, pd.Series(values, index=df.index, dtype=object))
+
+    restored = [object_values(f) for f in index_fields]
+    if any(v is not None for v in restored) and df.index.nlevels == len(index_fields):
+        levels = [
+            pd.Index(v, dtype=object) if v is not None else df.index.get_level_values(i) for i, v in enumerate(restored)
+        ]
+        if len(levels) == 1:
+            df.index = pd.Index(levels[0], name=df.index.name)
+        else:
+            df.index = pd.MultiIndex.from_arrays(levels, names=df.index.names)
+    return df

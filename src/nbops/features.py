@@ -910,7 +910,7 @@ def features(
 
     ``group`` may name the version and commit itself (``"tx:2@5"``); they override ``version`` and ``as_of``.
     """
-    from nbops.snapshots import table_to_pandas
+    from nbops.columns import table_to_pandas
 
     group, ref_version, ref_commit = parse_group_ref(group)
     if ref_version is not None:

@@ -3,7 +3,7 @@
 ``to_arrow`` (snapshots) and ``features_to_arrow`` (feature groups) call
 :func:`check_frame` with the DataFrame and the Arrow table made from it.  The
 check converts the table back the way ``load`` does
-(:func:`nbops.snapshots.table_to_pandas`) and compares it with the frame as
+(:func:`nbops.columns.table_to_pandas`) and compares it with the frame as
 ``pandas.testing.assert_frame_equal`` does with its default strictness,
 except the ``freq`` of a ``DatetimeIndex``/``TimedeltaIndex``, which is
 derived from the values and not stored.  A difference raises
@@ -222,7 +222,7 @@ def _to_pandas(
     """``table_to_pandas`` of some columns and the index; a failure is refused naming its column."""
     import pandas as pd
 
-    from nbops.snapshots import table_to_pandas
+    from nbops.columns import table_to_pandas
 
     try:
         return table_to_pandas(_select(table, positions, index_fields, keep_index))

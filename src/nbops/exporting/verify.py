@@ -407,9 +407,9 @@ def _group_summary(store: Store, group: str, version: int) -> dict[str, Any]:
     """Digest of a group version's rows as of its latest commit, in a canonical row order."""
     import pyarrow as pa
 
+    from nbops.columns import table_to_pandas
     from nbops.features import read_group_table
     from nbops.hashing import table_digest
-    from nbops.snapshots import table_to_pandas
 
     gv, commit, table = read_group_table(store, group, version)
     frame = table_to_pandas(table)  # what store.features(group, version) returns

@@ -66,7 +66,7 @@ def page_bounds(page: int, total: int, size: int = PAGE_SIZE) -> tuple[int, int]
 def preview(store: Store, name: str, version: int, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
     """The first ``limit`` rows of ``name`` version ``version``, as pandas (not a lineage read)."""
     from nbops import snapshots
-    from nbops.snapshots import table_to_pandas
+    from nbops.columns import table_to_pandas
 
     table = snapshots.load_table(store, name, version, record=False)
     return table_to_pandas(table.slice(0, limit))
@@ -135,7 +135,7 @@ def diff_sample(
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
-    from nbops.snapshots import table_to_pandas
+    from nbops.columns import table_to_pandas
 
     return table_to_pandas(table)
 
