@@ -26,6 +26,9 @@ START_TIMEOUT_SECONDS = 10
 class RedisServer:
     """One ``redis-server`` process; ``url`` is where it listens, ``stop()``/``start()`` take it down and up."""
 
+    #: More ``redis-server`` options, for a subclass (e.g. ``["--requirepass", secret]``).
+    extra_args: tuple[str, ...] = ()
+
     def __init__(self, binary: str, folder: Path) -> None:
         self.binary = binary
         self.folder = folder
@@ -46,6 +49,7 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "no",
+                *self.extra_args,
                 "--dir",
                 str(self.folder),
                 "--logfile",

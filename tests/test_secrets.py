@@ -375,36 +375,7 @@ def test_s3_keys_given_as_query_parameters_are_not_echoed(tmp_path: Path, s3_ser
 class SecureRedis(RedisServer):
     """A ``redis-server`` that asks every client for ``REDIS_SECRET``."""
 
-    def start(self) -> None:
-        import subprocess
-
-        from servers import wait_until_answering
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                REDIS_SECRET,
-                "--dir",
-                str(self.folder),
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until_answering(
-            self.process, self.ping, f"redis-server on port {self.port}", self.folder / "redis.log", 10
-        )
+    extra_args = ("--requirepass", REDIS_SECRET)
 
     def ping(self) -> bool:
         import socket
