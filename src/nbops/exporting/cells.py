@@ -638,12 +638,6 @@ class Selection:
     findings: list[Finding]
 
 
-def select(cells: Sequence[Cell], stage: str, parameters: Iterable[str]) -> tuple[list[Cell], list[Finding]]:
-    """The cells of ``stage`` plus the support cells they need, in notebook order."""
-    chosen = select_stage(cells, stage, parameters)
-    return chosen.cells, chosen.findings
-
-
 def select_stage(cells: Sequence[Cell], stage: str, parameters: Iterable[str]) -> Selection:
     """The cells of ``stage``, the support cells they need, the store reads and parameters they use."""
     params = list(parameters)
