@@ -1005,7 +1005,7 @@ def _catalog_state(store: Any) -> dict[str, tuple[int, int] | None]:
 def _export_rows(store: Any, stem: str) -> list[tuple[int, str]]:
     import sqlalchemy as sa
 
-    from nbops import catalog as cat
+    from nbops.core import catalog as cat
 
     with store.catalog.read() as conn:
         rows = conn.execute(

@@ -69,8 +69,8 @@ ratios is printed next to the best-vs-best ratio.
 A cProfile of one extra figure-1 call per store (``--no-profile`` skips
 it) prints where our time goes: Parquet reads, the merge of commits, the
 DuckDB ASOF query, the numpy scatter and gather, the pandas frame.  The
-stages are found by function name in nbops.features / nbops.pit /
-nbops.columns; a renamed function just lands in another line.
+stages are found by function name in nbops.featurestore.groups / nbops.featurestore.pit /
+nbops.core.columns; a renamed function just lands in another line.
 
 The machine may be loaded by other processes: the load average is printed at
 start and end.  This is a benchmark, not a test: it exits 0 whether targets
@@ -512,14 +512,14 @@ def profile_call(store: nbops.Store, spine: pd.DataFrame) -> list[tuple[str, flo
                     total += ct
         return total
 
-    total = cum("nbops/features.py", "training_data")
-    read = cum("nbops/columns.py", "read_table")
-    merge = cum("nbops/features.py", "_merge")
-    pit = cum("nbops/pit.py", "point_in_time_join")
-    match = cum("nbops/pit.py", "_match")
-    duck = called_from("nbops/pit.py", "_match", lambda f, fn: "duckdb" in f or "duckdb" in fn)
-    plan = cum("nbops/pit.py", "_plan") + cum("nbops/pit.py", "spine_column")
-    gather = cum("nbops/pit.py", "_gathered")
+    total = cum("nbops/featurestore/groups.py", "training_data")
+    read = cum("nbops/core/columns.py", "read_table")
+    merge = cum("nbops/featurestore/groups.py", "_merge")
+    pit = cum("nbops/featurestore/pit.py", "point_in_time_join")
+    match = cum("nbops/featurestore/pit.py", "_match")
+    duck = called_from("nbops/featurestore/pit.py", "_match", lambda f, fn: "duckdb" in f or "duckdb" in fn)
+    plan = cum("nbops/featurestore/pit.py", "_plan") + cum("nbops/featurestore/pit.py", "spine_column")
+    gather = cum("nbops/featurestore/pit.py", "_gathered")
     stages = [
         ("read group objects (Parquet, columns.read_table)", read),
         ("merge of commits (features._merge)", merge),

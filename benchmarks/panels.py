@@ -58,7 +58,7 @@ def main() -> int:
     from mlflow.entities import Metric, Param
 
     import nbops
-    from nbops import tracking
+    from nbops.tracking import experiments as tracking
     from nbops.widgets import RunsPanel, SnapshotsPanel
 
     work = Path(tempfile.mkdtemp(prefix="nbops-bench-panels-"))

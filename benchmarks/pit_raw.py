@@ -1,4 +1,4 @@
-"""Point-in-time join benchmark: ``nbops.pit.point_in_time_join`` against a raw DuckDB ASOF join.
+"""Point-in-time join benchmark: ``nbops.featurestore.pit.point_in_time_join`` against a raw DuckDB ASOF join.
 
 Run (from the repository root)::
 
@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-import nbops.pit
-from nbops.pit import FeatureSource, point_in_time_join
+import nbops.featurestore.pit
+from nbops.featurestore.pit import FeatureSource, point_in_time_join
 
 TARGET = 1.2
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args(argv)
     if args.group_by:
-        nbops.pit._ORDER_KEY_LIMIT = 0  # no composite key fits: the route for wide time spans
+        nbops.featurestore.pit._ORDER_KEY_LIMIT = 0  # no composite key fits: the route for wide time spans
 
     spine, f1, f2 = make_data(args.rows, args.keys, args.days, args.seed)
     print(

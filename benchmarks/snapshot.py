@@ -15,7 +15,7 @@ each, then round 2 of each, ...) so that drift hits both sides alike.
 1. new snapshot          store.snapshot(df) into a fresh store (opened untimed)
                          / pa.Table.from_pandas + pq.write_table(zstd), one file
 2. unchanged re-snapshot store.snapshot(df) of a frame the store already has
-                         / pa.Table.from_pandas + nbops.hashing.table_digest;
+                         / pa.Table.from_pandas + nbops.core.hashing.table_digest;
                          also checks ref.new is False and that the store folder
                          did not change size (and no write() syscall bytes)
 3. one column changed    ref.bytes_written / ref.bytes_written of the first snapshot
@@ -66,7 +66,7 @@ import pyarrow.parquet as pq
 from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
 
 import nbops
-from nbops.hashing import column_digest, table_digest
+from nbops.core.hashing import column_digest, table_digest
 
 NAME = "bench"
 COMPRESSION = "zstd"

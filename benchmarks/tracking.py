@@ -284,9 +284,9 @@ def instrument(bd: Breakdown) -> None:
     import mlflow
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
-    from nbops import tracking
-    from nbops.catalog import Catalog
+    from nbops.core.catalog import Catalog
     from nbops.magics import tracking as magic_tracking
+    from nbops.tracking import experiments as tracking
 
     bd.wrap(magic_tracking, "parse_line", "magic: argument parsing")
     bd.wrap(tracking, "ensure_backend", "nbops: ensure_backend")
@@ -373,7 +373,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     info: dict[str, Any] = {}
 
     # -- setup (untimed, reported) ---------------------------------------------------
-    from nbops import tracking
+    from nbops.tracking import experiments as tracking
 
     root = work / ".nbops"
     t = time.perf_counter()

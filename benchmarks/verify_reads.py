@@ -34,9 +34,9 @@ from _harness import fmt_bytes, loadavg, process_peak_bytes, release_memory  # n
 from snapshot import Op, make_frame, run_interleaved  # noqa: E402
 
 import nbops  # noqa: E402
-from nbops.columns import workers  # noqa: E402
-from nbops.hashing import column_digest  # noqa: E402
-from nbops.snapshots import _resolve, table_to_pandas  # noqa: E402
+from nbops.core.columns import workers  # noqa: E402
+from nbops.core.hashing import column_digest  # noqa: E402
+from nbops.datasets.snapshots import _resolve, table_to_pandas  # noqa: E402
 
 NAME = "bench"
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import nbops
-from nbops import _faults
+from nbops.core import _faults
 
 EPOCH = dt.datetime(2024, 1, 1)
 SHARED_SNAPSHOT = "shared"
@@ -107,7 +107,7 @@ def create(root: Path, proc: int, go: Path, kind: str) -> dict[str, Any]:
     store = nbops.open(root)
     try:
         if kind == "experiment":
-            from nbops import tracking
+            from nbops.tracking import experiments as tracking
 
             tracking.ensure_backend(store)  # what every process does before a run
             _wait_for(go)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from servers import free_port
 
 #: ``mlflow server`` runs its migrations on a new database first: seconds, not minutes.

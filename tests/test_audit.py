@@ -15,8 +15,8 @@ import pytest
 
 import nbops
 from nbops import api
-from nbops.audit import IDENTITY_ENV, READONLY_ENV, ReadOnlyError
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops.core.audit import IDENTITY_ENV, READONLY_ENV, ReadOnlyError
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
 
 NBOPS = shutil.which("nbops", path=str(Path(sys.executable).parent))

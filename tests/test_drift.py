@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from nbops.drift import PSI_EPSILON, REPORT_COLUMNS, drift
 from nbops.errors import InvalidInputError
+from nbops.featurestore.drift import PSI_EPSILON, REPORT_COLUMNS, drift
 
 
 def _row(report: pd.DataFrame, feature: str) -> dict[str, Any]:

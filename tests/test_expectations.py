@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbops.errors import InvalidInputError, NbopsError
-from nbops.expectations import (
+from nbops.featurestore.expectations import (
     AllowedValues,
     DType,
     InRange,

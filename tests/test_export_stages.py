@@ -22,9 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nbops
+from nbops.core.names import pipeline_name_from, validate_name
 from nbops.exporting import ExportError, export, plan
 from nbops.exporting.cells import Cell, analyse
-from nbops.names import pipeline_name_from, validate_name
 from test_export import PYTHON, code, label, main_body, run, write_notebook
 from test_lineage_complete import ancestors
 

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 import nbops
-from nbops import lineage
+from nbops.core import lineage
 from nbops.errors import InvalidInputError, InvalidNameError, NotFoundError
-from nbops.expectations import ValidationError, allowed_values, in_range, not_null
-from nbops.features import DuplicateKeysError, SchemaChangeError, split_by_time
+from nbops.featurestore.expectations import ValidationError, allowed_values, in_range, not_null
+from nbops.featurestore.groups import DuplicateKeysError, SchemaChangeError, split_by_time
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbops.hashing import column_digest, table_digest
+from nbops.core.hashing import column_digest, table_digest
 
 CATEGORIES = ["low", "mid", "high"]
 TS_TYPE = pa.timestamp("us", tz="Europe/Paris")

@@ -26,10 +26,11 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbops
 from conftest import nbops_shell
 from mlflowstate import reset_mlflow
-from nbops import catalog as cat
-from nbops import lineage, tracking
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops.core import catalog as cat
+from nbops.core import lineage
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
+from nbops.tracking import experiments as tracking
 
 pytest.importorskip("sklearn")
 
@@ -356,7 +357,7 @@ def counts(store: Store) -> dict[str, int]:
 
 
 def _audit_table() -> Any:
-    from nbops.audit import audit_events
+    from nbops.core.audit import audit_events
 
     return audit_events
 

@@ -172,7 +172,7 @@ def test_features_cell_records_what_the_cell_read(shell: InteractiveShell, tmp_p
     cell = "raw = nbops.open().load('raw')\n" + FEATURE_CELL
     shell.run_cell("import nbops")
     ref = shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", cell)
-    from nbops import lineage
+    from nbops.core import lineage
 
     with nbops.open(tmp_path / ".nbops") as store:
         assert lineage.parents(store.catalog, ("feature_commit", ref.ref)) == [("snapshot", "raw@1")]
@@ -222,7 +222,7 @@ def test_features_cell_keeps_the_notebook_cell_id_of_its_own_cell(shell: Interac
 
     import sqlalchemy as sa
 
-    from nbops import catalog as cat
+    from nbops.core import catalog as cat
 
     shell.run_cell(f"%%features tx --keys cc_num --event-time ts\n{FEATURE_CELL}", store_history=True, cell_id="cell-7")
     with nbops.open(tmp_path / ".nbops") as store, store.catalog.read() as conn:

@@ -23,12 +23,12 @@ import sqlalchemy as sa
 pytest.register_assert_rewrite("pgserver")
 
 import nbops
-from nbops import catalog as cat
-from nbops.audit import READONLY_ENV
+from nbops.admin.migrate import migrate
 from nbops.cli import main
+from nbops.core import catalog as cat
+from nbops.core.audit import READONLY_ENV
+from nbops.core.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
 from nbops.errors import ReadOnlyError, StoreError
-from nbops.migrate import migrate
-from nbops.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
 from nbops.store import MARKER_FILE, STORE_DIRNAME
 from pgserver import PgServer
 

@@ -32,13 +32,14 @@ pytest.register_assert_rewrite("pgserver", "mlflowserver", "s3server")
 
 import nbops
 from mlflowserver import running_server
-from nbops import lineage, tracking
-from nbops.audit import READONLY_ENV
+from nbops.admin.migrate_runs import MOVED_MARKER, migrate_runs
 from nbops.cli import main
+from nbops.core import lineage
+from nbops.core.audit import READONLY_ENV
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.errors import ReadOnlyError, StoreError
-from nbops.migrate_runs import MOVED_MARKER, migrate_runs
-from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import STORE_DIRNAME
+from nbops.tracking import experiments as tracking
 from pgserver import PgServer
 from s3server import CREDENTIALS, S3Server, s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
 
@@ -292,7 +293,7 @@ def test_dry_run_and_every_refusal_change_nothing(
     report = migrate_runs(root, url, artifacts)
     assert report.already_there == 1 and report.files == 7
     assert len(listing(artifacts)) == 7
-    assert sys.modules["nbops.migrate_runs"].moved_to(root) == url
+    assert sys.modules["nbops.admin.migrate_runs"].moved_to(root) == url
 
 
 def test_artifacts_move_to_object_storage_and_a_server_on_it_serves_them(

@@ -35,9 +35,10 @@ import nbops
 from conftest import nbops_shell
 from mlflowserver import MlflowServer, running_server
 from mlflowstate import reset_mlflow
-from nbops import _logs, tracking
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops.core import _logs
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
+from nbops.tracking import experiments as tracking
 from nbops.widgets.lineage import LineagePanel
 from nbops.widgets.runs import RunsPanel
 from pgserver import PgServer

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from nbops.core.names import MAX_NAME_LENGTH, validate_name
 from nbops.errors import InvalidNameError, NbopsError
-from nbops.names import MAX_NAME_LENGTH, validate_name
 from nbops.store import Store
 
 GOOD_NAMES = ["raw_tx", "a", "_", "_private", "A1", "tx-features", "x" * MAX_NAME_LENGTH, "Z_9-9"]
@@ -194,7 +194,7 @@ def test_reading_with_bad_name_is_rejected_by_the_same_rules(bad_name: str, stor
     ],
 )
 def test_a_notebook_name_becomes_a_valid_experiment_name(text: str, expected: str) -> None:
-    from nbops.names import experiment_name_from, validate_experiment_name
+    from nbops.core.names import experiment_name_from, validate_experiment_name
 
     assert experiment_name_from(text) == expected
     assert validate_experiment_name(expected) == expected

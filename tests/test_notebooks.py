@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 import nbops
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops.core.paths import MARKER_ENV, URI_ENV
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 

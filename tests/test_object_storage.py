@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import nbops
+from nbops.core.hashing import column_digest
+from nbops.core.objects.remote import DATA_ENV, DATA_MARKER_FILE, RemoteObjectStore
 from nbops.errors import CorruptDataError, IntegrityError, StoreError
-from nbops.hashing import column_digest
-from nbops.objects_remote import DATA_ENV, DATA_MARKER_FILE, RemoteObjectStore
 from s3server import (
     CREDENTIALS,
     S3Server,

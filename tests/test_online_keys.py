@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import nbops
 from nbops.errors import InvalidInputError
-from nbops.online import entity_key, key_column_values, key_normaliser
+from nbops.featurestore.online import entity_key, key_column_values, key_normaliser
 from redisserver import RedisServer, redis_server_fixture  # noqa: F401  (fixture)
 
 FUTURE = pd.Timestamp("2100-01-01")

@@ -18,7 +18,7 @@ import pytest
 
 import nbops
 from nbops.errors import InvalidInputError, OnlineStoreError, OnlineSyncWarning
-from nbops.online import OnlineRow, entity_key
+from nbops.featurestore.online import OnlineRow, entity_key
 from redisserver import RedisServer, free_port, redis_server_fixture  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.redis

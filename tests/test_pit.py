@@ -21,25 +21,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import nbops.pit
+import nbops.featurestore.pit
 from nbops.errors import InvalidInputError
-from nbops.pit import FeatureSource, point_in_time_join
+from nbops.featurestore.pit import FeatureSource, point_in_time_join
 
 DAY = datetime.timedelta(days=1)
 
 #: Both ways the engine keeps ties deterministic: the row number inside a composite
 #: order key (when it fits in 63 bits), or a GROUP BY first (forced by a limit of 0).
-ROUTES = pytest.mark.parametrize("order_key_limit", [nbops.pit._ORDER_KEY_LIMIT, 0], ids=["composite-key", "group-by"])
+ROUTES = pytest.mark.parametrize(
+    "order_key_limit", [nbops.featurestore.pit._ORDER_KEY_LIMIT, 0], ids=["composite-key", "group-by"]
+)
 
 
 @contextmanager
 def route(order_key_limit: int) -> Iterator[None]:
-    saved = nbops.pit._ORDER_KEY_LIMIT
-    nbops.pit._ORDER_KEY_LIMIT = order_key_limit
+    saved = nbops.featurestore.pit._ORDER_KEY_LIMIT
+    nbops.featurestore.pit._ORDER_KEY_LIMIT = order_key_limit
     try:
         yield
     finally:
-        nbops.pit._ORDER_KEY_LIMIT = saved
+        nbops.featurestore.pit._ORDER_KEY_LIMIT = saved
 
 
 def times(*values: str | None, tz: str | None = None, unit: str = "us") -> pd.DatetimeIndex:
@@ -276,10 +278,10 @@ def test_coarse_or_narrow_times_take_the_composite_key_and_others_the_group_by()
     rows = 1 << 20
     spine = pa.chunked_array([pa.array([0], pa.int64())])
     hourly = pa.chunked_array([pa.array(np.arange(rows, dtype=np.int64) * 3_600 * 10**9)])
-    assert nbops.pit._composite_order(hourly, spine) is not None  # 1M hours in ns: step 1 h
+    assert nbops.featurestore.pit._composite_order(hourly, spine) is not None  # 1M hours in ns: step 1 h
     random_ns = np.random.default_rng(0).integers(0, 10 * 365 * 86_400 * 10**9, rows)
     ns_decade = pa.chunked_array([pa.array(random_ns)])
-    assert nbops.pit._composite_order(ns_decade, spine) is None  # 2**58 ns x 2**20 rows
+    assert nbops.featurestore.pit._composite_order(ns_decade, spine) is None  # 2**58 ns x 2**20 rows
 
 
 def test_multi_column_keys() -> None:
@@ -514,7 +516,7 @@ def test_a_chunked_feature_table_gives_the_same_result(clicks: pa.Table) -> None
 
 
 def test_module_docstring_example_runs() -> None:
-    assert doctest.testmod(nbops.pit).failed == 0
+    assert doctest.testmod(nbops.featurestore.pit).failed == 0
 
 
 # -- errors -------------------------------------------------------------------------------

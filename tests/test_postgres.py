@@ -23,10 +23,10 @@ import sqlalchemy as sa
 pytest.register_assert_rewrite("pgserver")  # it is also this module's plugin (below)
 
 import nbops
-from nbops import catalog as cat
-from nbops.catalog import SCHEMA_HEAD, Catalog
+from nbops.core import catalog as cat
+from nbops.core.catalog import SCHEMA_HEAD, Catalog
+from nbops.core.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
 from nbops.errors import StoreError
-from nbops.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
 from nbops.store import MARKER_FILE, STORE_DIRNAME
 from pgserver import PgServer, free_port, unavailable
 from test_reliability import concurrent_writes, figure, run_together, worker_env

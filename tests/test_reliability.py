@@ -34,9 +34,9 @@ import pandas as pd
 import pytest
 
 import nbops
-from nbops import _faults
-from nbops.hashing import table_digest
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops.core import _faults
+from nbops.core.hashing import table_digest
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.store import STORE_DIRNAME, Store
 
 WORKERS = Path(__file__).with_name("_reliability_workers.py")
@@ -330,7 +330,7 @@ def check_after_crash(root: Path, figures: CrashFigures, label: str) -> tuple[in
 def sa_select_digests() -> Any:
     import sqlalchemy as sa
 
-    from nbops import catalog as cat
+    from nbops.core import catalog as cat
 
     return sa.select(cat.objects.c.digest)
 
@@ -560,7 +560,7 @@ def files_under(folder: Path) -> set[Path]:
 
 def names_entry_points(store: Store) -> dict[str, Any]:
     """Every call that takes a user-supplied name and writes (or reads) by it."""
-    from nbops import tracking
+    from nbops.tracking import experiments as tracking
 
     frame = pd.DataFrame({"id": [1, 2], "ts": pd.to_datetime(["2024-01-01", "2024-01-02"]), "v": [0.5, 1.5]})
     spine = pd.DataFrame({"id": [1], "ts": pd.to_datetime(["2024-01-03"])})
@@ -637,8 +637,8 @@ EXPERIMENT_ACCEPTS = {"caf\u00e9", "\uff41", "a@1", "a.b", "1abc", "-x", "a b"}
 @pytest.mark.slow
 def test_hostile_experiment_names_never_place_artifacts_outside_the_store(tmp_path: Path) -> None:
     """Experiment names may hold spaces, dots and accents (notebook names), never a path."""
-    from nbops import tracking
     from nbops.errors import InvalidNameError
+    from nbops.tracking import experiments as tracking
     from test_names import BAD_NAMES
 
     root = tmp_path / STORE_DIRNAME
@@ -671,8 +671,8 @@ def test_hostile_experiment_names_never_place_artifacts_outside_the_store(tmp_pa
 
 def test_experiment_name_with_a_path_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     """Regression: ``experiment='../../x'`` used to put the run's artifacts (cell.py) outside the store."""
-    from nbops import tracking
     from nbops.errors import InvalidNameError
+    from nbops.tracking import experiments as tracking
 
     root = tmp_path / "a" / STORE_DIRNAME
     with nbops.open(root) as store:
@@ -714,8 +714,8 @@ def _fuzz_names() -> Any:
 def test_any_name_through_the_store_is_rejected_or_stays_inside_it(fuzz_store: Store, fuzz_tally: NameTally) -> None:
     from hypothesis import HealthCheck, given, settings
 
+    from nbops.core.names import MAX_NAME_LENGTH
     from nbops.errors import InvalidNameError
-    from nbops.names import MAX_NAME_LENGTH
 
     frame = pd.DataFrame({"id": [1], "ts": pd.to_datetime(["2024-01-01"]), "v": [0.5]})
     parent = fuzz_store.root.parent
@@ -910,7 +910,7 @@ DRIFT_CASES: list[tuple[str, Any, str | None, dict[str, str]]] = [
 def test_schema_drift_matrix(tmp_path: Path, case: str, change: Any, error: str | None, dtypes: dict[str, str]) -> None:
     """Each change is either a data commit of the same version or an error naming the column and both
     types; after ``version=2`` (when needed) every version reads back with the dtypes it was written with."""
-    from nbops.features import SchemaChangeError
+    from nbops.featurestore.groups import SchemaChangeError
 
     with nbops.open(tmp_path / STORE_DIRNAME) as store:
         v1 = drift_base()

@@ -32,10 +32,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nbops
+from nbops.core.roundtrip import check_frame
+from nbops.datasets.snapshots import to_arrow
 from nbops.errors import InvalidInputError
-from nbops.features import features_to_arrow
-from nbops.roundtrip import check_frame
-from nbops.snapshots import to_arrow
+from nbops.featurestore.groups import features_to_arrow
 from nbops.store import Store
 
 # -- the store and its state ---------------------------------------------------------------------

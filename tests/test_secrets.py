@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 pytest.register_assert_rewrite("pgserver")
 
 import nbops
+from nbops.core.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
+from nbops.core.redact import MASK, redact_text, redact_url, url_secrets, without_credentials
 from nbops.errors import InvalidInputError, NbopsError, OnlineStoreError, OnlineSyncWarning, StoreError
-from nbops.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
-from nbops.redact import MASK, redact_text, redact_url, url_secrets, without_credentials
 from pgserver import PgServer
 from redisserver import RedisServer, redis_binary
 from s3server import CREDENTIALS, S3Server, s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
@@ -333,7 +333,7 @@ def test_s3_keys_in_the_data_uri_are_written_nowhere_and_shown_nowhere(tmp_path:
 
 
 def test_markers_never_record_a_credential(tmp_path: Path) -> None:
-    from nbops import markers
+    from nbops.core import markers
 
     given = f"s3://{S3_KEY}:{S3_SECRET}@bucket/team?endpoint_override=h:9000&secret_key={S3_SECRET}&token={S3_TOKEN}"
     markers.write(tmp_path, "data.json", "data", given, lambda a, b: a == b)
@@ -502,7 +502,7 @@ def test_nbops_ui_names_the_tracking_server_without_its_password(
 def test_panel_data_reports_an_unreachable_tracking_server_without_its_password(
     tmp_path: Path, tracking_server_down: str
 ) -> None:
-    from nbops.tracking import TrackingError
+    from nbops.tracking.experiments import TrackingError
     from nbops.widgets import data
 
     root = tmp_path / ".nbops"

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from nbops.core.hashing import column_digest, table_digest
 from nbops.errors import IntegrityError, InvalidInputError, InvalidNameError, NbopsError, NotFoundError
-from nbops.hashing import column_digest, table_digest
 from nbops.store import Store
 
 StateOf = Callable[[Store], dict]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbops.errors import InvalidInputError
-from nbops.stats import QUANTILES, SUMMARY_COLUMNS, feature_statistics, format_statistics
+from nbops.featurestore.stats import QUANTILES, SUMMARY_COLUMNS, feature_statistics, format_statistics
 
 
 def _roundtrip(stats: dict[str, Any]) -> dict[str, Any]:

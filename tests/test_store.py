@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 import nbops
-from nbops.catalog import SCHEMA_HEAD
+from nbops.core.catalog import SCHEMA_HEAD
+from nbops.core.hashing import table_digest
 from nbops.errors import StoreError
-from nbops.hashing import table_digest
 from nbops.store import STORE_DIRNAME, Store, find_store_root
 
 SRC = Path(nbops.__file__).resolve().parent.parent
@@ -335,7 +335,8 @@ FRESH_DATABASES = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import sqlalchemy as sa
-    from nbops import catalog, tracking
+    from nbops.core import catalog
+    from nbops.tracking import experiments as tracking
 
     base, proc, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     for r in range(rounds):

@@ -41,11 +41,13 @@ from mlflow.exceptions import MlflowException
 import nbops
 from conftest import nbops_shell
 from mlflowstate import reset_mlflow
-from nbops import _logs, api, tracking
+from nbops import api
+from nbops.core import _logs
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.errors import NbopsError, NotFoundError
-from nbops.paths import MARKER_ENV, URI_ENV
 from nbops.store import Store
-from nbops.tracking import TrackingError
+from nbops.tracking import experiments as tracking
+from nbops.tracking.experiments import TrackingError
 
 FIRST_USE = "creating the MLflow tracking database"
 

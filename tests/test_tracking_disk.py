@@ -2,7 +2,7 @@
 
 ENOSPC on a real disk: a small tmpfs, mounted for the test, holds the store (or
 only its artifact folder) and is filled up while a run writes.  EIO, and
-ENOSPC at each named step, through the error points of ``nbops._faults``
+ENOSPC at each named step, through the error points of ``nbops.core._faults``
 (``NBOPS_FAULT=<point>:EIO``) in a real subprocess.  Afterwards MLflow's own
 client reads the store's tracking database: no run RUNNING, the run FAILED,
 and the store opens and works once space is back.
@@ -40,10 +40,12 @@ from mlflow.exceptions import MlflowException
 import nbops
 from conftest import nbops_shell
 from mlflowstate import reset_mlflow
-from nbops import _faults, api, tracking
+from nbops import api
+from nbops.core import _faults
+from nbops.core.paths import MARKER_ENV, URI_ENV
 from nbops.errors import NbopsError
-from nbops.paths import MARKER_ENV, URI_ENV
-from nbops.tracking import RunWriteError, TrackingError
+from nbops.tracking import experiments as tracking
+from nbops.tracking.experiments import RunWriteError, TrackingError
 
 SRC = Path(nbops.__file__).resolve().parent.parent
 DISK_MB = 8  # the store's two databases take ~1 MB; the rest is filled during the test
@@ -418,7 +420,7 @@ def test_track_cell_whose_source_does_not_fit_fails_its_run_and_runs_nothing(
 OWNER = r"""
 import os, sys
 import nbops
-from nbops.tracking import TrackingError
+from nbops.tracking.experiments import TrackingError
 
 root, filler = sys.argv[1], sys.argv[2]
 store = nbops.open(root)
@@ -478,7 +480,9 @@ FAULTS = r"""
 import importlib, json, os, sys
 import mlflow
 import nbops
-from nbops import _faults, api, tracking
+from nbops import api
+from nbops.core import _faults
+from nbops.tracking import experiments as tracking
 
 root = sys.argv[1]
 store = nbops.open(root)

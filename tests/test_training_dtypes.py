@@ -17,17 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbops
-from nbops import features
 from nbops.errors import InvalidInputError
-from nbops.features import numpy_dtypes
+from nbops.featurestore.groups import numpy_dtypes
 from nbops.store import Store
 
 DAY = pd.Timestamp("2024-01-02")
 
 
 def training_data(store: Store, *args: object, **kwargs: object) -> pd.DataFrame:
-    """``store.training_data`` with ``dtype_backend=`` (the module function the store method calls)."""
-    return features.training_data(store, *args, **kwargs)  # type: ignore[arg-type]
+    """``store.training_data``, called with ``dtype_backend=`` and the other options as keywords."""
+    return store.training_data(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def feature_frame() -> pd.DataFrame:

@@ -45,7 +45,7 @@ def _object_of(store: Store, name: str, column: str) -> Path:
     """The object file holding one column of the latest version of snapshot ``name``."""
     import sqlalchemy as sa
 
-    from nbops import catalog as cat
+    from nbops.core import catalog as cat
 
     with store.catalog.read() as conn:
         digest = (

@@ -22,8 +22,9 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbops
 from conftest import nbops_shell
 from mlflowstate import reset_mlflow
-from nbops import api, expectations
-from nbops.paths import MARKER_ENV, URI_ENV
+from nbops import api
+from nbops.core.paths import MARKER_ENV, URI_ENV
+from nbops.featurestore import expectations
 from nbops.store import Store
 from nbops.widgets import (
     DriftPanel,
@@ -259,7 +260,7 @@ def test_runs_come_in_pages_read_from_mlflow(tmp_path: Path, monkeypatch: pytest
     mlflow.set_tracking_uri(None)
     try:
         with nbops.open(tmp_path / ".nbops") as s:
-            from nbops import tracking
+            from nbops.tracking import experiments as tracking
 
             experiment = tracking.experiment_id(s, "many")
             client = tracking.client()

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nbops import _compat
 from nbops._version import __version__
 
+_compat.install()  # nbops.features, nbops.online, ...: the module paths before the layered layout
+
 if TYPE_CHECKING:
-    from nbops import expectations as expect
     from nbops.api import log, pipeline, register_model, track
     from nbops.exporting import export
-    from nbops.features import split_by_time
+    from nbops.featurestore import expectations as expect
+    from nbops.featurestore.groups import split_by_time
     from nbops.store import Store, open
 
 __all__ = [
@@ -54,7 +57,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(store, name)
     if name == "expect":  # nbops.expect.not_null("amount"), ...
-        from nbops import expectations
+        from nbops.featurestore import expectations
 
         return expectations
     if name == "export":
@@ -66,7 +69,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "split_by_time":
-        from nbops.features import split_by_time
+        from nbops.featurestore.groups import split_by_time
 
         return split_by_time
     raise AttributeError(f"module 'nbops' has no attribute {name!r}")

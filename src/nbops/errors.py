@@ -11,7 +11,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nbops.expectations import ValidationReport
+    from nbops.featurestore.expectations import ValidationReport
 
 
 class NbopsError(Exception):

@@ -11,28 +11,25 @@ A store folder holds ``objects/`` (content-addressed Parquet files), ``tmp/``
 default), or ``store.json`` naming the PostgreSQL catalog it was created
 with (without the password). A store whose objects live on object storage
 (``nbops.open(data="s3://bucket/prefix")``) has ``data.json`` naming that
-data root instead of ``objects/`` and ``tmp/`` (see ``nbops.objects_remote``).
+data root instead of ``objects/`` and ``tmp/`` (see ``nbops.core.objects.remote``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from nbops import catalog as cat
-from nbops import markers
-from nbops.catalog import Catalog
-from nbops.errors import IntegrityError, StoreError
-from nbops.objects import ObjectStore
-from nbops.objects_remote import RemoteObjectStore, open_objects
-from nbops.paths import (
+from nbops.core import catalog as cat
+from nbops.core import markers
+from nbops.core.catalog import Catalog
+from nbops.core.objects.local import ObjectStore
+from nbops.core.objects.remote import RemoteObjectStore, open_objects
+from nbops.core.paths import (
     HOME_ENV,
     STORE_DIRNAME,
     CatalogSetting,
@@ -41,14 +38,17 @@ from nbops.paths import (
     point_mlflow_at,
     store_tracking_uri,
 )
+from nbops.errors import StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from nbops.features import FeatureGroupRef
-    from nbops.refs import SnapshotDiff, SnapshotRef
-    from nbops.repair import RepairReport
+    from nbops.core.refs import SnapshotDiff, SnapshotRef
+    from nbops.featurestore.groups import FeatureGroupRef
+    from nbops.maintenance.gc import GcReport
+    from nbops.maintenance.repair import RepairReport
+    from nbops.maintenance.verify import VerifyReport
 
 CATALOG_FILE = cat.CATALOG_FILE
 #: In a store whose catalog is on a server: which catalog (URL without password).
@@ -89,19 +89,15 @@ def open(
     return Store(root, catalog=catalog, online=online, data=data)
 
 
-#: Stores opened in this process, newest last: ``nbops.track()`` without a
-#: store uses the newest one still open.
-_opened: list[weakref.ref[Store]] = []
-
-
 def current() -> Store:
-    """The store most recently opened in this process (opened from here if none)."""
-    while _opened:
-        store = _opened[-1]()
-        if store is not None and not store.closed:
-            return store
-        _opened.pop()
-    return open()
+    """The store most recently opened in this process (opened from here if none).
+
+    ``nbops.track()`` without a store uses it.
+    """
+    from nbops.core import session
+
+    newest = session.newest()
+    return newest if newest is not None else open()
 
 
 class Store:
@@ -150,10 +146,12 @@ class Store:
                 self.catalog.dispose()
             raise
         self._online: Any = None
-        self.online_url = online  # None: $NBOPS_ONLINE_URL, read on first online use (nbops.online)
+        self.online_url = online  # None: $NBOPS_ONLINE_URL, read on first online use (nbops.featurestore.online)
         self._closed = False
-        _opened.append(weakref.ref(self))
-        from nbops.tracking import prepare_database_file, reap_dead_runs
+        from nbops.core import session
+
+        session.remember(self)
+        from nbops.tracking.experiments import prepare_database_file, reap_dead_runs
 
         if point_mlflow_at(root) == store_tracking_uri(root):
             prepare_database_file(root)
@@ -178,9 +176,9 @@ class Store:
     def context(self) -> dict[str, Any]:
         """Facts about the code that is writing (notebook, cell id, cell hash), set by
         the kernel layer for the whole process; recorded with each write's lineage."""
-        from nbops import api
+        from nbops.core import session
 
-        return api.context()
+        return session.context()
 
     @property
     def closed(self) -> bool:
@@ -204,41 +202,41 @@ class Store:
     # -- lineage bookkeeping -----------------------------------------------
     def record_read(self, kind: str, ref: str) -> None:
         """Note that an artifact was read; the next write names it as a parent."""
-        from nbops import api
+        from nbops.core import session
 
-        api.note_read(self.root, kind, ref)
-        from nbops import audit
+        session.note_read(self.root, kind, ref)
+        from nbops.core import audit
 
         audit.record_read(self, kind, ref)
         # Runs record what the process reads, from any store object.
-        for run in api.active_runs():
+        for run in session.active_runs():
             run._on_read(self, kind, ref)
 
     def record_write(self, kind: str, ref: str) -> None:
         """Note that an artifact was written (active runs log it as an output)."""
-        from nbops import api
+        from nbops.core import session
 
-        for run in api.active_runs():
+        for run in session.active_runs():
             run._on_write(self, kind, ref)
 
     def take_reads(self) -> list[tuple[str, str]]:
         """The artifacts read since the last write (or cell start), and forget them."""
-        from nbops import api
+        from nbops.core import session
 
-        return api.take_reads(self.root)
+        return session.take_reads(self.root)
 
     # -- audit -------------------------------------------------------------
     def audit(self, name: str | None = None, since: dt.datetime | str | None = None) -> pd.DataFrame:
         """Who wrote or read what, and when (UTC), oldest first; one name and/or events since a time."""
-        from nbops import audit
+        from nbops.core import audit
 
         return audit.events(self, name, since)
 
     # -- snapshots ---------------------------------------------------------
     def snapshot(self, df: pd.DataFrame | pa.Table, name: str, message: str | None = None) -> SnapshotRef:
         """Store ``df`` as the next version of dataset ``name`` (or return the latest if unchanged)."""
-        from nbops import snapshots
-        from nbops.audit import check_writable
+        from nbops.core.audit import check_writable
+        from nbops.datasets import snapshots
 
         check_writable(f"snapshot {name!r}")
 
@@ -246,25 +244,25 @@ class Store:
 
     def load(self, name: str, version: int | str | None = None) -> pd.DataFrame:
         """A version of a dataset as a DataFrame: latest, ``load(name, 3)`` or ``load("name@3")``."""
-        from nbops import snapshots
+        from nbops.datasets import snapshots
 
         return snapshots.load(self, name, version)
 
     def load_table(self, name: str, version: int | str | None = None) -> pa.Table:
         """Like :meth:`load`, as a ``pyarrow.Table`` (no pandas conversion)."""
-        from nbops import snapshots
+        from nbops.datasets import snapshots
 
         return snapshots.load_table(self, name, version)
 
     def ref(self, name: str, version: int | str | None = None) -> SnapshotRef:
         """The reference (digest, rows, columns, ...) of a version, without loading data."""
-        from nbops import snapshots
+        from nbops.datasets import snapshots
 
         return snapshots.get_ref(self, name, version)
 
     def history(self, name: str) -> pd.DataFrame:
         """Every version of a dataset, oldest first."""
-        from nbops import snapshots
+        from nbops.datasets import snapshots
 
         return snapshots.history(self, name)
 
@@ -276,13 +274,13 @@ class Store:
         keys: str | Sequence[str] | None = None,
     ) -> SnapshotDiff:
         """Schema and row changes from version ``a`` to ``b`` (default: previous to latest)."""
-        from nbops import snapshots
+        from nbops.datasets import snapshots
 
         return snapshots.diff(self, name, a, b, keys)
 
     def datasets(self) -> pd.DataFrame:
         """One row per dataset: name, versions, latest version, its rows and time."""
-        from nbops import snapshots
+        from nbops.datasets import snapshots
 
         return snapshots.datasets(self)
 
@@ -307,8 +305,8 @@ class Store:
         ``online=True`` also keeps the latest row per key for
         :meth:`online_features`.
         """
-        from nbops import features
-        from nbops.audit import check_writable
+        from nbops.core.audit import check_writable
+        from nbops.featurestore import groups as features
 
         check_writable(f"register features in {group!r}")
         return features.register_features(self, df, group, keys, event_time, description, online, expectations, version)
@@ -317,25 +315,25 @@ class Store:
         self, group: str, version: int | None = None, as_of: int | str | dt.datetime | None = None
     ) -> pd.DataFrame:
         """A group version's rows as of a commit number or a time (default: latest)."""
-        from nbops import features
+        from nbops.featurestore import groups as features
 
         return features.features(self, group, version, as_of)
 
     def feature_groups(self) -> pd.DataFrame:
         """The catalog: one row per group version."""
-        from nbops import features
+        from nbops.featurestore import groups as features
 
         return features.feature_groups(self)
 
     def feature_commits(self, group: str, version: int | None = None) -> pd.DataFrame:
         """Every data commit of a group version."""
-        from nbops import features
+        from nbops.featurestore import groups as features
 
         return features.commits(self, group, version)
 
     def feature_statistics(self, group: str, version: int | None = None, commit: int | None = None) -> dict[str, Any]:
         """Statistics stored with a commit (default: the latest)."""
-        from nbops import features
+        from nbops.featurestore import groups as features
 
         return features.statistics(self, group, version, commit)
 
@@ -354,31 +352,36 @@ class Store:
         Columns have NumPy dtypes, missing numbers are NaN (ready for scikit-learn
         and MLflow); ``dtype_backend="numpy_nullable"`` keeps ``Int64``/``boolean``.
         """
-        from nbops import features as feature_store
+        from nbops.featurestore import groups as feature_store
 
         if save_as is not None:
-            from nbops.audit import check_writable
+            from nbops.core.audit import check_writable
 
             check_writable(f"save training data as {save_as!r}")
-        return feature_store.training_data(self, spine, features, event_time, label, ttl, save_as, dtype_backend)
+        from nbops.datasets import snapshots
+
+        return feature_store.training_data(
+            self, spine, features, event_time, label, ttl, save_as, dtype_backend, save=snapshots.snapshot
+        )
 
     def online_features(self, features: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         """The latest feature values of the given keys, in the order asked."""
-        from nbops import online
 
-        return online.online_features(self, features, keys)
+        from nbops.featurestore import serving
+
+        return serving.online_features(self, features, keys)
 
     def online_reader(self) -> Any:
         """The reader behind :meth:`online_features`: the catalog's online table or a Redis, made on first use."""
         if self._online is None:
-            from nbops.online import reader_for
+            from nbops.featurestore.online import reader_for
 
             self._online = reader_for(self, self.online_url)
         return self._online
 
     def sync_online(self) -> dict[str, int]:
         """Copy to a shared online store (Redis) what it misses; ``{"group:version": rows sent}``."""
-        from nbops import online
+        from nbops.featurestore import online
 
         return online.sync(self)
 
@@ -391,14 +394,14 @@ class Store:
         columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """PSI and KS per feature between two commits or versions, or a frame and a version."""
-        from nbops import features
+        from nbops.featurestore import groups as features
 
         return features.drift(self, group, a, b, version, columns)
 
     # -- tracking ------------------------------------------------------------
     def runs(self, experiment: str | None = None) -> pd.DataFrame:
         """MLflow runs (of one experiment, or all) with params, metrics, status and data inputs."""
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         return tracking.runs(self, experiment)
 
@@ -411,9 +414,9 @@ class Store:
         """
         import importlib
 
+        from nbops.core.names import validate_name
         from nbops.errors import InvalidInputError, NotFoundError
-        from nbops.names import validate_name
-        from nbops.tracking import ensure_backend
+        from nbops.tracking.experiments import ensure_backend
 
         validate_name(name, "model")
         if version is not None and alias is not None:
@@ -446,7 +449,7 @@ class Store:
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Parents and children of ``raw_tx@2``, ``tx:1@3``, ``run:<id>`` or ``model:<name>@<v>``."""
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         return tracking.lineage_graph(self, ref)
 
@@ -474,19 +477,19 @@ class Store:
 
     def verify(self) -> VerifyReport:
         """Re-hash every object and every version; report what does not match."""
-        from nbops.verify import verify
+        from nbops.maintenance.verify import verify
 
         return verify(self)
 
     def repair(self, sources: Sequence[str | os.PathLike[str]] = (), dry_run: bool = False) -> RepairReport:
         """Restore missing or damaged objects from other stores or data roots (``sources``) whose copies hash right.
 
-        Lists what no source holds; never deletes anything. See :mod:`nbops.repair`.
+        Lists what no source holds; never deletes anything. See :mod:`nbops.maintenance.repair`.
         """
-        from nbops.repair import repair
+        from nbops.maintenance.repair import repair
 
         if not dry_run:
-            from nbops.audit import check_writable
+            from nbops.core.audit import check_writable
 
             check_writable("repair objects")
         return repair(self, [os.fspath(s) for s in sources], dry_run)
@@ -499,15 +502,15 @@ class Store:
         Only files older than ``grace_seconds`` go. gc refuses, removing
         nothing, when the catalog fails its integrity check or refers to no
         object while objects exist, and never deletes through a symlink
-        (see :mod:`nbops.gc`). ``empty_catalog=True`` is for a new store whose
+        (see :mod:`nbops.maintenance.gc`). ``empty_catalog=True`` is for a new store whose
         first writers were all killed before committing: it lets gc collect
         beside a catalog that refers to no object.
         """
         if not dry_run:
-            from nbops.audit import check_writable
+            from nbops.core.audit import check_writable
 
             check_writable("remove orphan files (gc)")
-        from nbops.gc import collect
+        from nbops.maintenance.gc import collect
 
         return collect(self, grace_seconds, dry_run, empty_catalog)
 
@@ -555,77 +558,14 @@ def _catalog_for(root: Path, setting: CatalogSetting | None, recorded: str | Non
     return None if setting is None or setting.embedded else setting.url
 
 
-@dataclass
-class VerifyReport:
-    """What ``store.verify()`` found. ``ok`` is False on any mismatch or missing object."""
+def __getattr__(name: str) -> Any:
+    """``nbops.store.VerifyReport`` and ``GcReport``: their home is :mod:`nbops.maintenance` now."""
+    if name == "VerifyReport":
+        from nbops.maintenance.verify import VerifyReport
 
-    objects_checked: int = 0
-    versions_checked: int = 0
-    mismatched_objects: list[str] = field(default_factory=list)
-    missing_objects: list[str] = field(default_factory=list)
-    unreadable_objects: list[str] = field(default_factory=list)
-    mismatched_versions: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    tmp_files: list[str] = field(default_factory=list)
-    catalog_problems: list[str] = field(default_factory=list)
+        return VerifyReport
+    if name == "GcReport":
+        from nbops.maintenance.gc import GcReport
 
-    @property
-    def ok(self) -> bool:
-        return not (
-            self.mismatched_objects
-            or self.missing_objects
-            or self.unreadable_objects
-            or self.mismatched_versions
-            or self.catalog_problems
-        )
-
-    def raise_for_problems(self) -> None:
-        if not self.ok:
-            raise IntegrityError(self.text())
-
-    def text(self) -> str:
-        lines = [
-            f"checked {self.objects_checked} objects and {self.versions_checked} versions: "
-            + ("OK" if self.ok else "PROBLEMS FOUND")
-        ]
-        for label, items in (
-            ("catalog integrity", self.catalog_problems),
-            ("object content does not match its digest", self.mismatched_objects),
-            ("object referenced by the catalog is missing", self.missing_objects),
-            ("object cannot be read (truncated or damaged)", self.unreadable_objects),
-            ("version digest does not match its columns", self.mismatched_versions),
-            ("orphan object (no catalog row; `nbops gc` removes it)", self.orphans),
-            ("temporary file (`nbops gc` removes it)", self.tmp_files),
-        ):
-            for item in items:
-                lines.append(f"  {label}: {item}")
-        if self.mismatched_objects or self.missing_objects or self.unreadable_objects:
-            lines.append(
-                "  loading the versions named above fails with CorruptDataError; restore their objects with "
-                "`nbops repair --from BACKUP_STORE_OR_URI`, or snapshot / register the same data again"
-            )
-        return "\n".join(lines)
-
-
-@dataclass
-class GcReport:
-    """What ``store.gc()`` removed (or would remove, with ``dry_run``)."""
-
-    dry_run: bool = False
-    removed_orphans: list[str] = field(default_factory=list)
-    removed_tmp: list[str] = field(default_factory=list)
-    kept_recent: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
-
-    def text(self) -> str:
-        verb = "would remove" if self.dry_run else "removed"
-        text = (
-            f"{verb} {len(self.removed_orphans)} orphan objects and {len(self.removed_tmp)} temporary files "
-            f"({self.bytes_freed:,} bytes)"
-        )
-        if self.kept_recent:
-            text += (
-                f"; kept {len(self.kept_recent)} recent files that a running writer may still commit "
-                "(use --grace 0 when no writer is running)"
-            )
-        return text
+        return GcReport
+    raise AttributeError(f"module 'nbops.store' has no attribute {name!r}")

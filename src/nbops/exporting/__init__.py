@@ -177,7 +177,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None, latest: bo
         raise ExportError(f"no notebook at {path}")
     if target not in (None, "airflow"):
         raise ExportError(f"unknown target {target!r}; the one adapter is 'airflow'")
-    from nbops.names import experiment_name_from, pipeline_name_from
+    from nbops.core.names import experiment_name_from, pipeline_name_from
 
     stem = pipeline_name_from(path.stem)  # `1_feature_pipeline` -> `nb_1_feature_pipeline`: never blocks export
     experiment = experiment_name_from(path.stem)  # what %%track uses in the notebook
@@ -452,7 +452,7 @@ def export(
     (``1_feature_pipeline.ipynb`` -> ``nb_1_feature_pipeline``); the manifest
     keeps the original.  ``latest``: see :func:`plan`.
     """
-    from nbops import catalog as cat
+    from nbops.core import catalog as cat
     from nbops.exporting import writing
     from nbops.store import current
 
@@ -484,8 +484,8 @@ def export(
 def _record(store: Store, p: Plan, digest: str, out_dir: Path) -> tuple[int, bool]:
     import sqlalchemy as sa
 
-    from nbops import audit
-    from nbops import catalog as cat
+    from nbops.core import audit
+    from nbops.core import catalog as cat
 
     audit.check_writable(f"export {p.stem!r}")
     with store.catalog.write() as conn:
@@ -527,11 +527,11 @@ def history(notebook_or_stem: str, store: Store | None = None) -> Any:
     import pandas as pd
     import sqlalchemy as sa
 
-    from nbops import catalog as cat
+    from nbops.core import catalog as cat
     from nbops.store import current
 
     store = store if store is not None else current()
-    from nbops.names import pipeline_name_from
+    from nbops.core.names import pipeline_name_from
 
     stem = pipeline_name_from(Path(notebook_or_stem).stem)
     with store.catalog.read() as conn:

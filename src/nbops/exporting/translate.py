@@ -238,9 +238,7 @@ class _Translator:
         return f"subprocess.run({command!r}, input={_text_literal(_data_body(body))}, text=True, check={check})"
 
     def _features(self, line: str, body: str, depth: int) -> str:
-        from nbops.magics.features import FeatureMagics
-
-        args = _parse(self.cell, FeatureMagics.features, line, "%%features")
+        args = _parse(self.cell, "features", line, "%%features")
         if not args.group or not args.keys or not args.event_time:
             raise ExportError(f"{self.label}: %%features needs GROUP --keys K --event-time COL")
         code = self.source(body, depth + 1)
@@ -264,9 +262,7 @@ class _Translator:
         return "\n".join([*head, prefix + call, *tail])
 
     def _track(self, line: str, body: str, depth: int) -> str:
-        from nbops.magics.tracking import TrackingMagics
-
-        args = _parse(self.cell, TrackingMagics.track, line, "%%track")
+        args = _parse(self.cell, "track", line, "%%track")
         if args.verb:
             raise ExportError(f"{self.label}: %%track takes no start/stop")
         kwargs = [f"experiment={(args.experiment or self.experiment)!r}"]
@@ -495,12 +491,10 @@ def _writefile_path(cell: Cell, name: str) -> str:
 
 
 def _snapshot(cell: Cell, line: str) -> str:
-    from nbops.magics.snapshots import SnapshotMagics
-
-    args = _parse(cell, SnapshotMagics.snapshot, line, "%snapshot")
+    args = _parse(cell, "snapshot", line, "%snapshot")
     if args.load:
+        from nbops.core.refs import parse_ref
         from nbops.errors import NbopsError
-        from nbops.refs import parse_ref
 
         try:
             name, _ = parse_ref(args.load)
@@ -705,12 +699,13 @@ def _drop_display(cell: Cell, code: str, out: Translated) -> str:
 
 # -- helpers --------------------------------------------------------------------------------
 def _parse(cell: Cell, magic: Any, line: str, what: str) -> Any:
+    """The line read as the magic reads it: ``magic`` is nbops' magic's name (:mod:`nbops.syntax`) or IPython's magic."""
     from IPython.core.error import UsageError
 
-    from nbops.magics._args import parse_line
+    from nbops.syntax import parse_line, parser
 
     try:
-        return parse_line(magic, line)
+        return parse_line(parser(magic) if isinstance(magic, str) else magic, line)
     except (UsageError, SystemExit) as exc:
         raise ExportError(f"{cell.label}: cannot read the {what} line {line!r}: {exc}") from None
 

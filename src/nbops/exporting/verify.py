@@ -407,9 +407,9 @@ def _group_summary(store: Store, group: str, version: int) -> dict[str, Any]:
     """Digest of a group version's rows as of its latest commit, in a canonical row order."""
     import pyarrow as pa
 
-    from nbops.columns import table_to_pandas
-    from nbops.features import read_group_table
-    from nbops.hashing import table_digest
+    from nbops.core.columns import table_to_pandas
+    from nbops.core.hashing import table_digest
+    from nbops.featurestore.groups import read_group_table
 
     gv, commit, table = read_group_table(store, group, version)
     frame = table_to_pandas(table)  # what store.features(group, version) returns
@@ -428,7 +428,7 @@ def _tracking_database_ready(root: Path) -> bool:
     """True when the store's MLflow database has tables (else no run was ever made)."""
     import sqlite3
 
-    from nbops.paths import TRACKING_DB
+    from nbops.core.paths import TRACKING_DB
 
     path = root / TRACKING_DB
     if not path.exists():
@@ -453,7 +453,7 @@ def _tracking_summary(root: Path) -> tuple[Runs, Models]:
     """
     import sqlite3
 
-    from nbops.paths import TRACKING_DB, store_tracking_uri
+    from nbops.core.paths import TRACKING_DB, store_tracking_uri
 
     try:
         return _tracking_from_database(root / TRACKING_DB)
@@ -618,12 +618,12 @@ def _generated(name: str) -> bool:
 
 def _summary_main(argv: Sequence[str]) -> int:
     """``python -m nbops.exporting.verify STORE OUT.json``: write the store's summary."""
-    import nbops
+    from nbops.store import open as open_store
 
     if len(argv) != 2:
         print("usage: python -m nbops.exporting.verify STORE OUT.json", file=sys.stderr)
         return 2
-    with nbops.open(argv[0]) as store:
+    with open_store(argv[0]) as store:
         summary = summarize(store)
     Path(argv[1]).write_text(json.dumps(summary, default=str), encoding="utf-8")
     return 0

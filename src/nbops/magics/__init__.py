@@ -24,7 +24,7 @@ def load(shell: Any) -> None:
     """
     if shell in _LOADED:
         return
-    from nbops._logs import enable_console
+    from nbops.core._logs import enable_console
 
     enable_console()
     from nbops.magics.export import ExportMagics
@@ -71,7 +71,7 @@ def unload(shell: Any) -> None:
             shell.configurables.remove(magics)
     session.close()
     from nbops import api
-    from nbops.paths import release_mlflow
+    from nbops.core.paths import release_mlflow
 
     api.clear_reads()
     api.set_context({})

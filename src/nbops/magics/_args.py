@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -44,19 +44,3 @@ def lookup(shell: Any, name: str, what: str = "a DataFrame") -> Any:
     if name not in shell.user_ns:
         raise UsageError(f"no variable named {name!r} in this notebook; give the name of a variable holding {what}")
     return shell.user_ns[name]
-
-
-def parse_line(magic: Callable[..., Any], line: str) -> Any:
-    """Parse a magic's line with its ``magic_arguments`` parser, shell-style.
-
-    Unlike ``parse_argstring`` this removes the quotes around a quoted
-    argument (``-m "march dump"`` gives ``march dump``).
-    """
-    # IPython's public home of it (per platform); the module does not list it in ``__all__``.
-    from IPython.utils.process import arg_split  # type: ignore[attr-defined]
-
-    try:
-        words = arg_split(line, posix=True)
-    except ValueError as exc:  # e.g. an unclosed quote
-        raise UsageError(f"cannot read the arguments: {exc}; check the quotes") from None
-    return magic.parser.parse_args(words)  # type: ignore[attr-defined]

@@ -8,8 +8,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from nbops.magics._args import parse_line, usage_errors
+from nbops.magics._args import usage_errors
 from nbops.magics.session import KernelSession
+from nbops.syntax import parse_line
 
 
 @magics_class

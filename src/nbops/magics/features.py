@@ -9,8 +9,10 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from nbops.magics._args import parse_line, shell_of, usage_errors
+from nbops import syntax
+from nbops.magics._args import shell_of, usage_errors
 from nbops.magics.session import KernelSession
+from nbops.syntax import parse_line
 
 
 def run_for_last_value(shell: Any, cell: str) -> Any:
@@ -48,14 +50,7 @@ class FeatureMagics(Magics):
         self.session = session
 
     @no_var_expand
-    @magic_arguments()
-    @argument("group", nargs="?", help="feature group name")
-    @argument("-k", "--keys", help="key column(s), comma-separated, e.g. --keys cc_num")
-    @argument("-t", "--event-time", dest="event_time", help="the event-time column, e.g. --event-time ts")
-    @argument("--online", action="store_true", help="also keep the latest row per key for online serving")
-    @argument("--version", type=int, help="write into this version; a new number creates a new schema version")
-    @argument("-d", "--description", help="what the group holds")
-    @argument("--table", action="store_true", help="without a cell: return the catalog as a DataFrame, not a panel")
+    @syntax.declare("features")
     @line_cell_magic
     def features(self, line: str, cell: str | None = None) -> Any:
         """Register the cell's last expression as a commit of a feature group.

@@ -11,8 +11,8 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbops.errors import NbopsError
-from nbops.magics._args import parse_line
 from nbops.magics.session import KernelSession
+from nbops.syntax import parse_line
 
 
 def open_panel(make: Callable[[], Any]) -> Any:

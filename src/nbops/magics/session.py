@@ -21,7 +21,7 @@ def without_secrets() -> Iterator[None]:
     try:
         yield
     except NbopsError as exc:
-        from nbops.redact import env_secrets, redact_text
+        from nbops.core.redact import env_secrets, redact_text
 
         shown = redact_text(str(exc), *env_secrets())
         if shown != str(exc):
@@ -50,7 +50,7 @@ class KernelSession:
 
     def point_mlflow(self) -> None:
         """Let MLflow's own API use the store's backend from the start, if the store exists."""
-        from nbops.paths import find_store_root, point_mlflow_at
+        from nbops.core.paths import find_store_root, point_mlflow_at
 
         root = find_store_root()
         if root.is_dir():

@@ -7,11 +7,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool
 
-from nbops.magics._args import lookup, parse_line, shell_of, usage_errors, variable_name
+from nbops import syntax
+from nbops.magics._args import lookup, shell_of, usage_errors, variable_name
 from nbops.magics.session import KernelSession
+from nbops.syntax import parse_line
 
 
 @magics_class
@@ -33,13 +34,7 @@ class SnapshotMagics(Magics):
         self.session = session
 
     @no_var_expand
-    @magic_arguments()
-    @argument("dataframe", nargs="?", help="the variable holding the DataFrame to snapshot")
-    @argument("-n", "--name", help="dataset name (default: the variable's name)")
-    @argument("-m", "--message", help="a note stored with the version, e.g. -m 'march dump'")
-    @argument("-k", "--keys", help="key column(s), comma-separated, to count changed rows in the summary")
-    @argument("--load", metavar="NAME[@V]", help="load a version (latest by default) instead of storing one")
-    @argument("--as", dest="as_var", metavar="VAR", help="with --load: the variable to load into (default: NAME)")
+    @syntax.declare("snapshot")
     @line_magic
     def snapshot(self, line: str) -> Any:
         """Snapshot a DataFrame into the store, or load a stored version.
@@ -76,7 +71,7 @@ class SnapshotMagics(Magics):
         return str(self.session.store.diff(ref.name, ref.version - 1, ref.version, keys=key_list).summary())
 
     def _load(self, ref_text: str, as_var: str | None) -> None:
-        from nbops.refs import parse_ref
+        from nbops.core.refs import parse_ref
 
         with usage_errors():
             name, _ = parse_ref(ref_text)

@@ -6,10 +6,11 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments
 
-from nbops.magics._args import parse_line, shell_of, usage_errors
+from nbops import syntax
+from nbops.magics._args import shell_of, usage_errors
 from nbops.magics.session import KernelSession
+from nbops.syntax import parse_line
 
 
 @magics_class
@@ -22,12 +23,7 @@ class TrackingMagics(Magics):
         self.run: Any = None  # the run %track start opened
 
     @no_var_expand
-    @magic_arguments()
-    @argument("verb", nargs="?", choices=["start", "stop"], help="line form only: start or stop a run")
-    @argument("-e", "--experiment", help="MLflow experiment (default: the notebook's name)")
-    @argument("-r", "--run-name", dest="run_name", help="name of the run")
-    @argument("--register-model", dest="register_model", metavar="NAME", help="register the model the run logs")
-    @argument("--autolog", action="store_true", help="turn on MLflow autologging (model logging stays off)")
+    @syntax.declare("track")
     @line_cell_magic
     def track(self, line: str, cell: str | None = None) -> Any:
         """Run the cell inside an MLflow run that records the data it reads and writes.
@@ -61,13 +57,13 @@ class TrackingMagics(Magics):
         if path:
             from pathlib import Path
 
-            from nbops.names import experiment_name_from
+            from nbops.core.names import experiment_name_from
 
             return experiment_name_from(Path(path).stem)
         return "Default"
 
     def _start(self, args: Any, source: str | None) -> Any:
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         if self.run is not None:
             raise UsageError(f"run {self.run.run_id} is still open; %track stop it first")
@@ -86,7 +82,7 @@ class TrackingMagics(Magics):
         return run
 
     def _stop(self, status: str = "FINISHED") -> Any:
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         if self.run is None:
             raise UsageError("no run was started with %track start")
@@ -100,7 +96,7 @@ class TrackingMagics(Magics):
         """The names the cell uses (none if it does not parse: running it shows the error)."""
         import ast
 
-        from nbops.tracking import names_used
+        from nbops.tracking.experiments import names_used
 
         try:
             return names_used(ast.parse(shell_of(self).transform_cell(cell)))
@@ -109,7 +105,7 @@ class TrackingMagics(Magics):
 
     def _note(self, run: Any, names: list[str], before: bool) -> None:
         """Record the provenance of the frames the cell uses (best effort: never fails the cell)."""
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         try:
             tracking.note_names(run, names, shell_of(self).user_ns, before)
@@ -117,7 +113,7 @@ class TrackingMagics(Magics):
             print(f"nbops: could not read which data the cell uses: {exc!r}")
 
     def _run_cell(self, args: Any, cell: str) -> Any:
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         # The result of the cell that holds this magic: a failing body must
         # fail it too, so that the front end (Run All, nbclient) stops there.

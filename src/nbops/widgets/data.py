@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from nbops import catalog as cat
+from nbops.core import catalog as cat
 from nbops.errors import NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from nbops.refs import SnapshotDiff
+    from nbops.core.refs import SnapshotDiff
     from nbops.store import Store
 
 #: Rows shown per page in every panel table.
@@ -65,8 +65,8 @@ def page_bounds(page: int, total: int, size: int = PAGE_SIZE) -> tuple[int, int]
 # -- snapshots ---------------------------------------------------------------------------
 def preview(store: Store, name: str, version: int, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
     """The first ``limit`` rows of ``name`` version ``version``, as pandas (not a lineage read)."""
-    from nbops import snapshots
-    from nbops.columns import table_to_pandas
+    from nbops.core.columns import table_to_pandas
+    from nbops.datasets import snapshots
 
     table = snapshots.load_table(store, name, version, record=False)
     return table_to_pandas(table.slice(0, limit))
@@ -90,7 +90,7 @@ def diff_sample(
     """``store.diff`` plus up to ``limit`` added, removed and changed rows."""
     import duckdb
 
-    from nbops import snapshots
+    from nbops.datasets import snapshots
 
     table_a = snapshots.load_table(store, name, a, record=False)
     table_b = snapshots.load_table(store, name, b, record=False)
@@ -135,7 +135,7 @@ def diff_sample(
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:
-    from nbops.columns import table_to_pandas
+    from nbops.core.columns import table_to_pandas
 
     return table_to_pandas(table)
 
@@ -203,7 +203,7 @@ def group_detail(store: Store, group: str, version: int, commit: int) -> dict[st
 # -- runs --------------------------------------------------------------------------------
 @contextmanager
 def _tracking_errors() -> Iterator[None]:
-    """MLflow's errors as a :class:`~nbops.tracking.TrackingError` whose message names no credential.
+    """MLflow's errors as a :class:`~nbops.tracking.experiments.TrackingError` whose message names no credential.
 
     MLflow's own messages quote the request URL, with the password of a
     tracking URI such as ``http://user:pw@host``; a panel shows the message.
@@ -215,8 +215,8 @@ def _tracking_errors() -> Iterator[None]:
     except MlflowException as exc:
         import mlflow
 
-        from nbops.redact import env_secrets, redact_text, url_secrets
-        from nbops.tracking import TrackingError
+        from nbops.core.redact import env_secrets, redact_text, url_secrets
+        from nbops.tracking.experiments import TrackingError
 
         secrets = [*url_secrets(mlflow.get_tracking_uri()), *env_secrets()]
         raise TrackingError(f"MLflow: {redact_text(str(exc), *secrets)}") from None
@@ -224,7 +224,7 @@ def _tracking_errors() -> Iterator[None]:
 
 def experiments(store: Store) -> list[tuple[str, str]]:
     """(id, name) of every active experiment, by name."""
-    from nbops import tracking
+    from nbops.tracking import experiments as tracking
 
     tracking.ensure_backend(store)
     with _tracking_errors():
@@ -247,7 +247,7 @@ class RunsPage:
 
 def runs_page(store: Store, experiment_ids: Sequence[str], token: str | None = None, size: int = PAGE_SIZE) -> RunsPage:
     """One page of runs, newest first, read with MLflow's own paging (not all 10,000 at once)."""
-    from nbops import tracking
+    from nbops.tracking import experiments as tracking
 
     tracking.ensure_backend(store)
     if not experiment_ids:
@@ -318,7 +318,7 @@ def lineage_graph(store: Store, ref: str) -> dict[str, Any]:
 def artifact_context(store: Store, node: dict[str, str]) -> dict[str, Any]:
     """Notebook and cell recorded with a feature commit or a run ({} for other kinds)."""
     if node["kind"] == "feature_commit":
-        from nbops.features import parse_group_ref
+        from nbops.featurestore.groups import parse_group_ref
 
         group, version, commit = parse_group_ref(node["ref"])
         g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
@@ -333,7 +333,7 @@ def artifact_context(store: Store, node: dict[str, str]) -> dict[str, Any]:
     if node["kind"] == "run":
         from mlflow.exceptions import MlflowException
 
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         tracking.ensure_backend(store)
         try:
@@ -362,7 +362,7 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
             ("author", r.author or ""),
         ]
     elif kind == "feature_commit":
-        from nbops.features import parse_group_ref
+        from nbops.featurestore.groups import parse_group_ref
 
         group, version, commit = parse_group_ref(ref)
         d = group_detail(store, group, int(version or 1), int(commit or 1))
@@ -376,7 +376,7 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
             ("online", text(d["online"])),
         ]
     elif kind == "run":
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         tracking.ensure_backend(store)
         with _tracking_errors():
@@ -389,7 +389,7 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
         rows += [(f"param {k}", v) for k, v in sorted(run.data.params.items())]
         rows += [(f"metric {k}", text(v)) for k, v in sorted(run.data.metrics.items())]
     elif kind == "model":
-        from nbops import tracking
+        from nbops.tracking import experiments as tracking
 
         tracking.ensure_backend(store)
         name, _, model_version = ref.rpartition("@")

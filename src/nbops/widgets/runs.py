@@ -26,7 +26,7 @@ def ui_url() -> str:
     """Where the MLflow UI is: ``NBOPS_UI_URL``, else a tracking server the user set, else ``nbops ui``'s."""
     from urllib.parse import urlsplit, urlunsplit
 
-    from nbops.paths import URI_ENV, user_set_uri
+    from nbops.core.paths import URI_ENV, user_set_uri
 
     if os.environ.get("NBOPS_UI_URL"):
         return os.environ["NBOPS_UI_URL"].rstrip("/")

@@ -12,7 +12,7 @@ from nbops.widgets.base import Pager, Panel, Table, escape, frame_html, pairs_ht
 if TYPE_CHECKING:
     import pandas as pd
 
-    from nbops.refs import ColumnChange
+    from nbops.core.refs import ColumnChange
     from nbops.store import Store
 
 COLUMNS = ["version", "digest", "rows", "columns", "created", "message", "author"]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the nbops catalog (run by ``nbops.core.catalog``)."""

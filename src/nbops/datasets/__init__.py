@@ -1,0 +1,1 @@
+"""Datasets: versioned, deduplicated snapshots of data frames, their diffs and their references."""

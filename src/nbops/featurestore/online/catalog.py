@@ -1,0 +1,69 @@
+"""The catalog's own online table: every ``online=True`` commit writes it in its own transaction.
+
+On an embedded (SQLite) catalog a lookup uses the store's own read-only
+connection, so a one-key lookup is one indexed query; on PostgreSQL it goes
+through the catalog's SQLAlchemy engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from nbops.core import catalog as cat
+from nbops.featurestore.online.base import GroupPlan, OnlineRow, OnlineStore
+
+if TYPE_CHECKING:
+    from nbops.featurestore.groups import _Version
+
+_CHUNK = 500  # keys per IN (...) query
+
+
+class CatalogOnlineStore(OnlineStore):
+    """Point lookups in the catalog's ``online_features`` table (``online="embedded"``, the default)."""
+
+    def describe(self) -> str:
+        """Where the rows are served from, for messages."""
+        return "the catalog's online table"
+
+    def push(self, group: str, version: _Version, commit_no: int, rows: Sequence[OnlineRow]) -> None:
+        """Nothing to do: the catalog's table was written in the commit's own transaction."""
+
+    def sync_all(self) -> Iterable[tuple[str, int]]:
+        """Nothing: the catalog's table is never behind."""
+        return ()
+
+    def fetch(self, plan: GroupPlan, entity_keys: Sequence[str]) -> dict[str, str]:
+        """The stored value lists (JSON) of the keys present, by entity key."""
+        return self.lookup(plan.version.id, entity_keys)
+
+    def lookup(self, version_id: int, entity_keys: Sequence[str]) -> dict[str, str]:
+        """The stored value lists (JSON) of the keys present in group version ``version_id``, read from the catalog."""
+        found: dict[str, str] = {}
+        if self.store.catalog.is_sqlite:
+            db = self.catalog_connection()
+            for start in range(0, len(entity_keys), _CHUNK):
+                chunk = entity_keys[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    db.execute(
+                        "SELECT entity_key, feature_values FROM online_features "
+                        f"WHERE group_version_id = ? AND entity_key IN ({marks})",
+                        (version_id, *chunk),
+                    ).fetchall()
+                )
+            return found
+        o = cat.online_features
+        with self.store.catalog.read() as conn:
+            for start in range(0, len(entity_keys), _CHUNK):
+                chunk = list(entity_keys[start : start + _CHUNK])
+                found.update(
+                    conn.execute(
+                        sa.select(o.c.entity_key, o.c.feature_values).where(
+                            o.c.group_version_id == version_id, o.c.entity_key.in_(chunk)
+                        )
+                    ).all()
+                )
+        return found

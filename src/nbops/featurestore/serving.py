@@ -1,0 +1,163 @@
+"""Serving features online: resolve what a lookup asks for, fetch it from the online store, build the frame.
+
+Which group versions, output names and types a list of feature references
+means is resolved once (:func:`plan`) and cached with the online store until
+the catalog's versions change (on SQLite), so a one-key lookup is one indexed
+query plus building the frame.  The rows come from whichever
+:class:`~nbops.featurestore.online.base.OnlineStore` the store is configured with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from nbops.errors import InvalidInputError
+from nbops.featurestore.groups import FeatureRef, plan_outputs
+from nbops.featurestore.online import _KEY_JSON, _key_value_type, encodable, key_normaliser
+from nbops.featurestore.online.base import GroupPlan, OnlineStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nbops.store import Store
+
+
+def _fingerprint(online: OnlineStore) -> Any:
+    """Changes whenever a version is added or turned online (None: do not cache)."""
+    if not online.store.catalog.is_sqlite:
+        return None
+    return (
+        online.catalog_connection()
+        .execute("SELECT count(*), max(id), sum(online) FROM feature_group_versions")
+        .fetchone()
+    )
+
+
+def plan(online: OnlineStore, refs: Sequence[str], key_names: frozenset[str]) -> list[GroupPlan]:
+    """How to serve ``refs`` given values for the key columns ``key_names``: one plan per group version.
+
+    Cached until the catalog's versions change. A group version that is not
+    online, or whose key columns are not all given, is refused.
+    """
+    cache_key = (tuple(refs), key_names)
+    fingerprint = _fingerprint(online)
+    cached = online.plans.get(cache_key)
+    if cached is not None and fingerprint is not None and cached[0] == fingerprint:
+        return cached[1]
+    plans = []
+    for gv, group, outputs in plan_outputs(online.store, [FeatureRef.parse(r) for r in refs], taken=set(key_names)):
+        if not gv.online:
+            raise InvalidInputError(
+                f"{group}:{gv.version} is not online; register it with online=True to serve its features"
+            )
+        missing = [k for k in gv.keys if k not in key_names]
+        if missing:
+            raise InvalidInputError(f"{group} is keyed by {gv.keys}; pass values for {missing} in keys=")
+        feature_cols = [c for c in gv.schema.names if c not in gv.keys and c != gv.event_time]
+        empty = pa.table({c: pa.array([], gv.schema.field(c).type) for c in feature_cols})
+        stored = encodable(empty).schema
+        plans.append(
+            GroupPlan(
+                version=gv,
+                group=group,
+                outputs=outputs,
+                positions={c: i for i, c in enumerate(feature_cols)},
+                stored_types={c: stored.field(c).type for c in feature_cols},
+                types={c: gv.schema.field(c).type for c in feature_cols},
+                key_types=tuple(gv.schema.field(k).type for k in gv.keys),
+                normalisers=tuple(key_normaliser(gv.schema.field(k).type) for k in gv.keys),
+            )
+        )
+    if fingerprint is not None:
+        online.plans[cache_key] = (fingerprint, plans)
+    return plans
+
+
+def _to_series(array: pa.Array) -> pd.Series:
+    """An Arrow column as pandas; integers and bools with missing values become nullable."""
+    import pandas as pd
+
+    if array.null_count and (pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)):
+        return pd.Series(array.to_pandas(types_mapper=pd.ArrowDtype).astype(_nullable(array.type)))
+    return array.to_pandas()
+
+
+def _nullable(typ: pa.DataType) -> str:
+    return "boolean" if pa.types.is_boolean(typ) else str(typ).replace("int", "Int").replace("uInt", "UInt")
+
+
+def _entity_keys(plan: GroupPlan, key_lists: Mapping[str, list[Any]]) -> list[str]:
+    """The entity key of each requested key tuple, with the group's types; a value it cannot hold is refused."""
+    encode = _KEY_JSON.encode
+    columns: list[list[Any]] = []
+    for name, normalise in zip(plan.version.keys, plan.normalisers, strict=True):
+        values = key_lists[name]
+        try:
+            columns.append([normalise(v) for v in values])
+        except (ValueError, TypeError, ArithmeticError):  # _Refused, or a value too odd to compare
+            for i, value in enumerate(values):  # find the first refused value, for the message
+                try:
+                    normalise(value)
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    raise InvalidInputError(
+                        f"keys[{name!r}][{i}] = {_shown(value)} cannot be looked up in {plan.group}:"
+                        f"{plan.version.version}, whose key {name!r} is {plan.key_types[len(columns)]}: {exc}"
+                    ) from None
+            raise  # not reached: the value refused above is refused again
+    if len(columns) == 1:
+        if pa.types.is_integer(_key_value_type(plan.key_types[0])):
+            return [f"[{v}]" for v in columns[0]]  # the JSON text of a one-int list, without the encoder
+        return [encode([v]) for v in columns[0]]
+    return [encode(list(t)) for t in zip(*columns, strict=True)]
+
+
+def _shown(value: Any) -> str:
+    """A requested key value and its type, bounded for a one-line message."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    kind = type(value)
+    package = kind.__module__.split(".")[0]
+    return f"{text} ({kind.__name__ if package == 'builtins' else f'{package}.{kind.__name__}'})"
+
+
+def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """The latest values of the features ``refs`` for each key in ``keys``, one row per key in the order asked.
+
+    What ``store.online_features`` returns: the key columns, then one column
+    per feature; a key with no row gets missing values. A key value the
+    group's key type cannot hold is refused with :class:`~nbops.errors.InvalidInputError`.
+    """
+    import pandas as pd
+
+    if isinstance(refs, str):
+        refs = [refs]
+    if not isinstance(keys, Mapping) or not keys:
+        raise InvalidInputError("keys must be a dict of key column -> values, e.g. keys={'cc_num': [1, 2]}")
+    key_lists = {
+        k: list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else [v] for k, v in keys.items()
+    }
+    lengths = {k: len(v) for k, v in key_lists.items()}
+    if len(set(lengths.values())) != 1:
+        raise InvalidInputError(f"every key column needs the same number of values; got {lengths}")
+    reader: OnlineStore = store.online_reader()
+    columns: dict[str, Any] = dict(key_lists)
+    for group_plan in plan(reader, list(refs), frozenset(key_lists)):
+        entity_keys = _entity_keys(group_plan, key_lists)
+        found = reader.fetch(group_plan, entity_keys)
+        rows = [json.loads(found[e]) if e in found else None for e in entity_keys]
+        for feature, output in group_plan.outputs.items():
+            i = group_plan.positions[feature]
+            values = [r[i] if r is not None else None for r in rows]
+            array = pa.array(values, type=group_plan.stored_types[feature])
+            if array.type != group_plan.types[feature]:
+                array = array.cast(group_plan.types[feature])
+            columns[output] = _to_series(array)
+    for _name, values in columns.items():
+        if isinstance(values, pd.Series):
+            values.index = pd.RangeIndex(len(values))
+    return pd.DataFrame(columns)

@@ -1,0 +1,166 @@
+"""``nbops verify``: re-read every object and re-check every version's digest.
+
+Every stored table (a snapshot version or a feature commit) is a list of
+column objects plus a schema; its digest is recomputed from them, and each
+object is read back and re-hashed at the type its tables record (Parquet
+does not keep every Arrow type exactly, so objects are cast as ``load`` casts
+them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from nbops.core import catalog as cat
+from nbops.core.columns import read_column, users_of
+from nbops.core.hashing import combine_digest
+from nbops.errors import CorruptDataError, IntegrityError
+
+if TYPE_CHECKING:
+    from nbops.store import Store
+
+
+@dataclass
+class _StoredTable:
+    label: str
+    digest: str
+    schema: pa.Schema
+    columns: list[str]
+
+
+def _stored_tables(conn: sa.Connection) -> list[_StoredTable]:
+    tables: list[_StoredTable] = []
+    snapshot_columns: dict[int, list[str]] = {}
+    for sid, digest in conn.execute(
+        sa.select(cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.object_digest).order_by(
+            cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.position
+        )
+    ):
+        snapshot_columns.setdefault(sid, []).append(digest)
+    for row in conn.execute(
+        sa.select(
+            cat.snapshots.c.id,
+            cat.datasets.c.name,
+            cat.snapshots.c.version,
+            cat.snapshots.c.digest,
+            cat.snapshots.c.arrow_schema,
+        ).join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
+    ):
+        schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
+        tables.append(_StoredTable(f"{row.name}@{row.version}", row.digest, schema, snapshot_columns.get(row.id, [])))
+
+    commit_columns: dict[int, list[str]] = {}
+    fc = cat.feature_commit_columns
+    for cid, digest in conn.execute(
+        sa.select(fc.c.commit_id, fc.c.object_digest).order_by(fc.c.commit_id, fc.c.position)
+    ):
+        commit_columns.setdefault(cid, []).append(digest)
+    c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
+    for commit in conn.execute(
+        sa.select(c.c.id, g.c.name, v.c.version, c.c.commit_no, c.c.digest, c.c.arrow_schema)
+        .join(v, v.c.id == c.c.group_version_id)
+        .join(g, g.c.id == v.c.group_id)
+    ):
+        schema = pa.ipc.read_schema(pa.py_buffer(commit.arrow_schema))
+        label = f"{commit.name}:{commit.version}@{commit.commit_no}"
+        tables.append(_StoredTable(label, commit.digest, schema, commit_columns.get(commit.id, [])))
+    return tables
+
+
+@dataclass
+class VerifyReport:
+    """What ``store.verify()`` found. ``ok`` is False on any mismatch or missing object."""
+
+    objects_checked: int = 0
+    versions_checked: int = 0
+    mismatched_objects: list[str] = field(default_factory=list)
+    missing_objects: list[str] = field(default_factory=list)
+    unreadable_objects: list[str] = field(default_factory=list)
+    mismatched_versions: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    tmp_files: list[str] = field(default_factory=list)
+    catalog_problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is mismatched, missing, unreadable or inconsistent (orphans and temp files are fine)."""
+        return not (
+            self.mismatched_objects
+            or self.missing_objects
+            or self.unreadable_objects
+            or self.mismatched_versions
+            or self.catalog_problems
+        )
+
+    def raise_for_problems(self) -> None:
+        """Raise :class:`IntegrityError` with :meth:`text` unless :attr:`ok`."""
+        if not self.ok:
+            raise IntegrityError(self.text())
+
+    def text(self) -> str:
+        """The report as ``nbops verify`` prints it."""
+        lines = [
+            f"checked {self.objects_checked} objects and {self.versions_checked} versions: "
+            + ("OK" if self.ok else "PROBLEMS FOUND")
+        ]
+        for label, items in (
+            ("catalog integrity", self.catalog_problems),
+            ("object content does not match its digest", self.mismatched_objects),
+            ("object referenced by the catalog is missing", self.missing_objects),
+            ("object cannot be read (truncated or damaged)", self.unreadable_objects),
+            ("version digest does not match its columns", self.mismatched_versions),
+            ("orphan object (no catalog row; `nbops gc` removes it)", self.orphans),
+            ("temporary file (`nbops gc` removes it)", self.tmp_files),
+        ):
+            for item in items:
+                lines.append(f"  {label}: {item}")
+        if self.mismatched_objects or self.missing_objects or self.unreadable_objects:
+            lines.append(
+                "  loading the versions named above fails with CorruptDataError; restore their objects with "
+                "`nbops repair --from BACKUP_STORE_OR_URI`, or snapshot / register the same data again"
+            )
+        return "\n".join(lines)
+
+
+def verify(store: Store) -> VerifyReport:
+    """Recompute every version's digest, re-read and re-hash every object, and check the catalog (``nbops verify``)."""
+    report = VerifyReport()
+    with store.catalog.read() as conn:
+        known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
+        tables = _stored_tables(conn)
+
+    object_types: dict[str, pa.DataType] = {}
+    for table in tables:
+        report.versions_checked += 1
+        if len(table.columns) != len(table.schema) or combine_digest(table.schema, table.columns) != table.digest:
+            report.mismatched_versions.append(table.label)
+            continue
+        for column_field, digest in zip(table.schema, table.columns, strict=True):
+            object_types.setdefault(digest, column_field.type)
+
+    on_disk = dict(store.objects.iter_objects())
+    for digest in sorted(known | set(object_types)):
+        path = on_disk.get(digest)
+        if path is None:
+            report.missing_objects.append(f"{digest} ({store.objects.location(digest)})" + _users(store, digest))
+            continue
+        report.objects_checked += 1
+        try:
+            read_column(store, digest, object_types.get(digest))
+        except CorruptDataError as exc:
+            problem = str(exc).split(";", 1)[0].removeprefix("stored object ")
+            target = report.mismatched_objects if "hashes to" in problem else report.unreadable_objects
+            target.append(problem + _users(store, digest))
+    report.catalog_problems = store.catalog.integrity_problems()
+    report.orphans = [str(path) for digest, path in on_disk.items() if digest not in known]
+    report.tmp_files = [str(p) for p in store.objects.iter_tmp()]
+    return report
+
+
+def _users(store: Store, digest: str) -> str:
+    used_by = users_of(store, digest)
+    return f" (used by {', '.join(used_by)})" if used_by else " (used by no version)"

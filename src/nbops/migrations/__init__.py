@@ -1,1 +1,0 @@
-"""Alembic migrations of the nbops catalog (run by ``nbops.catalog``)."""
