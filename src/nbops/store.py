@@ -22,8 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from nbops.core import catalog as cat
 from nbops.core import markers
 from nbops.core.catalog import Catalog
@@ -162,9 +160,9 @@ class Store:
 
     def _committed(self, digest: str) -> bool:
         """Whether the catalog has a row for object ``digest`` (else it is an orphan)."""
-        with self.catalog.read() as conn:
-            row = conn.execute(sa.select(cat.objects.c.digest).where(cat.objects.c.digest == digest)).first()
-        return row is not None
+        from nbops.core import repository
+
+        return repository.has_object(self.catalog, digest)
 
     def __enter__(self) -> Store:
         return self
@@ -456,24 +454,9 @@ class Store:
     # -- housekeeping ------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Where the store is and what it holds, as plain data."""
-        with self.catalog.read() as conn:
-            n_datasets = conn.execute(sa.select(sa.func.count()).select_from(cat.datasets)).scalar_one()
-            n_versions = conn.execute(sa.select(sa.func.count()).select_from(cat.snapshots)).scalar_one()
-            n_objects, n_bytes = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(cat.objects.c.bytes), 0))
-            ).one()
-            n_groups = conn.execute(sa.select(sa.func.count()).select_from(cat.feature_groups)).scalar_one()
-            n_commits = conn.execute(sa.select(sa.func.count()).select_from(cat.feature_commits)).scalar_one()
-        return {
-            "root": str(self.root),
-            "catalog": self.catalog.url,
-            "datasets": n_datasets,
-            "snapshot_versions": n_versions,
-            "feature_groups": n_groups,
-            "feature_commits": n_commits,
-            "objects": n_objects,
-            "bytes": int(n_bytes),
-        }
+        from nbops.core import repository
+
+        return {"root": str(self.root), "catalog": self.catalog.url, **repository.counts(self.catalog)}
 
     def verify(self) -> VerifyReport:
         """Re-hash every object and every version; report what does not match."""

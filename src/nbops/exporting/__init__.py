@@ -452,7 +452,7 @@ def export(
     (``1_feature_pipeline.ipynb`` -> ``nb_1_feature_pipeline``); the manifest
     keeps the original.  ``latest``: see :func:`plan`.
     """
-    from nbops.core import catalog as cat
+    from nbops.core import repository
     from nbops.exporting import writing
     from nbops.store import current
 
@@ -467,12 +467,7 @@ def export(
     files = p.files_at(version)
     manifest = p.manifest_at(version)
     written = _write(out_dir, files)
-    with store.catalog.write() as conn:
-        conn.execute(
-            cat.exports.update()
-            .where(cat.exports.c.pipeline == p.stem, cat.exports.c.version == version)
-            .values(out_dir=str(out_dir))
-        )
+    repository.set_export_folder(store.catalog, p.stem, version, str(out_dir))
     result = ExportResult(p.stem, version, out_dir, files, manifest, p.findings, unchanged and not written, written)
     if verify:
         from nbops.exporting.verify import verify as run_verify
@@ -482,37 +477,12 @@ def export(
 
 
 def _record(store: Store, p: Plan, digest: str, out_dir: Path) -> tuple[int, bool]:
-    import sqlalchemy as sa
-
-    from nbops.core import audit
-    from nbops.core import catalog as cat
+    from nbops.core import audit, repository
 
     audit.check_writable(f"export {p.stem!r}")
-    with store.catalog.write() as conn:
-        latest = conn.execute(
-            sa.select(cat.exports.c.version, cat.exports.c.digest)
-            .where(cat.exports.c.pipeline == p.stem)
-            .order_by(cat.exports.c.version.desc())
-            .limit(1)
-        ).first()
-        if latest is not None and latest.digest == digest:
-            return int(latest.version), True
-        version = (latest.version if latest else 0) + 1
-        now = cat.utcnow()
-        conn.execute(
-            cat.exports.insert().values(
-                pipeline=p.stem,
-                version=version,
-                digest=digest,
-                notebook=str(p.notebook.resolve()),
-                notebook_sha256=p.notebook_sha256,
-                out_dir=str(out_dir),
-                manifest=json.dumps(p.manifest, default=str),
-                created=now,
-            )
-        )
-        audit.record_write(conn, "pipeline", f"{p.stem}@{version}", now)
-    return version, False
+    return repository.record_export(
+        store.catalog, p.stem, digest, str(p.notebook.resolve()), p.notebook_sha256, str(out_dir), p.manifest
+    )
 
 
 def _write(out_dir: Path, files: dict[str, str]) -> list[str]:
@@ -525,19 +495,16 @@ def _write(out_dir: Path, files: dict[str, str]) -> list[str]:
 def history(notebook_or_stem: str, store: Store | None = None) -> Any:
     """Every export version of a notebook: version, time, digest, notebook hash, folder."""
     import pandas as pd
-    import sqlalchemy as sa
 
     from nbops.core import catalog as cat
+    from nbops.core import repository
     from nbops.store import current
 
     store = store if store is not None else current()
     from nbops.core.names import pipeline_name_from
 
     stem = pipeline_name_from(Path(notebook_or_stem).stem)
-    with store.catalog.read() as conn:
-        rows = conn.execute(
-            sa.select(cat.exports).where(cat.exports.c.pipeline == stem).order_by(cat.exports.c.version)
-        ).all()
+    rows = repository.exports(store.catalog, stem)
     return pd.DataFrame(
         {
             "version": [r.version for r in rows],

@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from nbops.core import catalog as cat
+from nbops.core import repository
 from nbops.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -156,26 +155,7 @@ def _only_changed_pairs(
 # -- feature groups ------------------------------------------------------------------------
 def group_detail(store: Store, group: str, version: int, commit: int) -> dict[str, Any]:
     """Statistics, expectations, validation and lineage of one commit of a group version."""
-    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
-    with store.catalog.read() as conn:
-        row = conn.execute(
-            sa.select(
-                v.c.expectations,
-                v.c.online,
-                v.c.description,
-                c.c.statistics,
-                c.c.validation,
-                c.c.lineage,
-                c.c.digest,
-                c.c.rows,
-                c.c.total_rows,
-                c.c.created,
-                c.c.author,
-            )
-            .join(g, g.c.id == v.c.group_id)
-            .join(c, c.c.group_version_id == v.c.id)
-            .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
-        ).first()
+    row = repository.commit_detail(store.catalog, group, version, commit)
     if row is None:
         raise NotFoundError(f"feature group {group}:{version} has no commit {commit}")
     ref = f"{group}:{version}@{commit}"
@@ -321,15 +301,7 @@ def artifact_context(store: Store, node: dict[str, str]) -> dict[str, Any]:
         from nbops.featurestore.groups import parse_group_ref
 
         group, version, commit = parse_group_ref(node["ref"])
-        g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
-        with store.catalog.read() as conn:
-            lineage = conn.execute(
-                sa.select(c.c.lineage)
-                .join(v, v.c.id == c.c.group_version_id)
-                .join(g, g.c.id == v.c.group_id)
-                .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
-            ).scalar()
-        return dict(json.loads(lineage)) if lineage else {}
+        return repository.commit_context(store.catalog, group, version, commit)
     if node["kind"] == "run":
         from mlflow.exceptions import MlflowException
 
@@ -403,12 +375,7 @@ def node_details(store: Store, node: dict[str, str]) -> list[tuple[str, str]]:
         ]
     elif kind == "pipeline":
         stem, _, export_version = ref.rpartition("@")
-        with store.catalog.read() as conn:
-            row = conn.execute(
-                sa.select(cat.exports).where(
-                    cat.exports.c.pipeline == stem, cat.exports.c.version == int(export_version)
-                )
-            ).first()
+        row = repository.export(store.catalog, stem, int(export_version))
         if row is not None:
             rows += [
                 ("notebook", row.notebook),

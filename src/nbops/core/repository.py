@@ -1,0 +1,155 @@
+"""Catalog queries that the layers above the domains ask for, as small functions.
+
+The facade (its summary), the exporter (the ``exports`` table) and the panels
+(details of a commit or an export) read and write the catalog only through
+these: none of them writes SQL.  Each function opens its own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from nbops.core import audit
+from nbops.core import catalog as cat
+
+if TYPE_CHECKING:
+    from nbops.core.catalog import Catalog
+
+
+# -- the store as a whole ------------------------------------------------------------------
+def counts(catalog: Catalog) -> dict[str, int]:
+    """How many datasets, snapshot versions, feature groups, commits and objects (and their bytes) the catalog holds."""
+    with catalog.read() as conn:
+        n_datasets = conn.execute(sa.select(sa.func.count()).select_from(cat.datasets)).scalar_one()
+        n_versions = conn.execute(sa.select(sa.func.count()).select_from(cat.snapshots)).scalar_one()
+        n_objects, n_bytes = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(cat.objects.c.bytes), 0))
+        ).one()
+        n_groups = conn.execute(sa.select(sa.func.count()).select_from(cat.feature_groups)).scalar_one()
+        n_commits = conn.execute(sa.select(sa.func.count()).select_from(cat.feature_commits)).scalar_one()
+    return {
+        "datasets": n_datasets,
+        "snapshot_versions": n_versions,
+        "feature_groups": n_groups,
+        "feature_commits": n_commits,
+        "objects": n_objects,
+        "bytes": int(n_bytes),
+    }
+
+
+def has_object(catalog: Catalog, digest: str) -> bool:
+    """Whether the catalog has a row for object ``digest`` (else the object is an orphan)."""
+    with catalog.read() as conn:
+        row = conn.execute(sa.select(cat.objects.c.digest).where(cat.objects.c.digest == digest)).first()
+    return row is not None
+
+
+# -- feature commits -----------------------------------------------------------------------
+def commit_detail(catalog: Catalog, group: str, version: int, commit: int) -> Any:
+    """Expectations, statistics, validation, lineage and sizes of one commit (a row), or None."""
+    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
+    with catalog.read() as conn:
+        return conn.execute(
+            sa.select(
+                v.c.expectations,
+                v.c.online,
+                v.c.description,
+                c.c.statistics,
+                c.c.validation,
+                c.c.lineage,
+                c.c.digest,
+                c.c.rows,
+                c.c.total_rows,
+                c.c.created,
+                c.c.author,
+            )
+            .join(g, g.c.id == v.c.group_id)
+            .join(c, c.c.group_version_id == v.c.id)
+            .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
+        ).first()
+
+
+def commit_context(catalog: Catalog, group: str, version: int | None, commit: int | None) -> dict[str, Any]:
+    """The notebook and cell recorded with a commit ({} when none was)."""
+    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
+    with catalog.read() as conn:
+        lineage = conn.execute(
+            sa.select(c.c.lineage)
+            .join(v, v.c.id == c.c.group_version_id)
+            .join(g, g.c.id == v.c.group_id)
+            .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
+        ).scalar()
+    return dict(json.loads(lineage)) if lineage else {}
+
+
+# -- exported pipelines --------------------------------------------------------------------
+def record_export(
+    catalog: Catalog,
+    pipeline: str,
+    digest: str,
+    notebook: str,
+    notebook_sha256: str,
+    out_dir: str,
+    manifest: dict[str, Any],
+) -> tuple[int, bool]:
+    """Record an export of ``pipeline`` with content ``digest``: ``(version, unchanged)``.
+
+    The same content as the latest version is that version (``unchanged``);
+    other content is the next version, audited in the same transaction.
+    """
+    with catalog.write() as conn:
+        latest = conn.execute(
+            sa.select(cat.exports.c.version, cat.exports.c.digest)
+            .where(cat.exports.c.pipeline == pipeline)
+            .order_by(cat.exports.c.version.desc())
+            .limit(1)
+        ).first()
+        if latest is not None and latest.digest == digest:
+            return int(latest.version), True
+        version = (latest.version if latest else 0) + 1
+        now = cat.utcnow()
+        conn.execute(
+            cat.exports.insert().values(
+                pipeline=pipeline,
+                version=version,
+                digest=digest,
+                notebook=notebook,
+                notebook_sha256=notebook_sha256,
+                out_dir=out_dir,
+                manifest=json.dumps(manifest, default=str),
+                created=now,
+            )
+        )
+        audit.record_write(conn, "pipeline", f"{pipeline}@{version}", now)
+    return version, False
+
+
+def set_export_folder(catalog: Catalog, pipeline: str, version: int, out_dir: str) -> None:
+    """Where export ``pipeline@version`` was last written."""
+    with catalog.write() as conn:
+        conn.execute(
+            cat.exports.update()
+            .where(cat.exports.c.pipeline == pipeline, cat.exports.c.version == version)
+            .values(out_dir=out_dir)
+        )
+
+
+def exports(catalog: Catalog, pipeline: str) -> list[Any]:
+    """Every export version of ``pipeline`` (rows of the ``exports`` table), oldest first."""
+    with catalog.read() as conn:
+        return list(
+            conn.execute(
+                sa.select(cat.exports).where(cat.exports.c.pipeline == pipeline).order_by(cat.exports.c.version)
+            ).all()
+        )
+
+
+def export(catalog: Catalog, pipeline: str, version: int) -> Any:
+    """Export ``pipeline@version`` (a row of the ``exports`` table), or None."""
+    with catalog.read() as conn:
+        return conn.execute(
+            sa.select(cat.exports).where(cat.exports.c.pipeline == pipeline, cat.exports.c.version == version)
+        ).first()
