@@ -3,8 +3,8 @@
 Before the layered layout every module sat directly in ``nbops/``; code that
 imports ``nbops.features`` or ``nbops.online`` (an exported pipeline, a user's
 script) gets the module's new home instead, which is the same module object.
-``nbops.tracking`` is a package now: :mod:`nbops.tracking` forwards the names
-of the old module the same way.
+``nbops.tracking`` and ``nbops.lineage`` are packages now: they forward the
+names of the old modules the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ MOVED = {
     "nbops.features": "nbops.featurestore.groups",
     "nbops.gc": "nbops.maintenance.gc",
     "nbops.hashing": "nbops.core.hashing",
-    "nbops.lineage": "nbops.core.lineage",
     "nbops.markers": "nbops.core.markers",
     "nbops.migrate": "nbops.admin.migrate",
     "nbops.migrate_runs": "nbops.admin.migrate_runs",

@@ -226,7 +226,7 @@ class Store:
     # -- audit -------------------------------------------------------------
     def audit(self, name: str | None = None, since: dt.datetime | str | None = None) -> pd.DataFrame:
         """Who wrote or read what, and when (UTC), oldest first; one name and/or events since a time."""
-        from nbops.core import audit
+        from nbops.governance import audit
 
         return audit.events(self, name, since)
 
@@ -447,9 +447,9 @@ class Store:
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Parents and children of ``raw_tx@2``, ``tx:1@3``, ``run:<id>`` or ``model:<name>@<v>``."""
-        from nbops.tracking import experiments as tracking
+        from nbops.lineage.graph import lineage_graph
 
-        return tracking.lineage_graph(self, ref)
+        return lineage_graph(self, ref)
 
     # -- housekeeping ------------------------------------------------------
     def summary(self) -> dict[str, Any]:

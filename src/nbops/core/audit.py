@@ -33,8 +33,6 @@ from nbops.core.catalog import READONLY_ENV, check_writable, readonly  # noqa: F
 from nbops.errors import ReadOnlyError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from nbops.store import Store
 
 IDENTITY_ENV = "NBOPS_IDENTITY"
@@ -82,6 +80,7 @@ def split_ref(kind: str, ref: str) -> tuple[str, str | None]:
 
 
 def event_row(action: str, kind: str, ref: str, at: dt.datetime | None = None) -> dict[str, Any]:
+    """One row of ``audit_events``: who (this process's identity), when (now, UTC, unless ``at``), what."""
     actor, host = identity()
     name, version = split_ref(kind, ref)
     return {
@@ -109,34 +108,16 @@ def record_read(store: Store, kind: str, ref: str) -> None:
         conn.execute(sa.insert(audit_events), [event_row("read", kind, ref)])
 
 
-def events(store: Store, name: str | None = None, since: dt.datetime | str | None = None) -> pd.DataFrame:
-    """The audit trail, oldest first: at (UTC), actor, host, action, kind, name, version."""
-    import pandas as pd
-
-    query = sa.select(audit_events).order_by(audit_events.c.id)
-    if name is not None:
-        query = query.where(audit_events.c.name == name)
-    if since is not None:
-        query = query.where(audit_events.c.at >= _naive_utc(since))
-    with store.catalog.read() as conn:
-        rows = conn.execute(query).all()
-    columns = ["at", "actor", "host", "action", "kind", "name", "version"]
-    frame = pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
-    frame["at"] = (
-        pd.to_datetime(frame["at"]).dt.tz_localize("UTC") if len(frame) else pd.Series([], dtype="datetime64[us, UTC]")
-    )
-    return frame
-
-
-def _naive_utc(value: dt.datetime | str) -> dt.datetime:
-    """A time to compare with the catalog's naive UTC: naive means UTC, aware is converted."""
-    import pandas as pd
-
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    naive: dt.datetime = stamp.to_pydatetime()
-    return naive
-
-
-__all__ = ["IDENTITY_ENV", "READONLY_ENV", "ReadOnlyError", "audit_events", "check_writable", "events", "readonly"]
+__all__ = [
+    "IDENTITY_ENV",
+    "READONLY_ENV",
+    "ReadOnlyError",
+    "audit_events",
+    "check_writable",
+    "event_row",
+    "identity",
+    "readonly",
+    "record_read",
+    "record_write",
+    "split_ref",
+]
