@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 from nbops.core import catalog as cat
 from nbops.core import markers
 from nbops.core.catalog import Catalog
-from nbops.core.objects.local import ObjectStore
-from nbops.core.objects.remote import RemoteObjectStore, open_objects
+from nbops.core.objects import ObjectFiles, open_objects
 from nbops.core.paths import (
     HOME_ENV,
     STORE_DIRNAME,
@@ -136,7 +135,7 @@ class Store:
                 write_catalog_marker(root, server_catalog.url)
             self.root = root
             self.catalog = server_catalog or Catalog.for_store_root(root)
-            self.objects: ObjectStore | RemoteObjectStore = open_objects(root, data, self._committed)
+            self.objects: ObjectFiles[Any] = open_objects(root, data, self._committed)
         except BaseException:
             if server_catalog is not None:
                 server_catalog.dispose()

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops.core import catalog as cat
-from nbops.core.objects.local import Handle, ObjectFiles, ObjectStore
+from nbops.core.objects.base import Handle, ObjectFiles
+from nbops.core.objects.local import ObjectStore
 from nbops.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:

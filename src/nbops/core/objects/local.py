@@ -24,41 +24,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from nbops.core import _faults
+from nbops.core.objects.base import Handle as Handle  # the interface, for the modules that name it here
+from nbops.core.objects.base import ObjectFiles as ObjectFiles
 
 OBJECT_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
-
-#: How an object store names one of its files: a ``Path`` here, a ``RemoteObject`` remotely.
-Handle = TypeVar("Handle")
-
-
-class ObjectFiles(Protocol[Handle]):
-    """What ``gc`` and ``verify`` need of an object store: its files, each named by a handle of one type.
-
-    :class:`ObjectStore` and :class:`nbops.core.objects.remote.RemoteObjectStore`
-    both satisfy it; a handle listed by one store is only ever given back to it.
-    """
-
-    def location(self, digest: str) -> str:
-        """Where object ``digest`` is (a path or URI), for messages."""
-
-    def iter_objects(self) -> Iterator[tuple[str, Handle]]:
-        """Every object file, as (digest, handle), in digest order."""
-
-    def iter_tmp(self) -> Iterator[Handle]:
-        """Temporary files of unfinished or abandoned writes."""
-
-    def older_than(self, handle: Handle, seconds: float) -> bool:
-        """Whether ``handle`` was last written at least ``seconds`` ago (False once it is gone)."""
-
-    def size_of(self, handle: Handle) -> int:
-        """The size of ``handle`` in bytes."""
-
-    def remove(self, handle: Handle) -> None:
-        """Delete one file this store listed; one already gone is no error."""
 
 
 class ObjectStore:
