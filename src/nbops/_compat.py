@@ -15,8 +15,9 @@ import importlib.machinery
 import importlib.util
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 #: Old module path -> where the module lives now.
 MOVED = {
@@ -56,6 +57,19 @@ MOVED = {
 def deprecated(old: str, new: str) -> None:
     """Warn that ``old`` moved to ``new`` (the warning points at the importing line)."""
     warnings.warn(f"{old} moved to {new}; import it from there", DeprecationWarning, stacklevel=3)
+
+
+def forwarding(package: str, home: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package``: the names of the module ``home`` it used to be, with a warning."""
+
+    def __getattr__(name: str) -> Any:
+        module = importlib.import_module(home)
+        if name.startswith("__") or not hasattr(module, name):
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        deprecated(f"{package}.{name}", f"{home}.{name}")
+        return getattr(module, name)
+
+    return __getattr__
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

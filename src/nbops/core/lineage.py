@@ -65,22 +65,22 @@ def made_by(context: dict[str, object]) -> list[Artifact]:
 
 def parents(catalog: Catalog, child: Artifact) -> list[Artifact]:
     """The artifacts ``child`` was made from, in the order they were recorded."""
-    with catalog.read() as conn:
-        rows = conn.execute(
-            sa.select(cat.lineage_edges.c.parent_kind, cat.lineage_edges.c.parent_ref)
-            .where(cat.lineage_edges.c.child_kind == child[0], cat.lineage_edges.c.child_ref == child[1])
-            .order_by(cat.lineage_edges.c.id)
-        ).all()
-    return [(r[0], r[1]) for r in rows]
+    return _neighbours(catalog, child, up=True)
 
 
 def children(catalog: Catalog, parent: Artifact) -> list[Artifact]:
     """The artifacts made from ``parent``, in the order they were recorded."""
+    return _neighbours(catalog, parent, up=False)
+
+
+def _neighbours(catalog: Catalog, artifact: Artifact, up: bool) -> list[Artifact]:
+    edges = cat.lineage_edges.c
+    found, given = ((edges.parent_kind, edges.parent_ref), (edges.child_kind, edges.child_ref))
+    if not up:
+        found, given = given, found
     with catalog.read() as conn:
         rows = conn.execute(
-            sa.select(cat.lineage_edges.c.child_kind, cat.lineage_edges.c.child_ref)
-            .where(cat.lineage_edges.c.parent_kind == parent[0], cat.lineage_edges.c.parent_ref == parent[1])
-            .order_by(cat.lineage_edges.c.id)
+            sa.select(*found).where(given[0] == artifact[0], given[1] == artifact[1]).order_by(edges.id)
         ).all()
     return [(r[0], r[1]) for r in rows]
 

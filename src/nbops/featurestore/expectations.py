@@ -490,22 +490,28 @@ class _RuleBase:
 
 
 @dataclass(frozen=True)
-class NotNull(_RuleBase):
-    """No null (or NaN) in any of ``columns``."""
+class _ColumnsRule(_RuleBase):
+    """A rule on a list of columns and nothing else: ``rule(col, ...)``."""
 
     columns: tuple[str, ...]
-    rule: ClassVar[str] = "not_null"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", _column_names(self.columns, self.rule))
 
     def label(self) -> str:
         """How the rule reads in reports: ``not_null(cc_num, ts)``."""
-        return f"not_null({', '.join(self.columns)})"
+        return f"{self.rule}({', '.join(self.columns)})"
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as a dict, which :func:`from_dict` reads back."""
         return {"rule": self.rule, "columns": list(self.columns)}
+
+
+@dataclass(frozen=True)
+class NotNull(_ColumnsRule):
+    """No null (or NaN) in any of ``columns``."""
+
+    rule: ClassVar[str] = "not_null"
 
     def _check(self, data: _Data, max_examples: int) -> ExpectationResult:
         masks = [_is_missing(data.column(c)) for c in self.columns]
@@ -524,22 +530,10 @@ class NotNull(_RuleBase):
 
 
 @dataclass(frozen=True)
-class Unique(_RuleBase):
+class Unique(_ColumnsRule):
     """Each combination of ``columns`` occurs at most once (nulls count as equal)."""
 
-    columns: tuple[str, ...]
     rule: ClassVar[str] = "unique"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "columns", _column_names(self.columns, self.rule))
-
-    def label(self) -> str:
-        """How the rule reads in reports: ``unique(cc_num, ts)``."""
-        return f"unique({', '.join(self.columns)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The rule as a dict, which :func:`from_dict` reads back."""
-        return {"rule": self.rule, "columns": list(self.columns)}
 
     def _check(self, data: _Data, max_examples: int) -> ExpectationResult:
         columns = [data.column(c) for c in self.columns]

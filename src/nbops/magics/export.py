@@ -5,21 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic import line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbops.magics._args import usage_errors
-from nbops.magics.session import KernelSession
+from nbops.magics.session import SessionMagics
 from nbops.syntax import parse_line
 
 
 @magics_class
-class ExportMagics(Magics):
+class ExportMagics(SessionMagics):
     """``%export``, on the kernel's store."""
-
-    def __init__(self, shell: Any, session: KernelSession) -> None:
-        super().__init__(shell)
-        self.session = session
 
     @no_var_expand
     @magic_arguments()

@@ -6,12 +6,12 @@ import ast
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbops import syntax
 from nbops.magics._args import shell_of, usage_errors
-from nbops.magics.session import KernelSession
+from nbops.magics.session import SessionMagics
 from nbops.syntax import parse_line
 
 
@@ -42,12 +42,8 @@ def run_for_last_value(shell: Any, cell: str) -> Any:
 
 
 @magics_class
-class FeatureMagics(Magics):
+class FeatureMagics(SessionMagics):
     """``%%features``, ``%features`` and ``%drift``, on the kernel's store."""
-
-    def __init__(self, shell: Any, session: KernelSession) -> None:
-        super().__init__(shell)
-        self.session = session
 
     @no_var_expand
     @syntax.declare("features")

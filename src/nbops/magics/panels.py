@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic import line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbops.errors import NbopsError
-from nbops.magics.session import KernelSession
+from nbops.magics.session import SessionMagics
 from nbops.syntax import parse_line
 
 
@@ -27,12 +27,8 @@ def open_panel(make: Callable[[], Any]) -> Any:
 
 
 @magics_class
-class PanelMagics(Magics):
+class PanelMagics(SessionMagics):
     """``%snapshots``, ``%runs`` and ``%lineage``: widget panels on the kernel's store."""
-
-    def __init__(self, shell: Any, session: KernelSession) -> None:
-        super().__init__(shell)
-        self.session = session
 
     @no_var_expand
     @magic_arguments()

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from IPython.core.magic import Magics
+
 from nbops.errors import NbopsError
 
 if TYPE_CHECKING:
@@ -102,3 +104,11 @@ class KernelSession:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+class SessionMagics(Magics):
+    """Magics that work on the kernel's store: each class gets the shell's one :class:`KernelSession`."""
+
+    def __init__(self, shell: Any, session: KernelSession) -> None:
+        super().__init__(shell)
+        self.session = session

@@ -6,17 +6,17 @@ import dataclasses
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic import line_magic, magics_class, no_var_expand
 from traitlets import Bool
 
 from nbops import syntax
 from nbops.magics._args import lookup, shell_of, usage_errors, variable_name
-from nbops.magics.session import KernelSession
+from nbops.magics.session import SessionMagics
 from nbops.syntax import parse_line
 
 
 @magics_class
-class SnapshotMagics(Magics):
+class SnapshotMagics(SessionMagics):
     """Dataset snapshots from a notebook.
 
     Settings (``%config SnapshotMagics`` or ``ipython_config.py``)::
@@ -28,10 +28,6 @@ class SnapshotMagics(Magics):
         True,
         help="After %snapshot, compare the new version with the previous one and show a one-line summary.",
     ).tag(config=True)
-
-    def __init__(self, shell: Any, session: KernelSession) -> None:
-        super().__init__(shell)
-        self.session = session
 
     @no_var_expand
     @syntax.declare("snapshot")

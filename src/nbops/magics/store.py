@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from IPython.core.magic import line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]  # public, not in its __all__
 
 from nbops.magics._args import usage_errors
-from nbops.magics.session import KernelSession
+from nbops.magics.session import KernelSession, SessionMagics
 
 
 def _parser() -> MagicArgumentParser:
@@ -24,12 +24,11 @@ def _parser() -> MagicArgumentParser:
 
 
 @magics_class
-class StoreMagics(Magics):
+class StoreMagics(SessionMagics):
     """``%nbops``: show the kernel's store, or switch it with ``%nbops use PATH``."""
 
     def __init__(self, shell: Any, session: KernelSession) -> None:
-        super().__init__(shell)
-        self.session = session
+        super().__init__(shell, session)
         self.parser = _parser()
 
     @no_var_expand

@@ -5,21 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic import line_cell_magic, magics_class, no_var_expand
 
 from nbops import syntax
 from nbops.magics._args import shell_of, usage_errors
-from nbops.magics.session import KernelSession
+from nbops.magics.session import KernelSession, SessionMagics
 from nbops.syntax import parse_line
 
 
 @magics_class
-class TrackingMagics(Magics):
+class TrackingMagics(SessionMagics):
     """``%%track`` and ``%track start|stop``, on the kernel's store."""
 
     def __init__(self, shell: Any, session: KernelSession) -> None:
-        super().__init__(shell)
-        self.session = session
+        super().__init__(shell, session)
         self.run: Any = None  # the run %track start opened
 
     @no_var_expand
