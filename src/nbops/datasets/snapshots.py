@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import sqlalchemy as sa
 
 from nbops.core import _faults, lineage
 from nbops.core import catalog as cat
@@ -27,10 +26,12 @@ from nbops.core.columns import arrow_from_pandas, author, object_rows, publish_c
 from nbops.core.hashing import column_digest, combine_digest
 from nbops.core.names import validate_name
 from nbops.core.refs import ColumnChange, SnapshotDiff, SnapshotRef, parse_ref
+from nbops.core.repository import datasets as records
 from nbops.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
     from nbops.store import Store
 
@@ -107,13 +108,8 @@ def snapshot(
     reads = store.take_reads()
     # Writers of this name run one at a time, so the next version number is this writer's alone.
     with store.catalog.write(("dataset", name)) as conn:
-        dataset_id = _get_or_create_dataset(store, conn, name, now)
-        latest_version, latest_digest = conn.execute(
-            sa.select(cat.snapshots.c.version, cat.snapshots.c.digest)
-            .where(cat.snapshots.c.dataset_id == dataset_id)
-            .order_by(cat.snapshots.c.version.desc())
-            .limit(1)
-        ).first() or (0, None)
+        dataset_id = records.get_or_create_dataset(store.catalog, conn, name, now)
+        latest_version, latest_digest = records.latest_version(conn, dataset_id)
         if latest_digest == digest:  # another writer committed the same content meanwhile
             row = _version_row(conn, name, dataset_id, latest_version)
             lineage.mark_written(data, store.root, "snapshot", f"{name}@{latest_version}")
@@ -124,28 +120,18 @@ def snapshot(
             object_rows(store, table, digests, now),
         )
         version = latest_version + 1
-        result = conn.execute(
-            cat.snapshots.insert().values(
-                dataset_id=dataset_id,
-                version=version,
-                digest=digest,
-                rows=table.num_rows,
-                n_columns=table.num_columns,
-                arrow_schema=table.schema.serialize().to_pybytes(),
-                message=message,
-                author=author(),
-                host=socket.gethostname(),
-                bytes_written=bytes_written,
-                created=now,
-            )
-        )
-        snapshot_id = cat.inserted_id(result)
-        conn.execute(
-            cat.snapshot_columns.insert(),
-            [
-                {"snapshot_id": snapshot_id, "position": i, "name": field.name, "object_digest": d}
-                for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
-            ],
+        records.insert_version(
+            conn,
+            dataset_id,
+            version,
+            digest,
+            table,
+            digests,
+            message,
+            author(),
+            socket.gethostname(),
+            bytes_written,
+            now,
         )
         every_parent = [*reads, *derived_from, *lineage.made_by(store.context), *parents]
         lineage.add_edges(store.catalog, conn, ("snapshot", f"{name}@{version}"), every_parent, now)
@@ -167,40 +153,20 @@ def snapshot(
     )
 
 
-def _get_or_create_dataset(store: Store, conn: sa.Connection, name: str, now: Any) -> int:
-    store.catalog.insert_ignore(conn, cat.datasets, [{"name": name, "created": now}])
-    return int(conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar_one())
-
-
 # -- reading -------------------------------------------------------------------
-def _known_names(conn: sa.Connection) -> list[str]:
-    return list(conn.execute(sa.select(cat.datasets.c.name).order_by(cat.datasets.c.name)).scalars())
-
-
 def _dataset_id(conn: sa.Connection, name: str) -> int:
-    dataset_id = conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar()
+    dataset_id = records.dataset_id(conn, name)
     if dataset_id is None:
-        known = _known_names(conn)
+        known = records.dataset_names(conn)
         listing = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none yet"
         raise NotFoundError(f"no snapshot named {name!r}; known: {listing}")
     return int(dataset_id)
 
 
 def _version_row(conn: sa.Connection, name: str, dataset_id: int, version: int | None) -> sa.Row[Any]:
-    query = sa.select(cat.snapshots).where(cat.snapshots.c.dataset_id == dataset_id)
-    if version is None:
-        query = query.order_by(cat.snapshots.c.version.desc()).limit(1)
-    else:
-        query = query.where(cat.snapshots.c.version == version)
-    row = conn.execute(query).first()
+    row = records.version_row(conn, dataset_id, version)
     if row is None:
-        versions = list(
-            conn.execute(
-                sa.select(cat.snapshots.c.version)
-                .where(cat.snapshots.c.dataset_id == dataset_id)
-                .order_by(cat.snapshots.c.version)
-            ).scalars()
-        )
+        versions = records.version_numbers(conn, dataset_id)
         have = f"versions {versions[0]}..{versions[-1]}" if versions else "no versions"
         raise NotFoundError(f"snapshot {name!r} has no version {version}; it has {have}")
     return row
@@ -208,28 +174,15 @@ def _version_row(conn: sa.Connection, name: str, dataset_id: int, version: int |
 
 def _latest_row(store: Store, name: str) -> sa.Row[Any] | None:
     with store.catalog.read() as conn:
-        dataset_id = conn.execute(sa.select(cat.datasets.c.id).where(cat.datasets.c.name == name)).scalar()
-        if dataset_id is None:
-            return None
-        return conn.execute(
-            sa.select(cat.snapshots)
-            .where(cat.snapshots.c.dataset_id == dataset_id)
-            .order_by(cat.snapshots.c.version.desc())
-            .limit(1)
-        ).first()
+        dataset_id = records.dataset_id(conn, name)
+        return None if dataset_id is None else records.version_row(conn, dataset_id, None)
 
 
 def _resolve(store: Store, name: str, version: int | str | None) -> tuple[str, sa.Row[Any], list[str]]:
     name, number = parse_ref(name, version, _KIND)
     with store.catalog.read() as conn:
         row = _version_row(conn, name, _dataset_id(conn, name), number)
-        digests = list(
-            conn.execute(
-                sa.select(cat.snapshot_columns.c.object_digest)
-                .where(cat.snapshot_columns.c.snapshot_id == row.id)
-                .order_by(cat.snapshot_columns.c.position)
-            ).scalars()
-        )
+        digests = records.column_digests(conn, row.id)
     return name, row, digests
 
 
@@ -285,20 +238,17 @@ def history(store: Store, name: str) -> pd.DataFrame:
 
     name, _ = parse_ref(name, None, _KIND)
     with store.catalog.read() as conn:
-        dataset_id = _dataset_id(conn, name)
-        rows = conn.execute(
-            sa.select(cat.snapshots).where(cat.snapshots.c.dataset_id == dataset_id).order_by(cat.snapshots.c.version)
-        ).all()
+        versions = records.version_rows(conn, _dataset_id(conn, name))
     return pd.DataFrame(
         {
-            "version": [r.version for r in rows],
-            "digest": [r.digest for r in rows],
-            "rows": [r.rows for r in rows],
-            "columns": [r.n_columns for r in rows],
-            "created": pd.to_datetime([cat.as_utc(r.created) for r in rows], utc=True),
-            "message": [r.message for r in rows],
-            "author": [r.author for r in rows],
-            "bytes_written": [r.bytes_written for r in rows],
+            "version": [r.version for r in versions],
+            "digest": [r.digest for r in versions],
+            "rows": [r.rows for r in versions],
+            "columns": [r.n_columns for r in versions],
+            "created": pd.to_datetime([cat.as_utc(r.created) for r in versions], utc=True),
+            "message": [r.message for r in versions],
+            "author": [r.author for r in versions],
+            "bytes_written": [r.bytes_written for r in versions],
         }
     )
 
@@ -307,29 +257,17 @@ def datasets(store: Store) -> pd.DataFrame:
     """One row per dataset, by name: versions, latest version, its rows, columns, time and digest."""
     import pandas as pd
 
-    s, d = cat.snapshots, cat.datasets
-    latest = (
-        sa.select(s.c.dataset_id, sa.func.max(s.c.version).label("latest"), sa.func.count().label("versions"))
-        .group_by(s.c.dataset_id)
-        .subquery()
-    )
-    query = (
-        sa.select(d.c.name, latest.c.versions, latest.c.latest, s.c.rows, s.c.n_columns, s.c.created, s.c.digest)
-        .join(latest, latest.c.dataset_id == d.c.id)
-        .join(s, sa.and_(s.c.dataset_id == d.c.id, s.c.version == latest.c.latest))
-        .order_by(d.c.name)
-    )
     with store.catalog.read() as conn:
-        rows = conn.execute(query).all()
+        latest = records.latest_per_dataset(conn)
     return pd.DataFrame(
         {
-            "name": [r.name for r in rows],
-            "versions": [r.versions for r in rows],
-            "latest": [r.latest for r in rows],
-            "rows": [r.rows for r in rows],
-            "columns": [r.n_columns for r in rows],
-            "updated": pd.to_datetime([cat.as_utc(r.created) for r in rows], utc=True),
-            "digest": [r.digest for r in rows],
+            "name": [r.name for r in latest],
+            "versions": [r.versions for r in latest],
+            "latest": [r.latest for r in latest],
+            "rows": [r.rows for r in latest],
+            "columns": [r.n_columns for r in latest],
+            "updated": pd.to_datetime([cat.as_utc(r.created) for r in latest], utc=True),
+            "digest": [r.digest for r in latest],
         }
     )
 
