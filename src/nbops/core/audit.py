@@ -108,6 +108,16 @@ def record_read(store: Store, kind: str, ref: str) -> None:
         conn.execute(sa.insert(audit_events), [event_row("read", kind, ref)])
 
 
+def event_rows(conn: sa.Connection, name: str | None, since: dt.datetime | None) -> list[Any]:
+    """The audit rows, oldest first; of one ``name`` and/or at or after ``since`` (naive UTC)."""
+    query = sa.select(audit_events).order_by(audit_events.c.id)
+    if name is not None:
+        query = query.where(audit_events.c.name == name)
+    if since is not None:
+        query = query.where(audit_events.c.at >= since)
+    return list(conn.execute(query).all())
+
+
 __all__ = [
     "IDENTITY_ENV",
     "READONLY_ENV",
@@ -115,6 +125,7 @@ __all__ = [
     "audit_events",
     "check_writable",
     "event_row",
+    "event_rows",
     "identity",
     "readonly",
     "record_read",

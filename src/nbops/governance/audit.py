@@ -9,9 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from nbops.core.audit import audit_events
+from nbops.core.audit import event_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,13 +21,8 @@ def events(store: Store, name: str | None = None, since: dt.datetime | str | Non
     """The audit trail, oldest first: at (UTC), actor, host, action, kind, name, version."""
     import pandas as pd
 
-    query = sa.select(audit_events).order_by(audit_events.c.id)
-    if name is not None:
-        query = query.where(audit_events.c.name == name)
-    if since is not None:
-        query = query.where(audit_events.c.at >= _naive_utc(since))
     with store.catalog.read() as conn:
-        rows = conn.execute(query).all()
+        rows = event_rows(conn, name, None if since is None else _naive_utc(since))
     columns = ["at", "actor", "host", "action", "kind", "name", "version"]
     frame = pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)
     frame["at"] = (

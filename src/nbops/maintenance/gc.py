@@ -31,23 +31,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from nbops.core import catalog as cat
 from nbops.core.objects.base import Handle, ObjectFiles
 from nbops.core.objects.local import ObjectStore
+from nbops.core.repository import maintenance as records
 from nbops.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from nbops.store import Store
-
-
-def live_digests(conn: sa.Connection) -> set[str]:
-    """Every object digest that a stored version or commit refers to."""
-    live: set[str] = set()
-    for table in (cat.snapshot_columns, cat.feature_commit_columns):
-        live.update(conn.execute(sa.select(table.c.object_digest).distinct()).scalars())
-    return live
 
 
 @dataclass
@@ -102,7 +94,7 @@ def _collect(
     report = GcReport(dry_run=dry_run)
     transaction = store.catalog.read() if dry_run else store.catalog.write()
     with transaction as conn:
-        live = live_digests(conn)
+        live = records.live_digests(conn)
         on_disk = list(objects.iter_objects())
         if not live and on_disk and not empty_catalog:
             raise IntegrityError(
@@ -159,9 +151,7 @@ def _writer_alive(tmp: Any) -> bool:
 def _drop_unreferenced_rows(conn: sa.Connection, live: Iterable[str]) -> None:
     """Rows of the objects index that no version refers to (their files are gone or orphans)."""
     live = set(live)
-    stale = [d for d in conn.execute(sa.select(cat.objects.c.digest)).scalars() if d not in live]
-    for start in range(0, len(stale), 500):
-        conn.execute(cat.objects.delete().where(cat.objects.c.digest.in_(stale[start : start + 500])))
+    records.drop_object_rows(conn, [d for d in records.object_digests(conn) if d not in live])
 
 
 def _refuse_linked_folders(store: Store) -> None:

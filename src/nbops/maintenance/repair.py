@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from nbops.core import catalog as cat
 from nbops.core.columns import object_is_sound, publish_column, read_verified, users_of
+from nbops.core.repository import maintenance as records
 from nbops.errors import BadObjectError, StoreError
 
 if TYPE_CHECKING:
@@ -87,19 +85,16 @@ def _referenced_objects(store: Store) -> dict[str, pa.DataType]:
     import pyarrow as pa
 
     types: dict[str, pa.DataType] = {}
+    schemas: dict[bytes, pa.Schema] = {}
     with store.catalog.read() as conn:
-        for table, columns, key in (
-            (cat.snapshots, cat.snapshot_columns, cat.snapshot_columns.c.snapshot_id),
-            (cat.feature_commits, cat.feature_commit_columns, cat.feature_commit_columns.c.commit_id),
-        ):
-            schemas = {
-                r.id: pa.ipc.read_schema(pa.py_buffer(r.arrow_schema))
-                for r in conn.execute(sa.select(table.c.id, table.c.arrow_schema))
-            }
-            for owner, position, digest in conn.execute(sa.select(key, columns.c.position, columns.c.object_digest)):
-                schema = schemas.get(owner)
-                if schema is not None and position < len(schema):
-                    types.setdefault(digest, schema.field(position).type)
+        for schema_bytes, position, digest in records.referenced_columns(conn):
+            if schema_bytes is None:
+                continue
+            if schema_bytes not in schemas:
+                schemas[schema_bytes] = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+            schema = schemas[schema_bytes]
+            if position < len(schema):
+                types.setdefault(digest, schema.field(position).type)
     return dict(sorted(types.items()))
 
 

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import sqlalchemy as sa
 
-from nbops.core import catalog as cat
 from nbops.core.columns import read_column, users_of
 from nbops.core.hashing import combine_digest
+from nbops.core.repository import maintenance as records
 from nbops.errors import CorruptDataError, IntegrityError
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from nbops.store import Store
 
 
@@ -33,42 +34,10 @@ class _StoredTable:
 
 
 def _stored_tables(conn: sa.Connection) -> list[_StoredTable]:
-    tables: list[_StoredTable] = []
-    snapshot_columns: dict[int, list[str]] = {}
-    for sid, digest in conn.execute(
-        sa.select(cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.object_digest).order_by(
-            cat.snapshot_columns.c.snapshot_id, cat.snapshot_columns.c.position
-        )
-    ):
-        snapshot_columns.setdefault(sid, []).append(digest)
-    for row in conn.execute(
-        sa.select(
-            cat.snapshots.c.id,
-            cat.datasets.c.name,
-            cat.snapshots.c.version,
-            cat.snapshots.c.digest,
-            cat.snapshots.c.arrow_schema,
-        ).join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
-    ):
-        schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
-        tables.append(_StoredTable(f"{row.name}@{row.version}", row.digest, schema, snapshot_columns.get(row.id, [])))
-
-    commit_columns: dict[int, list[str]] = {}
-    fc = cat.feature_commit_columns
-    for cid, digest in conn.execute(
-        sa.select(fc.c.commit_id, fc.c.object_digest).order_by(fc.c.commit_id, fc.c.position)
-    ):
-        commit_columns.setdefault(cid, []).append(digest)
-    c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
-    for commit in conn.execute(
-        sa.select(c.c.id, g.c.name, v.c.version, c.c.commit_no, c.c.digest, c.c.arrow_schema)
-        .join(v, v.c.id == c.c.group_version_id)
-        .join(g, g.c.id == v.c.group_id)
-    ):
-        schema = pa.ipc.read_schema(pa.py_buffer(commit.arrow_schema))
-        label = f"{commit.name}:{commit.version}@{commit.commit_no}"
-        tables.append(_StoredTable(label, commit.digest, schema, commit_columns.get(commit.id, [])))
-    return tables
+    return [
+        _StoredTable(label, digest, pa.ipc.read_schema(pa.py_buffer(schema)), columns)
+        for label, digest, schema, columns in records.stored_versions(conn)
+    ]
 
 
 @dataclass
@@ -130,7 +99,7 @@ def verify(store: Store) -> VerifyReport:
     """Recompute every version's digest, re-read and re-hash every object, and check the catalog (``nbops verify``)."""
     report = VerifyReport()
     with store.catalog.read() as conn:
-        known = set(conn.execute(sa.select(cat.objects.c.digest)).scalars())
+        known = set(records.object_digests(conn))
         tables = _stored_tables(conn)
 
     object_types: dict[str, pa.DataType] = {}

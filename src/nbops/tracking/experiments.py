@@ -75,8 +75,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from nbops._version import __version__
 from nbops.core import _faults, lineage
 from nbops.core import catalog as cat
@@ -1106,24 +1104,16 @@ def _resolve_head(git: Path) -> str | None:
 # -- inputs and lineage ------------------------------------------------------------------
 def artifact_digest(store: Store, kind: str, ref: str) -> tuple[str, int | None]:
     """(digest, rows) of a snapshot ``name@v`` or a feature commit ``group:v@c``."""
+    from nbops.core import repository
+
     with store.catalog.read() as conn:
         if kind == "snapshot":
             name, version = ref.rsplit("@", 1)
-            row = conn.execute(
-                sa.select(cat.snapshots.c.digest, cat.snapshots.c.rows)
-                .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
-                .where(cat.datasets.c.name == name, cat.snapshots.c.version == int(version))
-            ).first()
+            row = repository.snapshot_digest(conn, name, int(version))
         elif kind == "feature_commit":
             group_version, commit = ref.rsplit("@", 1)
             group, version = group_version.split(":")
-            c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
-            row = conn.execute(
-                sa.select(c.c.digest, c.c.total_rows)
-                .join(v, v.c.id == c.c.group_version_id)
-                .join(g, g.c.id == v.c.group_id)
-                .where(g.c.name == group, v.c.version == int(version), c.c.commit_no == int(commit))
-            ).first()
+            row = repository.commit_digest(conn, group, int(version), int(commit))
         else:
             row = None
     if row is None:

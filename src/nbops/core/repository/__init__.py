@@ -47,6 +47,26 @@ def has_object(catalog: Catalog, digest: str) -> bool:
     return row is not None
 
 
+def snapshot_digest(conn: sa.Connection, name: str, version: int) -> Any:
+    """``(digest, rows)`` of snapshot ``name@version`` (a row), or None."""
+    return conn.execute(
+        sa.select(cat.snapshots.c.digest, cat.snapshots.c.rows)
+        .join(cat.datasets, cat.datasets.c.id == cat.snapshots.c.dataset_id)
+        .where(cat.datasets.c.name == name, cat.snapshots.c.version == version)
+    ).first()
+
+
+def commit_digest(conn: sa.Connection, group: str, version: int, commit: int) -> Any:
+    """``(digest, total rows)`` of feature commit ``group:version@commit`` (a row), or None."""
+    c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
+    return conn.execute(
+        sa.select(c.c.digest, c.c.total_rows)
+        .join(v, v.c.id == c.c.group_version_id)
+        .join(g, g.c.id == v.c.group_id)
+        .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
+    ).first()
+
+
 # -- feature commits -----------------------------------------------------------------------
 def commit_detail(catalog: Catalog, group: str, version: int, commit: int) -> Any:
     """Expectations, statistics, validation, lineage and sizes of one commit (a row), or None."""
