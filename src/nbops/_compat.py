@@ -36,7 +36,7 @@ MOVED = {
     "nbops.markers": "nbops.core.markers",
     "nbops.migrate": "nbops.admin.migrate",
     "nbops.migrate_runs": "nbops.admin.migrate_runs",
-    "nbops.migrations": "nbops.core.migrations",
+    "nbops.migrations": "nbops.core.catalog.migrations",
     "nbops.names": "nbops.core.names",
     "nbops.objects": "nbops.core.objects.local",
     "nbops.objects_remote": "nbops.core.objects.remote",

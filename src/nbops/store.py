@@ -128,7 +128,7 @@ class Store:
         url = _catalog_for(root, configured_catalog(catalog), recorded, embedded)
         # A server catalog is reached (and migrated) before anything is written
         # here, so that a wrong URL or password leaves no half-made store behind.
-        server_catalog = Catalog(url) if url is not None else None
+        server_catalog = cat.open_catalog(url) if url is not None else None
         try:
             root.mkdir(parents=True, exist_ok=True)
             if server_catalog is not None and recorded is None:

@@ -112,7 +112,7 @@ def migrate(root: str | os.PathLike[str], to: str, dry_run: bool = False) -> Mig
     if dry_run:
         return report
 
-    destination = cat.Catalog(url)  # creates the head schema on an empty database
+    destination = cat.open_catalog(url)  # creates the head schema on an empty database
     source = cat.Catalog.for_store_root(root)  # at head (checked), so this migrates nothing
     try:
         # The SQLite write lock is held from the copy until the marker is written,

@@ -1,23 +1,10 @@
-"""The catalog: every dataset, version and object the store holds, in SQL.
+"""The catalog's tables, its one interface (:class:`Catalog`) and what every backend shares.
 
-The catalog is the commit point of the store: data files are published first,
-then one catalog transaction makes a version visible.  It goes through
-SQLAlchemy Core so that the same queries and the same Alembic migrations
-(``nbops/migrations``) run on the embedded SQLite file and on a shared
-PostgreSQL server; opening a catalog upgrades it to the head revision under
-the write lock.
-
-Every write transaction reads the latest version of something and inserts the
-next one, so writers of the same thing must be serialised:
-
-- on SQLite, WAL (readers never block the writer), a busy timeout, and
-  ``BEGIN IMMEDIATE``: the database's one write lock is taken at the start;
-- on PostgreSQL, transaction-scoped advisory locks taken first thing in the
-  transaction: ``write(("dataset", name))`` locks that one name (and shares a
-  catalog-wide lock), ``write()`` without a name takes the catalog-wide lock
-  exclusively, like ``BEGIN IMMEDIATE``.  Under READ COMMITTED every statement
-  after the lock sees what earlier holders committed.  The unique constraints
-  on (parent, number) stay as the last line of defence.
+Tables and queries are SQLAlchemy Core, the same on every backend; schema
+revisions are Alembic migrations (``nbops/core/catalog/migrations``), run when a
+catalog is opened, under the write lock.  How writers are serialised, how
+rows are inserted if absent and how the database checks itself are each
+backend's (:mod:`.sqlite`, :mod:`.postgres`).
 
 Passwords: ``Catalog.url`` and every message name the server, the database and
 the user, never the password (see :func:`public_url`).
@@ -26,18 +13,16 @@ the user, never the password (see :func:`public_url`).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from nbops.core._sqlite import use_wal
 from nbops.errors import CatalogError, ReadOnlyError, StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
@@ -51,11 +36,6 @@ CATALOG_FILE = "catalog.db"
 APPLICATION_ID = 0x6E626F70
 #: Tables every nbops catalog has had since its first revision.
 CORE_TABLES = frozenset({"alembic_version", "datasets", "objects", "snapshots", "snapshot_columns"})
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_RESTORE_HINT = (
-    "nbops leaves it as it is. Restore the file from a backup, or open another folder "
-    "(a new store is made in a folder that does not exist or is empty)"
-)
 #: How long opening waits for a PostgreSQL server that does not answer.
 CONNECT_TIMEOUT_SECONDS = 10
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+psycopg")
@@ -266,24 +246,38 @@ def same_catalog(a: str | sa.URL, b: str | sa.URL) -> bool:
     return identity(catalog_url(a)) == identity(catalog_url(b))
 
 
-def _lock_key(kind: str, name: str) -> int:
-    """A 64-bit advisory-lock key for one name (a collision only serialises two writers)."""
-    digest = hashlib.blake2b(f"nbops\0{kind}\0{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+class Catalog(ABC):
+    """Connections and transactions on one catalog database: the interface of every catalog backend.
 
+    ``Catalog(url)`` is the implementation for the URL's database, chosen by
+    its SQLAlchemy backend name: :class:`~nbops.core.catalog.sqlite.SqliteCatalog`
+    (the embedded ``catalog.db``) or
+    :class:`~nbops.core.catalog.postgres.PostgresCatalog`.  A backend is one
+    module with a subclass that sets :attr:`backend` and implements the
+    abstract methods; the tables and queries are SQLAlchemy Core, the same on
+    every backend.
+    """
 
-#: Held shared by every named write, exclusively by unnamed writes and migrations.
-_CATALOG_LOCK = _lock_key("catalog", "")
+    #: The SQLAlchemy backend name an implementation serves (``sqlite``, ``postgresql``).
+    backend: ClassVar[str]
+    _implementations: ClassVar[dict[str, type[Catalog]]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backend" in cls.__dict__:
+            Catalog._implementations[cls.backend] = cls
 
-class Catalog:
-    """Connections and transactions on one catalog database."""
+    def __new__(cls, url: str | sa.URL) -> Catalog:
+        """``Catalog(url)`` is the backend's class for ``url`` (:func:`open_catalog` says so to type checkers)."""
+        if cls is Catalog:
+            cls = implementation(catalog_url(url))
+        return super().__new__(cls)
 
     def __init__(self, url: str | sa.URL) -> None:
         self._url = catalog_url(url)
         #: Safe to show: no password.
         self.url = public_url(self._url)
-        self.engine = _create_engine(self._url)
+        self.engine = self.create_engine(self._url)
         try:
             self._ensure_schema()
         except BaseException:
@@ -292,21 +286,8 @@ class Catalog:
 
     @classmethod
     def for_store_root(cls, root: Path) -> Catalog:
-        """The embedded catalog of the store folder ``root``, created if the folder has none.
-
-        An existing file must be an nbops catalog (:func:`check_catalog_file`);
-        a new one is built under a temporary name and linked into place whole,
-        so that ``catalog.db`` never exists half made (and an empty file is
-        never a store being created, but a damaged one).
-        """
-        path = root / CATALOG_FILE
-        if not path.exists():
-            _create_catalog_file(path)
-        check_catalog_file(path)
-        try:
-            return cls(f"sqlite:///{path}")
-        except sa.exc.DatabaseError as exc:
-            raise CatalogError(f"{path} is damaged ({_first_line(exc.orig or exc)}); {_RESTORE_HINT}") from None
+        """The embedded catalog of the store folder ``root``, created if the folder has none (see the SQLite backend)."""
+        return Catalog._implementations["sqlite"].for_store_root(root)
 
     @property
     def is_sqlite(self) -> bool:
@@ -318,15 +299,34 @@ class Catalog:
         """Whether the catalog is on a PostgreSQL server."""
         return self.engine.dialect.name == "postgresql"
 
+    @staticmethod
+    @abstractmethod
+    def create_engine(url: sa.URL) -> Engine:
+        """The SQLAlchemy engine for ``url``, set up for this backend (timeouts, pragmas, how writes begin)."""
+
+    @abstractmethod
     def describe(self) -> str:
         """Where the catalog is, for messages: the database, server and user (no password)."""
-        if self.is_sqlite:
-            return f"the catalog {self._url.database}"
-        host = self._url.host or self._url.query.get("host") or "localhost"
-        return (
-            f"the catalog database {self._url.database!r} on {host}:{self._url.port or 5432}"
-            f" as user {self._url.username!r}"
-        )
+
+    @abstractmethod
+    def lock(self, conn: Connection, names: tuple[tuple[str, str], ...]) -> None:
+        """At the start of a write transaction: serialise the writers of ``names`` (all writers when empty)."""
+
+    @abstractmethod
+    def insert_ignore(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping those whose primary or unique key exists (race-free)."""
+
+    def storage_problems(self, conn: Connection) -> tuple[list[str], bool]:
+        """What the database engine itself finds wrong, and whether the catalog's own checks can run after."""
+        return [], True
+
+    def connect_error(self, exc: sa.exc.DBAPIError) -> Exception | None:
+        """The error to raise when the first connection fails (None: raise the driver's)."""
+        return None
+
+    @abstractmethod
+    def after_migrations(self, conn: Connection) -> None:
+        """Mark a catalog this nbops created or upgraded, inside the migrating transaction."""
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -353,8 +353,7 @@ class Catalog:
             conn.execution_options(nbops_write=True)
             try:
                 with conn.begin():
-                    if self.is_postgresql:
-                        _advisory_locks(conn, names)
+                    self.lock(conn, names)
                     yield conn
             except sa.exc.ProgrammingError as exc:
                 if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
@@ -363,21 +362,6 @@ class Catalog:
                     f"{self.describe()} may read but not write ({self._reason(exc)}); "
                     "a writing role needs the grants in docs/team.md"
                 ) from None
-
-    def insert_ignore(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """Insert rows, skipping those whose primary or unique key exists (race-free)."""
-        if not rows:
-            return
-        if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-
-            # Two transactions inserting the same keys in different orders would
-            # wait for each other's uncommitted rows: always insert in key order.
-            key = _conflict_columns(table)
-            rows = sorted(rows, key=lambda row: tuple(str(row.get(c)) for c in key))
-        conn.execute(dialect_insert(table).on_conflict_do_nothing(), rows)
 
     def schema_revision(self) -> str | None:
         """The schema's Alembic revision (``SCHEMA_HEAD`` when up to date), None for a database without one."""
@@ -398,17 +382,10 @@ class Catalog:
         """
         problems: list[str] = []
         with self.read() as conn:
-            if self.is_sqlite:
-                try:
-                    checks = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
-                    if checks != ["ok"]:
-                        problems += [f"quick_check: {c}" for c in checks[:20]]
-                    bad_keys = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    problems += [
-                        f"foreign key: row {r[1]} of {r[0]} refers to a missing {r[2]} row" for r in bad_keys[:20]
-                    ]
-                except sa.exc.DatabaseError as exc:
-                    return [f"the database cannot be read: {_first_line(exc.orig or exc)}"]
+            found, readable = self.storage_problems(conn)
+            problems += found
+            if not readable:
+                return problems
             revision = current_revision(conn)
             if revision != SCHEMA_HEAD:
                 problems.append(f"schema revision {revision!r}, expected {SCHEMA_HEAD!r}")
@@ -460,11 +437,10 @@ class Catalog:
         try:
             revision = self.schema_revision()
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            if self.is_sqlite:
+            error = self.connect_error(exc)
+            if error is None:
                 raise
-            reason = self._reason(exc)
-            hint = "; give the password in PGPASSWORD, ~/.pgpass or the catalog URL" if "password" in reason else ""
-            raise StoreError(f"cannot connect to {self.describe()}: {reason}{hint}") from None
+            raise error from None
         if revision == SCHEMA_HEAD:
             return
         with self.write() as conn:
@@ -484,8 +460,7 @@ class Catalog:
                     f"does not know (it knows up to {SCHEMA_HEAD!r}); upgrade nbops"
                 )
             _run_migrations(conn)
-            if self.is_sqlite:
-                conn.exec_driver_sql(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.after_migrations(conn)
 
     def _reason(self, exc: sa.exc.DBAPIError) -> str:
         """The driver's own words (first lines), with the password removed should it appear."""
@@ -496,63 +471,18 @@ class Catalog:
         return redact_text(reason, *url_secrets(self._url.render_as_string(hide_password=False)))
 
 
-def check_catalog_file(path: Path) -> None:
-    """Refuse, with one line naming the file, anything at ``path`` that is not an nbops SQLite catalog.
+def open_catalog(url: str | sa.URL) -> Catalog:
+    """The catalog at ``url``, on the backend for its database (its schema upgraded to the head revision)."""
+    parsed = catalog_url(url)
+    return implementation(parsed)(parsed)
 
-    Empty (0 bytes), not SQLite at all, SQLite but another program's
-    database, or SQLite that cannot be read: each is a :class:`CatalogError`,
-    and the file is only read (opened read-only), never migrated or
-    initialised over.
-    """
-    import sqlite3
 
-    if path.is_symlink() or not path.is_file():
-        raise CatalogError(f"{path} is not a regular file; {_RESTORE_HINT}")
-    with open(path, "rb") as f:
-        header = f.read(100)
-    if not header:
-        raise CatalogError(f"{path} is empty (0 bytes), so it is not an nbops catalog; {_RESTORE_HINT}")
-    if not header.startswith(_SQLITE_HEADER) or len(header) < 100:
-        raise CatalogError(f"{path} is not a SQLite database (corrupt, or another kind of file); {_RESTORE_HINT}")
-    application_id = int.from_bytes(header[68:72], "big")
+def implementation(url: sa.URL) -> type[Catalog]:
+    """The :class:`Catalog` subclass that serves ``url``'s database."""
     try:
-        # Read-only and without the WAL index, so that looking creates no file beside it either.
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-        try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            revision = (
-                conn.execute("SELECT version_num FROM alembic_version").fetchone()
-                if "alembic_version" in tables
-                else None
-            )
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise CatalogError(f"{path} is damaged ({_first_line(exc)}); {_RESTORE_HINT}") from None
-    if application_id == APPLICATION_ID:
-        return
-    if application_id != 0 or not tables >= CORE_TABLES or revision is None:
-        what = f"tables: {', '.join(sorted(tables)[:8])}" if tables else "no tables"
-        raise CatalogError(f"{path} is a SQLite database but not an nbops catalog ({what}); {_RESTORE_HINT}")
-
-
-def _create_catalog_file(path: Path) -> None:
-    """Build a new catalog under a temporary name beside ``path``, then link it into place (never over a file).
-
-    Two processes making the same new store both build one; the first link
-    wins and the other's copy is dropped, so ``path`` is always whole.
-    """
-    import os
-    import uuid
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        Catalog(f"sqlite:///{tmp}").dispose()
-        with suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-            leftover.unlink(missing_ok=True)
+        return Catalog._implementations[url.get_backend_name()]
+    except KeyError:
+        raise StoreError(f"no catalog backend for {url.get_backend_name()!r} databases") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -571,16 +501,6 @@ def _conflict_columns(table: sa.Table) -> list[str]:
     return [c.name for c in table.columns if c.unique] or primary
 
 
-def _advisory_locks(conn: Connection, names: tuple[tuple[str, str], ...]) -> None:
-    if not names:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CATALOG_LOCK})
-        return
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _CATALOG_LOCK})
-    # Always in the same order, so that two multi-name writers cannot deadlock.
-    for key in sorted({_lock_key(kind, name) for kind, name in names}):
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
 def current_revision(conn: Connection) -> str | None:
     """The catalog's schema revision (``SCHEMA_HEAD`` when up to date), None for a database without one."""
     if not sa.inspect(conn).has_table("alembic_version"):
@@ -596,43 +516,6 @@ def _run_migrations(conn: Connection) -> None:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.attributes["connection"] = conn
     command.upgrade(config, "head")
-
-
-def _create_engine(url: sa.URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        if url.drivername == "postgresql+psycopg":
-            try:
-                import psycopg  # noqa: F401 - imported here only to say how to install it
-            except ImportError:
-                raise StoreError(
-                    "a PostgreSQL catalog needs the psycopg driver: pip install 'nbops[postgres]'"
-                ) from None
-        return sa.create_engine(
-            url,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "nbops"},
-        )
-    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide where transactions begin.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-        use_wal(dbapi_connection, BUSY_TIMEOUT_SECONDS)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("nbops_write"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
-
-    return engine
 
 
 #: Any value but empty, 0, false or no makes this process read-only: every write is refused.
