@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # pgserver: the tests' throwaway PostgreSQL
 
 import pandas as pd
+from _features.data import GROUPS, TIME, make_group, make_spine, ours, register_groups
 from _harness import (
     fmt_bytes,
     git_state,
@@ -49,8 +50,7 @@ from _harness import (
     reset_peak,
     status_kib,
 )
-from features import GROUPS, TIME, make_group, make_spine, ours, register_groups
-from snapshot import make_frame
+from _snapshot.data import make_frame
 
 import nbops
 

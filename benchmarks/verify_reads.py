@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import fmt_bytes, loadavg, process_peak_bytes, release_memory  # noqa: E402
-from snapshot import Op, make_frame, run_interleaved  # noqa: E402
+from _snapshot.data import make_frame  # noqa: E402
+from _snapshot.measure import Op, run_interleaved  # noqa: E402
 
 import nbops  # noqa: E402
 from nbops.core.columns import workers  # noqa: E402

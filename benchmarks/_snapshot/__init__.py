@@ -1,0 +1,1 @@
+"""The parts of benchmarks/snapshot.py: its frame, its measuring and reporting helpers, its run."""
