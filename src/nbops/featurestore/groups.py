@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlalchemy as sa
 
 from nbops.core import _faults, lineage
 from nbops.core import catalog as cat
@@ -59,11 +58,13 @@ from nbops.core.columns import arrow_from_pandas, author, object_rows, publish_c
 from nbops.core.hashing import column_digest, combine_digest
 from nbops.core.names import validate_name
 from nbops.core.refs import _table_html
+from nbops.core.repository import featurestore as records
 from nbops.errors import DuplicateKeysError, InvalidInputError, NotFoundError, SchemaChangeError
 from nbops.featurestore import online as online_store
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
     from nbops.store import Store
 
@@ -387,10 +388,7 @@ def _register_features(
 
     # Writers of this group run one at a time: its next version and commit numbers are this writer's alone.
     with store.catalog.write(("feature_group", group)) as conn:
-        store.catalog.insert_ignore(conn, cat.feature_groups, [{"name": group, "created": now}])
-        group_id = conn.execute(
-            sa.select(cat.feature_groups.c.id).where(cat.feature_groups.c.name == group)
-        ).scalar_one()
+        group_id = records.get_or_create_group(store.catalog, conn, group, now)
         gv = _version_for_write(
             conn,
             store,
@@ -425,32 +423,22 @@ def _register_features(
         statistics = feature_statistics(state, list(feature_cols))
         context = {**store.context, "reads": [f"{k}:{r}" for k, r in reads]}
         store.catalog.insert_ignore(conn, cat.objects, object_rows(store, table, digests, now))
-        result = conn.execute(
-            cat.feature_commits.insert().values(
-                group_version_id=gv.id,
-                commit_no=commit_no,
-                digest=digest,
-                arrow_schema=table.schema.serialize().to_pybytes(),
-                rows=table.num_rows,
-                inserted=table.num_rows - updated,
-                updated=updated,
-                total_rows=state.num_rows,
-                statistics=json.dumps(statistics),
-                validation=json.dumps(report.to_dict()) if report is not None else None,
-                lineage=json.dumps(context, default=str),
-                bytes_written=bytes_written,
-                author=author(),
-                host=socket.gethostname(),
-                created=now,
-            )
-        )
-        commit_id = cat.inserted_id(result)
-        conn.execute(
-            cat.feature_commit_columns.insert(),
-            [
-                {"commit_id": commit_id, "position": i, "name": f.name, "object_digest": d}
-                for i, (f, d) in enumerate(zip(table.schema, digests, strict=True))
-            ],
+        records.insert_commit(
+            conn,
+            gv.id,
+            commit_no,
+            digest,
+            table,
+            digests,
+            updated,
+            state.num_rows,
+            statistics,
+            report.to_dict() if report is not None else None,
+            context,
+            bytes_written,
+            author(),
+            socket.gethostname(),
+            now,
         )
         online_rows: list[online_store.OnlineRow] = []
         if gv.online:
@@ -517,11 +505,7 @@ def _version_from_row(row: Any) -> _Version:
 
 
 def _versions(conn: sa.Connection, group: str) -> list[_Version]:
-    g, v = cat.feature_groups, cat.feature_group_versions
-    rows = conn.execute(
-        sa.select(v).join(g, g.c.id == v.c.group_id).where(g.c.name == group).order_by(v.c.version)
-    ).all()
-    return [_version_from_row(r) for r in rows]
+    return [_version_from_row(r) for r in records.group_version_rows(conn, group)]
 
 
 def _check_compatible(
@@ -606,31 +590,15 @@ def _version_for_write(
         if rules_json is not None and rules_json != existing.expectations_json:
             updates["expectations"] = rules_json
         if updates:
-            conn.execute(
-                cat.feature_group_versions.update()
-                .where(cat.feature_group_versions.c.id == existing.id)
-                .values(**updates)
-            )
+            records.update_group_version(conn, existing.id, updates)
         existing.changed = bool(updates)
         return existing
     number = (latest.version if latest else 0) + 1
     if version is not None and version != number:
         raise InvalidInputError(f"{group!r} now has versions 1..{number - 1}; the next new version is {number}")
-    result = conn.execute(
-        cat.feature_group_versions.insert().values(
-            group_id=group_id,
-            version=number,
-            keys=json.dumps(list(keys)),
-            event_time=event_time,
-            arrow_schema=core.serialize().to_pybytes(),
-            online=bool(online),
-            description=description,
-            expectations=rules_json,
-            author=author(),
-            created=now,
-        )
+    new_id = records.insert_group_version(
+        conn, group_id, number, keys, event_time, core, online, description, rules_json, author(), now
     )
-    new_id = cat.inserted_id(result)
     return _Version(new_id, number, list(keys), event_time, core, bool(online), rules_json, description, changed=True)
 
 
@@ -645,12 +613,10 @@ def _changes_version(target: _Version, online: bool | None, description: str | N
 
 def _latest_commit_row(store: Store, version_id: int, conn: sa.Connection | None = None) -> Any:
     """The latest commit row of a version (None if it has none)."""
-    c = cat.feature_commits
-    query = sa.select(c).where(c.c.group_version_id == version_id).order_by(c.c.commit_no.desc()).limit(1)
     if conn is not None:
-        return conn.execute(query).first()
+        return records.latest_commit_row(conn, version_id)
     with store.catalog.read() as read:
-        return read.execute(query).first()
+        return records.latest_commit_row(read, version_id)
 
 
 def _same_state(previous: Sequence[_Commit], new: pa.Table, state: pa.Table, gv: _Version) -> bool:
@@ -717,34 +683,16 @@ def _commit_tables(
 
     With ``only``, just the commit numbered ``as_of``.
     """
-    c = cat.feature_commits
-    query = sa.select(c.c.id, c.c.commit_no, c.c.arrow_schema, c.c.updated).where(c.c.group_version_id == version_id)
-    if only:
-        query = query.where(c.c.commit_no == as_of)
-    elif isinstance(as_of, int):
-        query = query.where(c.c.commit_no <= as_of)
-    elif isinstance(as_of, dt.datetime):
-        query = query.where(c.c.created <= _naive_utc(as_of))
-    commits = conn.execute(query.order_by(c.c.commit_no)).all()
+    commits = records.commits_as_of(conn, version_id, as_of, only)
     if not commits:
         return []
-    columns: dict[int, list[str]] = {}
-    for commit_id, digest in conn.execute(
-        sa.select(cat.feature_commit_columns.c.commit_id, cat.feature_commit_columns.c.object_digest)
-        .where(cat.feature_commit_columns.c.commit_id.in_([r.id for r in commits]))
-        .order_by(cat.feature_commit_columns.c.commit_id, cat.feature_commit_columns.c.position)
-    ):
-        columns.setdefault(commit_id, []).append(digest)
+    columns = records.column_digests_by_commit(conn, [r.id for r in commits])
     return [
         _Commit(
             r.commit_no, read_table(store, pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)), columns[r.id]), r.updated
         )
         for r in commits
     ]
-
-
-def _naive_utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _merge(
@@ -800,7 +748,7 @@ def _commit_rows(store: Store, gv: _Version, commit: int) -> pa.Table:
 def _version_row(conn: sa.Connection, group: str, version: int | None) -> _Version:
     versions = _versions(conn, group)
     if not versions:
-        known = list(conn.execute(sa.select(cat.feature_groups.c.name).order_by(cat.feature_groups.c.name)).scalars())
+        known = records.group_names(conn)
         raise NotFoundError(f"no feature group named {group!r}; known: {', '.join(known) or 'none yet'}")
     if version is None:
         return versions[-1]
@@ -811,10 +759,7 @@ def _version_row(conn: sa.Connection, group: str, version: int | None) -> _Versi
 
 
 def _latest_commit(conn: sa.Connection, version_id: int) -> int:
-    c = cat.feature_commits
-    return int(
-        conn.execute(sa.select(sa.func.max(c.c.commit_no)).where(c.c.group_version_id == version_id)).scalar() or 0
-    )
+    return records.latest_commit_number(conn, version_id)
 
 
 def read_group_table(
@@ -929,37 +874,13 @@ def feature_groups(store: Store) -> pd.DataFrame:
     """One row per group version: keys, event time, features, commits, rows, online."""
     import pandas as pd
 
-    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
-    last = (
-        sa.select(c.c.group_version_id, sa.func.max(c.c.commit_no).label("commits"))
-        .group_by(c.c.group_version_id)
-        .subquery()
-    )
-    query = (
-        sa.select(
-            g.c.name,
-            v.c.version,
-            v.c["keys"],
-            v.c.event_time,
-            v.c.arrow_schema,
-            v.c.online,
-            v.c.description,
-            last.c.commits,
-            c.c.total_rows,
-            c.c.created,
-        )
-        .join(v, v.c.group_id == g.c.id)
-        .join(last, last.c.group_version_id == v.c.id)
-        .join(c, sa.and_(c.c.group_version_id == v.c.id, c.c.commit_no == last.c.commits))
-        .order_by(g.c.name, v.c.version)
-    )
     with store.catalog.read() as conn:
-        rows = conn.execute(query).all()
-    records = []
+        rows = records.version_summaries(conn)
+    entries = []
     for r in rows:
         keys = json.loads(r.keys)
         names = pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)).names
-        records.append(
+        entries.append(
             {
                 "group": r.name,
                 "version": r.version,
@@ -985,7 +906,7 @@ def feature_groups(store: Store) -> pd.DataFrame:
         "updated",
         "description",
     ]
-    return pd.DataFrame.from_records(records, columns=columns)
+    return pd.DataFrame.from_records(entries, columns=columns)
 
 
 def commits(store: Store, group: str, version: int | None = None) -> pd.DataFrame:
@@ -994,11 +915,7 @@ def commits(store: Store, group: str, version: int | None = None) -> pd.DataFram
 
     with store.catalog.read() as conn:
         gv = _version_row(conn, group, version)
-        rows = conn.execute(
-            sa.select(cat.feature_commits)
-            .where(cat.feature_commits.c.group_version_id == gv.id)
-            .order_by(cat.feature_commits.c.commit_no)
-        ).all()
+        rows = records.commit_rows(conn, gv.id)
     return pd.DataFrame(
         {
             "commit": [r.commit_no for r in rows],
@@ -1018,14 +935,7 @@ def statistics(store: Store, group: str, version: int | None = None, commit: int
     """The statistics stored with a commit (default: the latest)."""
     with store.catalog.read() as conn:
         gv = _version_row(conn, group, version)
-        c = cat.feature_commits
-        query = sa.select(c.c.statistics, c.c.commit_no).where(c.c.group_version_id == gv.id)
-        query = (
-            query.where(c.c.commit_no == commit)
-            if commit is not None
-            else query.order_by(c.c.commit_no.desc()).limit(1)
-        )
-        row = conn.execute(query).first()
+        row = records.commit_statistics(conn, gv.id, commit)
     if row is None:
         raise NotFoundError(f"{group}:{gv.version} has no commit {commit}")
     return dict(json.loads(row.statistics or "{}"))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from nbops.core.repository import featurestore as records
 from nbops.errors import InvalidInputError
 from nbops.featurestore.groups import FeatureRef, plan_outputs
 from nbops.featurestore.online import _KEY_JSON, _key_value_type, encodable, key_normaliser
@@ -30,11 +31,7 @@ def _fingerprint(online: OnlineStore) -> Any:
     """Changes whenever a version is added or turned online (None: do not cache)."""
     if not online.store.catalog.is_sqlite:
         return None
-    return (
-        online.catalog_connection()
-        .execute("SELECT count(*), max(id), sum(online) FROM feature_group_versions")
-        .fetchone()
-    )
+    return records.group_versions_fingerprint(online.catalog_connection())
 
 
 def plan(online: OnlineStore, refs: Sequence[str], key_names: frozenset[str]) -> list[GroupPlan]:

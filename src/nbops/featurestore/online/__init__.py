@@ -34,15 +34,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlalchemy as sa
 
-from nbops.core import catalog as cat
+from nbops.core.repository import featurestore as records
 from nbops.errors import InvalidInputError, NbopsError, OnlineSyncWarning
 from nbops.featurestore.online.base import GroupPlan as GroupPlan  # the interface and what it exchanges
 from nbops.featurestore.online.base import OnlineRow as OnlineRow
 from nbops.featurestore.online.base import OnlineStore as OnlineStore
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from nbops.featurestore.groups import _Version
     from nbops.store import Store
 
@@ -422,22 +423,7 @@ def upsert(
                 "feature_values": json.dumps(values, default=str),
             }
         )
-    if store.catalog.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
-    stmt = dialect_insert(cat.online_features)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["group_version_id", "entity_key"],
-        set_={
-            "event_time_us": stmt.excluded.event_time_us,
-            "commit_no": stmt.excluded.commit_no,
-            "feature_values": stmt.excluded.feature_values,
-        },
-        where=stmt.excluded.event_time_us >= cat.online_features.c.event_time_us,
-    )
-    for start in range(0, len(rows), 20_000):
-        conn.execute(stmt, rows[start : start + 20_000])
+    records.upsert_online_rows(store.catalog, conn, rows)
     return [OnlineRow(r["entity_key"], r["event_time_us"], r["commit_no"], r["feature_values"]) for r in rows]
 
 

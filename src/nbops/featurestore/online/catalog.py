@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from nbops.core import catalog as cat
+from nbops.core.repository import featurestore as records
 from nbops.featurestore.online.base import GroupPlan, OnlineRow, OnlineStore
 
 if TYPE_CHECKING:
@@ -45,25 +43,9 @@ class CatalogOnlineStore(OnlineStore):
         if self.store.catalog.is_sqlite:
             db = self.catalog_connection()
             for start in range(0, len(entity_keys), _CHUNK):
-                chunk = entity_keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found.update(
-                    db.execute(
-                        "SELECT entity_key, feature_values FROM online_features "
-                        f"WHERE group_version_id = ? AND entity_key IN ({marks})",
-                        (version_id, *chunk),
-                    ).fetchall()
-                )
+                found.update(records.online_values_sqlite(db, version_id, entity_keys[start : start + _CHUNK]))
             return found
-        o = cat.online_features
         with self.store.catalog.read() as conn:
             for start in range(0, len(entity_keys), _CHUNK):
-                chunk = list(entity_keys[start : start + _CHUNK])
-                found.update(
-                    conn.execute(
-                        sa.select(o.c.entity_key, o.c.feature_values).where(
-                            o.c.group_version_id == version_id, o.c.entity_key.in_(chunk)
-                        )
-                    ).all()
-                )
+                found.update(records.online_values(conn, version_id, entity_keys[start : start + _CHUNK]))
         return found

@@ -60,10 +60,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import sqlalchemy as sa
-
-from nbops.core import catalog as cat
 from nbops.core.redact import redact_text, redact_url, url_secrets
+from nbops.core.repository import featurestore as records
 from nbops.errors import InvalidInputError, OnlineStoreError
 from nbops.featurestore.online.base import GroupPlan, OnlineRow, OnlineStore
 
@@ -252,36 +250,20 @@ class RedisOnlineStore(OnlineStore):
     def catch_up(self, group: str, version_id: int, version: int) -> int:
         """Push every catalog row newer than what Redis has; returns how many were sent."""
         have = self.reached(group, version)
-        o, c = cat.online_features, cat.feature_commits
         with self.store.catalog.read() as conn:
             # The latest commit first: rows read afterwards include all of its rows (and
             # perhaps later ones, which is harmless), so Redis may be marked as reaching it.
-            latest = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(c.c.commit_no), 0)).where(c.c.group_version_id == version_id)
-            ).scalar_one()
+            latest = records.latest_commit_or_zero(conn, version_id)
             if latest <= have:
                 return 0
-            rows = [
-                OnlineRow(*r)
-                for r in conn.execute(
-                    sa.select(o.c.entity_key, o.c.event_time_us, o.c.commit_no, o.c.feature_values).where(
-                        o.c.group_version_id == version_id, o.c.commit_no > have
-                    )
-                )
-            ]
+            rows = [OnlineRow(*r) for r in records.online_rows_after(conn, version_id, have)]
         self.write_rows(group, version, latest, rows)
         return len(rows)
 
     def sync_all(self) -> Iterable[tuple[str, int]]:
         """Catch Redis up on every online group version, yielding (``"group:version"``, rows sent)."""
-        g, v = cat.feature_groups, cat.feature_group_versions
         with self.store.catalog.read() as conn:
-            online = conn.execute(
-                sa.select(v.c.id, g.c.name, v.c.version)
-                .join(g, g.c.id == v.c.group_id)
-                .where(v.c.online.is_(True))
-                .order_by(g.c.name, v.c.version)
-            ).all()
+            online = records.online_versions(conn)
         for version_id, group, version in online:
             yield f"{group}:{version}", self.catch_up(group, version_id, version)
 
