@@ -8,6 +8,7 @@ these: none of them writes SQL.  Each function opens its own transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -17,6 +18,20 @@ from nbops.core import catalog as cat
 
 if TYPE_CHECKING:
     from nbops.core.catalog import Catalog
+
+
+# -- shared by the domains' repositories ---------------------------------------------------
+def insert_columns(
+    conn: sa.Connection, table: sa.Table, owner: dict[str, int], names: list[str], digests: Sequence[str]
+) -> None:
+    """The column rows of one version or commit: ``owner`` (e.g. ``{"snapshot_id": 3}``), position, name, object."""
+    conn.execute(
+        table.insert(),
+        [
+            {**owner, "position": i, "name": name, "object_digest": d}
+            for i, (name, d) in enumerate(zip(names, digests, strict=True))
+        ],
+    )
 
 
 # -- the store as a whole ------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops.core import catalog as cat
+from nbops.core.repository import insert_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,13 +68,7 @@ def insert_version(
         )
     )
     snapshot_id = cat.inserted_id(result)
-    conn.execute(
-        cat.snapshot_columns.insert(),
-        [
-            {"snapshot_id": snapshot_id, "position": i, "name": field.name, "object_digest": d}
-            for i, (field, d) in enumerate(zip(table.schema, digests, strict=True))
-        ],
-    )
+    insert_columns(conn, cat.snapshot_columns, {"snapshot_id": snapshot_id}, table.schema.names, digests)
     return snapshot_id
 
 

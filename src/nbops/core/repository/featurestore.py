@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops.core import catalog as cat
+from nbops.core.repository import insert_columns
 
 if TYPE_CHECKING:
     import sqlite3
@@ -151,13 +152,7 @@ def insert_commit(
         )
     )
     commit_id = cat.inserted_id(result)
-    conn.execute(
-        cat.feature_commit_columns.insert(),
-        [
-            {"commit_id": commit_id, "position": i, "name": f.name, "object_digest": d}
-            for i, (f, d) in enumerate(zip(table.schema, digests, strict=True))
-        ],
-    )
+    insert_columns(conn, cat.feature_commit_columns, {"commit_id": commit_id}, table.schema.names, digests)
     return commit_id
 
 
