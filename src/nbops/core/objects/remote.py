@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nbops.core import _faults
-from nbops.core.objects import DATA_ENV as DATA_ENV  # where they lived before
-from nbops.core.objects import DATA_MARKER_FILE as DATA_MARKER_FILE
-from nbops.core.objects import _location, public_uri
 from nbops.core.objects.local import OBJECT_SUFFIX
+from nbops.core.objects.uris import DATA_ENV as DATA_ENV  # where they lived before
+from nbops.core.objects.uris import DATA_MARKER_FILE as DATA_MARKER_FILE
+from nbops.core.objects.uris import location, public_uri
 from nbops.errors import StoreError
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class RemoteObjectStore:
         self.base = base.rstrip("/")
         if not self.base:
             raise StoreError(f"the data root {self.uri} names no bucket or folder; use e.g. s3://bucket/prefix")
-        self._uri_base = _location(uri)
+        self._uri_base = location(uri)
         self._check_reachable()
 
     def __repr__(self) -> str:
