@@ -1,5 +1,8 @@
 """Shared fixtures: a real store in ``tmp_path``, a frame with many dtypes, store state capture.
 
+Helpers that are not fixtures (servers, the real shell, notebook builders)
+are in ``helpers/``.
+
 Every test runs without ``NBOPS_HOME`` so that a developer's own store is
 never found, opened or written by the suite.
 """
@@ -7,28 +10,24 @@ never found, opened or written by the suite.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import gc
-import hashlib
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+# Assertions in helpers/ report their values as the tests' do; registered before any helper is imported.
+pytest.register_assert_rewrite("helpers")
+
 import nbops
+from helpers.stores import StoreState, capture_state, object_files
 from nbops.store import Store
 
-#: Catalog tables whose rows define what a store holds.
-CATALOG_TABLES = ("alembic_version", "datasets", "objects", "snapshots", "snapshot_columns")
-#: SQLite's own files change on reads and checkpoints; they are not store content.
-_SQLITE_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "catalog.db-journal")
-
-StoreState = dict[str, Any]
+#: The PostgreSQL server's fixtures (``pg_server``, ``pg_database``, ``pg_url``), for every folder.
+pytest_plugins = ["helpers.pgserver"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -95,57 +94,13 @@ def sample_df() -> pd.DataFrame:
     )
 
 
-def _file_fingerprint(path: Path) -> tuple[int, int, str]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def capture_state(store: Store) -> StoreState:
-    """Every catalog row and every file (size, mtime, content hash) of a store."""
-    files = {
-        str(p.relative_to(store.root)): _file_fingerprint(p)
-        for p in sorted(store.root.rglob("*"))
-        if p.is_file() and p.name not in _SQLITE_FILES
-    }
-    conn = sqlite3.connect(f"file:{store.root / 'catalog.db'}?mode=ro", uri=True)
-    try:
-        rows = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in CATALOG_TABLES}
-    finally:
-        conn.close()
-    return {"files": files, "catalog": rows}
-
-
 @pytest.fixture
 def store_state() -> Callable[[Store], StoreState]:
     """``store_state(store)`` captures catalog rows and files, to show an operation changed nothing."""
     return capture_state
 
 
-def object_files(store: Store) -> set[Path]:
-    return set((store.root / "objects").rglob("*.parquet"))
-
-
 @pytest.fixture
 def objects_of() -> Callable[[Store], set[Path]]:
     """``objects_of(store)`` lists the object files on disk."""
     return object_files
-
-
-@contextlib.contextmanager
-def nbops_shell(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A fresh real IPython shell with the extension loaded, working on the store at ``home``; MLflow is reset after."""
-    from IPython.core.interactiveshell import InteractiveShell
-
-    monkeypatch.setenv("NBOPS_HOME", str(home))
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
-    ip.extension_manager.load_extension("nbops")
-    try:
-        yield ip
-    finally:
-        ip.extension_manager.unload_extension("nbops")
-        InteractiveShell.clear_instance()
-        if "mlflow" in sys.modules:  # a run the shell started, or the tracking URI it set, must not leak
-            from mlflowstate import reset_mlflow
-
-            reset_mlflow()
