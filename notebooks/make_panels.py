@@ -2,8 +2,8 @@
 
 Run ``python notebooks/make_panels.py`` to regenerate the notebook. The output is
 deterministic (fixed cell ids, no outputs). The tests execute it in a kernel
-(tests/test_notebooks.py) and click through its panels in a real JupyterLab
-(tests/test_browser.py), which also takes the screenshots in docs/img/.
+(tests/system/test_notebooks.py) and click through its panels in a real JupyterLab
+(tests/widgets/test_browser.py), which also takes the screenshots in docs/img/.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ and categories are compared with vectorised tests before falling back to
 ``assert_series_equal``, which loops in Python.  Columns with a plain NumPy dtype (bool,
 integers, floats, naive datetimes, timedeltas) and tz-aware datetimes hold
 values Arrow keeps exactly once their dtype comes back, which the dtype check
-has shown (the property tests in ``tests/test_roundtrip.py`` check that claim).
+has shown (the property tests in ``tests/core/test_roundtrip.py`` check that claim).
 
 :func:`check_arrow_types` refuses the Arrow types that the Parquet column
 objects cannot hold or give back, for DataFrames and Arrow tables alike.
