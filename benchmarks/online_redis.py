@@ -37,7 +37,7 @@ import pandas as pd
 import nbops
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from redisserver import RedisServer  # the same launcher as the tests
+from helpers.redisserver import RedisServer  # the same launcher as the tests
 
 GROUP = "tx_online"
 KEY = "cc_num"

@@ -5,7 +5,7 @@ Run (from the repository root)::
     python benchmarks/stress.py                                   # 16 x 200 writes, 1,000 kills
     python benchmarks/stress.py --procs 4 --writes 20 --kills 20 --named 2 --names 200   # smoke test
 
-It runs the same code as ``tests/test_reliability.py`` (``pytest -m stress``
+It runs the same code as ``tests/system/test_reliability.py`` (``pytest -m stress``
 runs the same counts as tests) and prints one table of figures:
 
 - writes attempted / stored / lost / duplicated / digest mismatches on re-read,
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+sys.path[:0] = [str(TESTS), str(TESTS / "system")]  # helpers.*, and the reliability tests themselves
 
 import test_reliability as rel
 

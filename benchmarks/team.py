@@ -5,7 +5,7 @@ Runs the operations of ``benchmarks/snapshot.py`` (a new snapshot of N rows x
 ``benchmarks/features.py`` (point-in-time training data for an N-row spine
 from 2 groups of N rows) on two stores: (a) embedded (SQLite catalog) and
 (b) a catalog on a PostgreSQL server this script starts on 127.0.0.1 from
-Debian's binaries (the logic of ``tests/pgserver.py``).  The objects of both
+Debian's binaries (the logic of ``tests/helpers/pgserver.py``).  The objects of both
 are Parquet files on the same local disk, so the ratio is the cost of the
 catalog server.  The two run interleaved, round by round, the first of each
 round alternating, and the script prints the median seconds, team/embedded
@@ -37,7 +37,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))  # pgserver: the tests' throwaway PostgreSQL
+sys.path.insert(0, str(HERE.parent / "tests"))  # helpers.pgserver: the tests' throwaway PostgreSQL
 
 import pandas as pd
 from _features.data import GROUPS, TIME, make_group, make_spine, ours, register_groups
@@ -78,7 +78,7 @@ def timed(op: Op, kind: str, call: Callable[[], Any]) -> Any:
 
 
 def start_server(base: Path) -> Any:
-    from pgserver import PgServer, find_bin_dir
+    from helpers.pgserver import PgServer, find_bin_dir
 
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     s3 = None
     try:
         if args.s3:
-            from s3server import CREDENTIALS, S3Server
+            from helpers.s3server import CREDENTIALS, S3Server
 
             os.environ.update(CREDENTIALS)
             s3 = S3Server(work / "s3")

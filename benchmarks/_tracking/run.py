@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     from IPython.core.interactiveshell import InteractiveShell
 
     env["ipython"] = __import__("IPython").__version__
-    os.environ["NBOPS_HOME"] = str(root)  # the kernel's store is this one (like tests/test_magics.py)
+    os.environ["NBOPS_HOME"] = str(root)  # the kernel's store is this one (like tests/magics/test_magics.py)
     InteractiveShell.clear_instance()
     shell = InteractiveShell.instance()
     shell.extension_manager.load_extension("nbops")
