@@ -91,6 +91,10 @@ _FIRST_ROW_KEY = "first_row"
 _MAX_LISTED_COLUMNS = 20
 # How many distinct offending values an allowed_values message lists.
 _MAX_LISTED_VALUES = 5
+# What Arrow raises for values it cannot convert, compare or combine.
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+# The same, and what Python raises for a value of the wrong kind or range.
+_VALUE_ERRORS = (*_ARROW_ERRORS, TypeError, ValueError)
 
 
 # --------------------------------------------------------------------------- values
@@ -382,7 +386,7 @@ class _Data:
         series = self._frame.iloc[:, self.names.index(name)]
         try:
             return _tz_aware_to_arrow(series) or pa.array(series, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        except _ARROW_ERRORS as e:
             raise _ColumnProblem(f"column {name!r} ({series.dtype}) cannot be read as Arrow; Arrow says: {e}") from None
 
 
@@ -452,14 +456,26 @@ def _mask_result(
     if failed == 0:
         return _passed(rule)
     positions = pc.indices_nonzero(mask).slice(0, max_examples)
+    return _rows_failure(rule, data, failed, positions, describe(failed))
+
+
+def _rows_failure(
+    rule: Rule,
+    data: _Data,
+    failed: int,
+    positions: pa.Array,
+    message: str,
+    extra: Mapping[str, pa.Array] | None = None,
+) -> ExpectationResult:
+    """Result of a row rule that ``failed`` rows broke, with the rows at ``positions`` as examples."""
     return ExpectationResult(
         rule=rule.rule,
         label=rule.label(),
         columns=rule.columns,
         passed=False,
         failed_count=failed,
-        examples=_examples(data, rule.columns, positions),
-        message=describe(failed),
+        examples=_examples(data, rule.columns, positions, extra=extra),
+        message=message,
     )
 
 
@@ -541,7 +557,7 @@ class Unique(_ColumnsRule):
             return _passed(self)
         try:
             groups = _group_ids(columns, data.rows)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        except _ARROW_ERRORS as e:
             return _column_failure(self, data, f"cannot compare rows of ({', '.join(self.columns)}); Arrow says: {e}")
         if groups is None:
             return _passed(self)
@@ -558,18 +574,11 @@ class Unique(_ColumnsRule):
         first_rows = pc.indices_nonzero(pc.invert(duplicate))
         positions = pc.indices_nonzero(duplicate).slice(0, max_examples)
         first = pc.take(first_rows, pc.take(groups, positions))
-        return ExpectationResult(
-            rule=self.rule,
-            label=self.label(),
-            columns=self.columns,
-            passed=False,
-            failed_count=failed,
-            examples=_examples(data, self.columns, positions, extra={_FIRST_ROW_KEY: first}),
-            message=(
-                f"{_of_rows(failed, data.rows)} repeat an earlier row's ({', '.join(self.columns)}); "
-                f"{combinations:,} distinct values occur more than once"
-            ),
+        message = (
+            f"{_of_rows(failed, data.rows)} repeat an earlier row's ({', '.join(self.columns)}); "
+            f"{combinations:,} distinct values occur more than once"
         )
+        return _rows_failure(self, data, failed, positions, message, extra={_FIRST_ROW_KEY: first})
 
 
 def _group_ids(columns: Iterable[pa.ChunkedArray | pa.Array], rows: int) -> pa.Array | None:
@@ -731,13 +740,7 @@ class InRange(_RuleBase):
                     continue
                 test = compare(values, _bound_scalar(bound, values.type))
                 within = test if within is None else pc.and_(within, test)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            TypeError,
-            ValueError,
-        ) as e:
+        except _VALUE_ERRORS as e:
             problem = f"column {self.column!r} ({values.type}) cannot be compared with"
             return _column_failure(self, data, f"{problem} {self.condition()}; Arrow says: {e}")
         assert within is not None
@@ -834,14 +837,7 @@ def _convertible(values: Sequence[Any], arrow_type: pa.DataType) -> list[Any]:
                 out.append(_bound_scalar(v, arrow_type).as_py())
                 continue
             scalar = pa.scalar(v, type=arrow_type)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            TypeError,
-            ValueError,
-            OverflowError,
-        ):
+        except (*_VALUE_ERRORS, OverflowError):
             continue
         if scalar.as_py() == v:  # Arrow may convert leniently; keep exact equivalents only
             out.append(scalar.as_py())
@@ -1134,18 +1130,8 @@ def _from_failure_cases(frame: pd.DataFrame, cases: pd.DataFrame, max_examples: 
         row_cases = [c for c in group if not _missing(c.get("index"))]
         if not row_cases:
             shown = ", ".join(str(c.get("failure_case")) for c in group[: max(max_examples, 1)])
-            results.append(
-                ExpectationResult(
-                    rule,
-                    label,
-                    columns,
-                    False,
-                    len(frame),
-                    [],
-                    f"pandera check {check} failed: {shown}",
-                    scope="column",
-                )
-            )
+            message = f"pandera check {check} failed: {shown}"
+            results.append(ExpectationResult(rule, label, columns, False, len(frame), [], message, scope="column"))
             continue
         by_row: dict[Any, dict[str, Any]] = {}
         for c in row_cases:
@@ -1158,17 +1144,8 @@ def _from_failure_cases(frame: pd.DataFrame, cases: pd.DataFrame, max_examples: 
                 c.get("failure_case")
             )
         examples = sorted(by_row.values(), key=lambda e: (e[_ROW_KEY] is None, e[_ROW_KEY] or 0))[:max_examples]
-        results.append(
-            ExpectationResult(
-                rule,
-                label,
-                columns,
-                False,
-                len(by_row),
-                examples,
-                f"{len(by_row):,} of {len(frame):,} rows fail pandera check {check}",
-            )
-        )
+        message = f"{len(by_row):,} of {len(frame):,} rows fail pandera check {check}"
+        results.append(ExpectationResult(rule, label, columns, False, len(by_row), examples, message))
     return results
 
 

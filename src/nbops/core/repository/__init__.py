@@ -34,6 +34,25 @@ def insert_columns(
     )
 
 
+def latest_version_digest(conn: sa.Connection, table: sa.Table, owner: sa.ColumnElement[bool]) -> Any:
+    """``(version, digest)`` of the latest row of a versioned ``table`` (snapshots, exports) that ``owner`` picks, or None."""
+    return conn.execute(
+        sa.select(table.c.version, table.c.digest).where(owner).order_by(table.c.version.desc()).limit(1)
+    ).first()
+
+
+def _commit_query(group: str, version: int | None, commit: int | None, *columns: Any) -> sa.Select[Any]:
+    """``SELECT columns`` (of a commit, its group version or group) of feature commit ``group:version@commit``."""
+    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
+    return (
+        sa.select(*columns)
+        .select_from(c)
+        .join(v, v.c.id == c.c.group_version_id)
+        .join(g, g.c.id == v.c.group_id)
+        .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
+    )
+
+
 # -- the store as a whole ------------------------------------------------------------------
 def counts(catalog: Catalog) -> dict[str, int]:
     """How many datasets, snapshot versions, feature groups, commits and objects (and their bytes) the catalog holds."""
@@ -73,22 +92,20 @@ def snapshot_digest(conn: sa.Connection, name: str, version: int) -> Any:
 
 def commit_digest(conn: sa.Connection, group: str, version: int, commit: int) -> Any:
     """``(digest, total rows)`` of feature commit ``group:version@commit`` (a row), or None."""
-    c, v, g = cat.feature_commits, cat.feature_group_versions, cat.feature_groups
-    return conn.execute(
-        sa.select(c.c.digest, c.c.total_rows)
-        .join(v, v.c.id == c.c.group_version_id)
-        .join(g, g.c.id == v.c.group_id)
-        .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
-    ).first()
+    c = cat.feature_commits
+    return conn.execute(_commit_query(group, version, commit, c.c.digest, c.c.total_rows)).first()
 
 
 # -- feature commits -----------------------------------------------------------------------
 def commit_detail(catalog: Catalog, group: str, version: int, commit: int) -> Any:
     """Expectations, statistics, validation, lineage and sizes of one commit (a row), or None."""
-    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
+    v, c = cat.feature_group_versions, cat.feature_commits
     with catalog.read() as conn:
         return conn.execute(
-            sa.select(
+            _commit_query(
+                group,
+                version,
+                commit,
                 v.c.expectations,
                 v.c.online,
                 v.c.description,
@@ -101,22 +118,13 @@ def commit_detail(catalog: Catalog, group: str, version: int, commit: int) -> An
                 c.c.created,
                 c.c.author,
             )
-            .join(g, g.c.id == v.c.group_id)
-            .join(c, c.c.group_version_id == v.c.id)
-            .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
         ).first()
 
 
 def commit_context(catalog: Catalog, group: str, version: int | None, commit: int | None) -> dict[str, Any]:
     """The notebook and cell recorded with a commit ({} when none was)."""
-    g, v, c = cat.feature_groups, cat.feature_group_versions, cat.feature_commits
     with catalog.read() as conn:
-        lineage = conn.execute(
-            sa.select(c.c.lineage)
-            .join(v, v.c.id == c.c.group_version_id)
-            .join(g, g.c.id == v.c.group_id)
-            .where(g.c.name == group, v.c.version == version, c.c.commit_no == commit)
-        ).scalar()
+        lineage = conn.execute(_commit_query(group, version, commit, cat.feature_commits.c.lineage)).scalar()
     return dict(json.loads(lineage)) if lineage else {}
 
 
@@ -136,12 +144,7 @@ def record_export(
     other content is the next version, audited in the same transaction.
     """
     with catalog.write() as conn:
-        latest = conn.execute(
-            sa.select(cat.exports.c.version, cat.exports.c.digest)
-            .where(cat.exports.c.pipeline == pipeline)
-            .order_by(cat.exports.c.version.desc())
-            .limit(1)
-        ).first()
+        latest = latest_version_digest(conn, cat.exports, cat.exports.c.pipeline == pipeline)
         if latest is not None and latest.digest == digest:
             return int(latest.version), True
         version = (latest.version if latest else 0) + 1

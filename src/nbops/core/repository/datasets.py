@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from nbops.core import catalog as cat
-from nbops.core.repository import insert_columns
+from nbops.core.repository import insert_columns, latest_version_digest
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,12 +29,7 @@ def get_or_create_dataset(catalog: Catalog, conn: sa.Connection, name: str, now:
 
 def latest_version(conn: sa.Connection, dataset_id: int) -> tuple[int, str | None]:
     """The latest version number of a dataset and its digest; ``(0, None)`` before its first."""
-    row = conn.execute(
-        sa.select(cat.snapshots.c.version, cat.snapshots.c.digest)
-        .where(cat.snapshots.c.dataset_id == dataset_id)
-        .order_by(cat.snapshots.c.version.desc())
-        .limit(1)
-    ).first()
+    row = latest_version_digest(conn, cat.snapshots, cat.snapshots.c.dataset_id == dataset_id)
     return (int(row.version), row.digest) if row is not None else (0, None)
 
 
