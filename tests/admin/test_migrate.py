@@ -9,7 +9,6 @@ they were.  The server comes from ``tests/helpers/pgserver.py``.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 import nbops
+from helpers.catalogs import upgrade_catalog_to
 from helpers.pgserver import PgServer
+from helpers.stores import files_by_content
 from nbops.admin.migrate import migrate
 from nbops.cli import main
 from nbops.core import catalog as cat
@@ -59,15 +60,6 @@ def amounts(raw: pd.DataFrame) -> pd.DataFrame:
     out = raw[["cc_num", "ts"]].copy()
     out["amount_2h"] = raw.groupby("cc_num")["amount"].transform(lambda s: s.rolling(2, min_periods=1).mean())
     return out
-
-
-def listing(root: Path) -> dict[str, str]:
-    """Every file under the store, by content."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def catalog_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -173,7 +165,7 @@ def test_a_migrated_store_keeps_its_history_and_numbers_new_writes_after_it(
         before = history(store)
         audit_before = store.audit()
     source_rows = catalog_rows(embedded_url(root))
-    objects_before = {k: v for k, v in listing(root).items() if k.startswith("objects/")}
+    objects_before = {k: v for k, v in files_by_content(root).items() if k.startswith("objects/")}
     assert len(source_rows["online_features"]) == 8 and len(source_rows["exports"]) == 1
     # train_set@1's parents: the feature commit and the spine's snapshot raw_tx@3
     assert len(source_rows["lineage_edges"]) == 3 and len(source_rows["audit_events"]) >= 8
@@ -187,7 +179,7 @@ def test_a_migrated_store_keeps_its_history_and_numbers_new_writes_after_it(
     assert not (root / "catalog.db").exists()
     assert len(list(root.glob("catalog.db.migrated-*"))) == 1
     assert pg_server.password.encode() not in (root / MARKER_FILE).read_bytes()
-    assert {k: v for k, v in listing(root).items() if k.startswith("objects/")} == objects_before
+    assert {k: v for k, v in files_by_content(root).items() if k.startswith("objects/")} == objects_before
 
     # The folder now opens on PostgreSQL without any setting (password from PGPASSWORD).
     monkeypatch.setenv("PGPASSWORD", pg_server.password)
@@ -223,10 +215,10 @@ def test_dry_run_and_every_refusal_change_nothing(
     root = tmp_path / STORE_DIRNAME
     with nbops.open(root) as store:
         store.snapshot(tx(10, "2025-01-01", seed=0), "raw_tx")
-    files, rows = listing(root), catalog_rows(embedded_url(root))
+    files, rows = files_by_content(root), catalog_rows(embedded_url(root))
 
     def unchanged(target_rows: dict[str, list[tuple[Any, ...]]] | None = None) -> None:
-        assert listing(root) == files
+        assert files_by_content(root) == files
         assert catalog_rows(embedded_url(root)) == rows
         assert catalog_rows(pg_url) == (target_rows or {})
 
@@ -265,22 +257,13 @@ def test_dry_run_and_every_refusal_change_nothing(
 
 
 def test_a_store_with_an_older_schema_is_told_to_upgrade_first(tmp_path: Path, pg_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
     root = tmp_path / STORE_DIRNAME
     root.mkdir()
-    engine = sa.create_engine(embedded_url(root))
-    with engine.begin() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(Path(cat.__file__).parent / "migrations"))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0003")
-    engine.dispose()
-    files = listing(root)
+    upgrade_catalog_to(embedded_url(root), "0003")
+    files = files_by_content(root)
     with pytest.raises(StoreError, match=r"revision '0003', older than .* open it once with this nbops"):
         migrate(root, pg_url)
-    assert listing(root) == files and catalog_rows(pg_url) == {}
+    assert files_by_content(root) == files and catalog_rows(pg_url) == {}
     # Opened once (which upgrades it), it migrates.
     nbops.open(root).close()
     assert migrate(root, pg_url).rows["datasets"] == 0

@@ -12,7 +12,6 @@ the target and the artifact destination as they were.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import sys
@@ -32,6 +31,7 @@ import nbops
 from helpers.mlflowserver import running_server
 from helpers.pgserver import PgServer
 from helpers.s3server import CREDENTIALS, S3Server, s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
+from helpers.stores import files_by_content
 from nbops.admin.migrate_runs import MOVED_MARKER, migrate_runs
 from nbops.cli import main
 from nbops.core import lineage
@@ -111,17 +111,6 @@ def runs_seen(client: mlflow.MlflowClient, run_ids: list[str]) -> dict[str, Any]
             "inputs": sorted((i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs),
         }
     return seen
-
-
-def listing(path: Path) -> dict[str, str]:
-    """Every file under ``path``, by content."""
-    if not path.exists():
-        return {}
-    return {
-        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.mark.postgres
@@ -224,8 +213,8 @@ def _dump(database: Path) -> list[str] | None:
 
 
 def _state(root: Path, target: Path, artifacts: Path) -> tuple[Any, ...]:
-    files = {k: v for k, v in listing(root).items() if not k.startswith("mlflow.db")}
-    return files, _dump(root / "mlflow.db"), _dump(target), listing(artifacts)
+    files = {k: v for k, v in files_by_content(root).items() if not k.startswith("mlflow.db")}
+    return files, _dump(root / "mlflow.db"), _dump(target), files_by_content(artifacts)
 
 
 def test_dry_run_and_every_refusal_change_nothing(
@@ -288,7 +277,7 @@ def test_dry_run_and_every_refusal_change_nothing(
     already.write_bytes(first.read_bytes())
     report = migrate_runs(root, url, artifacts)
     assert report.already_there == 1 and report.files == 7
-    assert len(listing(artifacts)) == 7
+    assert len(files_by_content(artifacts)) == 7
     assert sys.modules["nbops.admin.migrate_runs"].moved_to(root) == url
 
 

@@ -26,12 +26,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import nbops
-from helpers.s3server import (
-    CREDENTIALS,
-    S3Server,
-    free_port,
-    s3_server_fixture,  # noqa: F401  (provides the s3_server fixture)
-)
+from helpers.s3server import CREDENTIALS, S3Server, s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
+from helpers.servers import free_port
 from nbops.core.hashing import column_digest
 from nbops.core.objects.remote import DATA_ENV, DATA_MARKER_FILE, RemoteObjectStore
 from nbops.errors import CorruptDataError, IntegrityError, StoreError

@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_notebook
 
-from helpers.notebooks import PYTHON, code, label, scratch_env
+from helpers.notebooks import PYTHON, code, code_shape, label, scratch_env
 from nbops.exporting import ExportError, export, history, plan
 from nbops.exporting.render import VERSION_PLACEHOLDER
 from nbops.store import Store
@@ -103,15 +103,6 @@ def main_defaults(source: str) -> dict[str, Any]:
     main = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "main")
     names = [a.arg for a in main.args.args]
     return dict(zip(names, [ast.literal_eval(d) for d in main.args.defaults], strict=True))
-
-
-def shape(source: str) -> str:
-    """The module's AST with every string emptied: its code, whatever the strings hold."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            node.value = ""
-    return ast.dump(tree)
 
 
 def python_files(files: dict[str, str]) -> dict[str, str]:
@@ -194,8 +185,8 @@ def test_any_file_name_gives_modules_of_the_same_shape(suffix: str) -> None:
     module = files["feature_pipeline.py"]
     assert ast.get_docstring(ast.parse(module), clean=False).startswith(f"Feature pipeline of {path.name}, exported")
     assert assigned(module, "PIPELINE") == f"{p.stem}@7"
-    assert shape(p.files["feature_pipeline.py"]) == shape(baseline.files["feature_pipeline.py"])
-    assert shape(files["test_pipelines.py"]) == shape(baseline.files["test_pipelines.py"])
+    assert code_shape(p.files["feature_pipeline.py"]) == code_shape(baseline.files["feature_pipeline.py"])
+    assert code_shape(files["test_pipelines.py"]) == code_shape(baseline.files["test_pipelines.py"])
 
 
 # -- parameters and strings -----------------------------------------------------------------------

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 import nbops
-from helpers.redisserver import RedisServer, free_port, redis_server_fixture  # noqa: F401  (fixture)
+from helpers.redisserver import RedisServer, redis_server_fixture  # noqa: F401  (fixture)
+from helpers.servers import free_port
 from nbops.errors import InvalidInputError, OnlineStoreError, OnlineSyncWarning
 from nbops.featurestore.online import OnlineRow, entity_key
 

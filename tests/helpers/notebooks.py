@@ -41,12 +41,32 @@ def label(index: int, cell_id: str) -> str:
     return f"cell {index + 1} (id {cell_id})"
 
 
+def plan_refusal(nb: Path) -> str:
+    """The message of the ``ExportError`` that planning ``nb``'s export must raise."""
+    import pytest
+
+    from nbops.exporting import ExportError, plan
+
+    with pytest.raises(ExportError) as refused:
+        plan(nb)
+    return str(refused.value)
+
+
 def main_body(source: str) -> list[ast.stmt]:
     """The statements inside ``main()``'s ``with nbops.pipeline(...)`` block."""
     tree = ast.parse(source)
     main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
     block = next(n for n in main.body if isinstance(n, ast.With))
     return block.body
+
+
+def code_shape(source: str) -> str:
+    """The module's AST with every string emptied: the shape of its code, whatever the strings hold."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = ""
+    return ast.dump(tree)
 
 
 def scratch_env(home: Path) -> dict[str, str]:

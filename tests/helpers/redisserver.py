@@ -18,23 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from helpers.servers import free_port, stop, wait_until_answering
+from helpers.servers import ServerProcess, running
 
 START_TIMEOUT_SECONDS = 10
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """One ``redis-server`` process; ``url`` is where it listens, ``stop()``/``start()`` take it down and up."""
 
     #: More ``redis-server`` options, for a subclass (e.g. ``["--requirepass", secret]``).
     extra_args: tuple[str, ...] = ()
 
     def __init__(self, binary: str, folder: Path) -> None:
+        super().__init__(folder)
         self.binary = binary
-        self.folder = folder
-        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -58,13 +56,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until_answering(
-            self.process,
-            self.ping,
-            f"redis-server on port {self.port}",
-            self.folder / "redis.log",
-            START_TIMEOUT_SECONDS,
-        )
+        self.wait_for(self.ping, f"redis-server on port {self.port}", self.folder / "redis.log", START_TIMEOUT_SECONDS)
 
     def ping(self) -> bool:
         try:
@@ -73,10 +65,6 @@ class RedisServer:
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
 
 
 def redis_binary() -> str:
@@ -95,9 +83,5 @@ def redis_binary() -> str:
 @pytest.fixture(scope="module", name="redis_server")
 def redis_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A running server for the module's tests (stopped at the end)."""
-    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running(RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))) as server:
         yield server
-    finally:
-        server.stop()

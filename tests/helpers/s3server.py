@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.servers import free_port, stop, wait_until_answering
+from helpers.servers import ServerProcess, running
 
 START_TIMEOUT_SECONDS = 30
 
@@ -33,14 +33,12 @@ CREDENTIALS = {
 }
 
 
-class S3Server:
+class S3Server(ServerProcess):
     """One ``python -m moto.server`` process; ``uri(bucket, prefix)`` is a data root on it."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
+        super().__init__(folder)
         self.endpoint = f"127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def uri(self, bucket: str, prefix: str = "") -> str:
         path = f"{bucket}/{prefix}".rstrip("/")
@@ -56,13 +54,7 @@ class S3Server:
             env={**os.environ, **CREDENTIALS},
         )
         log.close()
-        wait_until_answering(
-            self.process,
-            self.answers,
-            f"moto.server on {self.endpoint}",
-            self.folder / "moto.log",
-            START_TIMEOUT_SECONDS,
-        )
+        self.wait_for(self.answers, f"moto.server on {self.endpoint}", self.folder / "moto.log", START_TIMEOUT_SECONDS)
 
     def answers(self) -> bool:
         try:
@@ -89,16 +81,8 @@ class S3Server:
     def create_bucket(self, name: str) -> None:
         self.filesystem().create_dir(name)  # type: ignore[attr-defined]
 
-    def stop(self) -> None:
-        stop(self.process)
-        self.process = None
-
 
 @pytest.fixture(scope="session", name="s3_server")
 def s3_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3server"))
-    server.start()
-    try:
+    with running(S3Server(tmp_path_factory.mktemp("s3server"))) as server:
         yield server
-    finally:
-        server.stop()

@@ -37,6 +37,17 @@ def capture_state(store: Store) -> StoreState:
     return {"files": files, "catalog": rows}
 
 
+def files_by_content(path: Path) -> dict[str, str]:
+    """Every file under ``path`` (none if it does not exist), by content: relative name -> SHA-256."""
+    if not path.exists():
+        return {}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
 def object_files(store: Store) -> set[Path]:
     """The object files on disk."""
     return set((store.root / "objects").rglob("*.parquet"))

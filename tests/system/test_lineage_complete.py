@@ -25,7 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import nbops
 from helpers.lineage import ancestors
-from helpers.mlflowstate import reset_mlflow
+from helpers.mlflowstate import forget_tracking_uri, reset_mlflow, untracked_setup
 from helpers.shell import nbops_shell
 from nbops.core import catalog as cat
 from nbops.core import lineage
@@ -39,9 +39,7 @@ pytest.importorskip("sklearn")
 # -- fixtures ------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv(URI_ENV, raising=False)
-    monkeypatch.delenv(MARKER_ENV, raising=False)
-    mlflow.set_tracking_uri(None)
+    forget_tracking_uri(monkeypatch)
     lineage.forget_process_reads()
     yield
     reset_mlflow()
@@ -51,23 +49,15 @@ def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store whose MLflow database exists (created once for the module)."""
     path = tmp_path_factory.mktemp("lineage") / ".nbops"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(URI_ENV, raising=False)
-        mp.delenv(MARKER_ENV, raising=False)
-        mlflow.set_tracking_uri(None)
-        with nbops.open(path) as s:
-            tracking.ensure_backend(s)
-        reset_mlflow()
+    with untracked_setup(), nbops.open(path) as s:
+        tracking.ensure_backend(s)
     return path
 
 
 @pytest.fixture
 def store(root: Path, clean_mlflow: None) -> Iterator[Store]:
-    s = nbops.open(root)
-    try:
+    with nbops.open(root) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from test_reliability import concurrent_writes, figure, run_together, worker_env
+from test_reliability import concurrent_writes, figure, processes_create_one_group, run_together, worker_env
 
 import nbops
 from helpers import REPO
+from helpers.catalogs import upgrade_catalog_to
 from helpers.pgserver import PgServer, free_port, unavailable
 from nbops.core import catalog as cat
 from nbops.core.catalog import SCHEMA_HEAD, Catalog
@@ -218,17 +219,8 @@ def test_the_migrations_bring_an_empty_database_and_an_older_one_to_head(pg_serv
         catalog.dispose()
 
     # A database at an older revision is upgraded on open.
-    from alembic import command
-    from alembic.config import Config
-
     older = pg_server.url(pg_server.create_database("older"))
-    engine = sa.create_engine(cat.catalog_url(older))
-    with engine.begin() as conn:
-        config = Config()
-        config.set_main_option("script_location", str(Path(cat.__file__).parent / "migrations"))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
-    engine.dispose()
+    upgrade_catalog_to(cat.catalog_url(older), "0001")
     upgraded = Catalog(older)
     assert upgraded.schema_revision() == SCHEMA_HEAD
     upgraded.dispose()
@@ -334,43 +326,30 @@ def _docs_sql() -> dict[str, list[str]]:
 
 
 # -- concurrency: the reliability rows on PostgreSQL --------------------------------------------
+@pytest.fixture
+def workers_on_postgresql(_clean_environment: None, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test's PostgreSQL database as ``$NBOPS_CATALOG_URL``, which the worker processes inherit."""
+    monkeypatch.setenv(CATALOG_ENV, pg_url)
+
+
 @pytest.mark.slow
-def test_processes_writing_snapshots_and_feature_commits_on_postgresql(
-    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(CATALOG_ENV, pg_url)  # the workers inherit it
+@pytest.mark.usefixtures("workers_on_postgresql")
+def test_processes_writing_snapshots_and_feature_commits_on_postgresql(tmp_path: Path) -> None:
     figures = concurrent_writes(tmp_path, procs=4, writes=24)
     figure("PostgreSQL catalog: 4 processes x 24 writes", writes_attempted=figures.attempted, stored=figures.stored,
            lost=figures.lost, duplicated=figures.duplicated, digest_mismatches=figures.digest_mismatches)  # fmt: skip
 
 
 @pytest.mark.slow
-def test_processes_creating_the_same_feature_group_on_postgresql_share_one(
-    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(CATALOG_ENV, pg_url)
-    root = tmp_path / STORE_DIRNAME
-    k = 6
-    outputs = run_together(root, tmp_path / "sync", [["create", str(root), str(p), "{GO}", "group"] for p in range(k)])
-    results = [json.loads(o) for o in outputs]
-    with nbops.open(root) as store:
-        created = len(store.feature_groups())
-        commits = store.feature_commits("shared_group")
-    same = sum(r["version"] == 1 for r in results) - 1
-    figure("PostgreSQL catalog: feature group created at once", processes=k, created=created,
-           saw_the_same_version=same, errors=0)  # fmt: skip
-    assert created == 1 and same == k - 1
-    # the same rows: one process commits them, the others find them unchanged and commit nothing
-    assert [r["commit"] for r in results] == [1] * k
-    assert commits["inserted"].tolist() == [2]
+@pytest.mark.usefixtures("workers_on_postgresql")
+def test_processes_creating_the_same_feature_group_on_postgresql_share_one(tmp_path: Path) -> None:
+    processes_create_one_group(tmp_path, k=6, label="PostgreSQL catalog: feature group created at once")
 
 
 @pytest.mark.slow
-def test_processes_opening_a_new_store_on_a_new_database_at_once(
-    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("workers_on_postgresql")
+def test_processes_opening_a_new_store_on_a_new_database_at_once(tmp_path: Path) -> None:
     """The migrations and store.json are made once, whoever gets there first."""
-    monkeypatch.setenv(CATALOG_ENV, pg_url)
     root = tmp_path / STORE_DIRNAME
     k = 6
     results = [json.loads(o) for o in run_together(root, tmp_path / "sync", [["open", str(root), str(p), "{GO}"]
@@ -383,8 +362,8 @@ def test_processes_opening_a_new_store_on_a_new_database_at_once(
 
 
 @pytest.mark.stress
-def test_stress_processes_writing_on_postgresql(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CATALOG_ENV, pg_url)
+@pytest.mark.usefixtures("workers_on_postgresql")
+def test_stress_processes_writing_on_postgresql(tmp_path: Path) -> None:
     figures = concurrent_writes(tmp_path, procs=16, writes=200)
     figure("PostgreSQL catalog: 16 processes x 200 writes", writes_attempted=figures.attempted,
            stored=figures.stored, lost=figures.lost, duplicated=figures.duplicated,

@@ -34,6 +34,7 @@ import pandas as pd
 import pytest
 
 import nbops
+from helpers.together import assert_all_exited_zero, reaped, release_when_ready, start_python
 from nbops.core import _faults
 from nbops.core.hashing import table_digest
 from nbops.core.paths import MARKER_ENV, URI_ENV
@@ -70,31 +71,11 @@ def run_together(root: Path, sync: Path, commands: list[list[str]], timeout: flo
     """Start one worker per command, release them at once (file ``sync/go``), return their stdout."""
     sync.mkdir(parents=True)
     go = sync / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKERS), *[a.replace("{GO}", str(go)) for a in cmd]],
-            env=worker_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for cmd in commands
-    ]
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(sync.glob("ready-*"))) < len(procs):
-            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        go.touch()
+    procs = [start_python([str(WORKERS), *[a.replace("{GO}", str(go)) for a in cmd]], worker_env()) for cmd in commands]
+    with reaped(procs):
+        release_when_ready(procs, lambda: len(list(sync.glob("ready-*"))) >= len(procs), go, wait=120, poll=0.01)
         outputs = [p.communicate(timeout=timeout) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, f"worker failed with code {p.returncode}:\n{err[-4000:]}"
+    assert_all_exited_zero(procs, outputs, "worker", tail=4000)
     return [out for out, _ in outputs]
 
 
@@ -178,22 +159,25 @@ def test_processes_writing_snapshots_and_feature_commits_lose_and_duplicate_noth
 
 
 # -- 2. K processes get-or-create the same thing ------------------------------------------------
-@pytest.mark.slow
-def test_processes_creating_the_same_feature_group_at_once_share_one(tmp_path: Path) -> None:
+def processes_create_one_group(tmp_path: Path, k: int, label: str) -> None:
+    """``k`` processes get-or-create the same feature group at once: one group, one commit of its rows."""
     root = tmp_path / STORE_DIRNAME
-    k = 4
     outputs = run_together(root, tmp_path / "sync", [["create", str(root), str(p), "{GO}", "group"] for p in range(k)])
     results = [json.loads(o) for o in outputs]
     with nbops.open(root) as store:
-        groups = store.feature_groups()
+        created = len(store.feature_groups())
         commits = store.feature_commits("shared_group")
-    created = len(groups)
     same = sum(r["version"] == 1 for r in results) - 1
-    figure("feature group created at once", processes=k, created=created, saw_the_same_version=same, errors=0)
+    figure(label, processes=k, created=created, saw_the_same_version=same, errors=0)
     assert created == 1 and same == k - 1
-    # the same rows: the first process commits them, the others find them unchanged and commit nothing
+    # the same rows: one process commits them, the others find them unchanged and commit nothing
     assert [r["commit"] for r in results] == [1] * k
     assert commits["inserted"].tolist() == [2]
+
+
+@pytest.mark.slow
+def test_processes_creating_the_same_feature_group_at_once_share_one(tmp_path: Path) -> None:
+    processes_create_one_group(tmp_path, k=4, label="feature group created at once")
 
 
 @pytest.mark.slow

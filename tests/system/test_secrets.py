@@ -29,7 +29,7 @@ import nbops
 from helpers.pgserver import PgServer
 from helpers.redisserver import RedisServer, redis_binary
 from helpers.s3server import CREDENTIALS, S3Server, s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
-from helpers.servers import free_port
+from helpers.servers import free_port, running
 from nbops.core.paths import CATALOG_ENV, MARKER_ENV, URI_ENV
 from nbops.core.redact import MASK, redact_text, redact_url, url_secrets, without_credentials
 from nbops.errors import InvalidInputError, NbopsError, OnlineStoreError, OnlineSyncWarning, StoreError
@@ -386,12 +386,8 @@ class SecureRedis(RedisServer):
 @pytest.fixture(scope="module")
 def secure_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRedis]:
     pytest.importorskip("redis", reason="the redis package is not installed (pip install 'nbops[test]')")
-    server = SecureRedis(redis_binary(), tmp_path_factory.mktemp("secure-redis"))
-    server.start()
-    try:
+    with running(SecureRedis(redis_binary(), tmp_path_factory.mktemp("secure-redis"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def redis_urls(server: RedisServer, password: str) -> dict[str, str]:

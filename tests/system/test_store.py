@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import nbops
+from helpers.together import assert_all_exited_zero, reaped, release_when_ready, start_python
 from nbops.core.catalog import SCHEMA_HEAD
 from nbops.core.hashing import table_digest
 from nbops.errors import StoreError
@@ -168,17 +167,28 @@ def test_a_catalog_from_a_newer_nbops_is_refused_and_left_alone(tmp_path: Path) 
 
 
 # -- real processes --------------------------------------------------------------------------
-WRITER = textwrap.dedent(
+#: What each script of ``_run_together`` does first: take its arguments, say it is ready, wait for ``go``.
+READY_THEN_WAIT = """
+root, proc, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+(go.parent / f"ready-{proc}").touch()
+while not go.exists():
+    time.sleep(POLL)
+"""
+
+
+def released_script(imports: str, body: str, poll: float = 0.001) -> str:
+    """A script for ``_run_together``: ``imports``, then ``READY_THEN_WAIT`` (polling every ``poll`` s), then ``body``."""
+    return textwrap.dedent(imports) + READY_THEN_WAIT.replace("POLL", str(poll)) + textwrap.dedent(body)
+
+
+WRITER = released_script(
     """
     import json, sys, time
     from pathlib import Path
     import pandas as pd
     import nbops
-
-    root, proc, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-    (go.parent / f"ready-{proc}").touch()
-    while not go.exists():
-        time.sleep(0.005)
+    """,
+    """
     results = []
     with nbops.open(root) as store:
         for j in range(10):
@@ -188,39 +198,34 @@ WRITER = textwrap.dedent(
             results.append({"name": ref.name, "version": ref.version, "digest": ref.digest,
                             "new": ref.new, "proc": proc, "j": j})
     print(json.dumps(results))
-    """
+    """,
+    poll=0.005,
 )
 
-OPENER = textwrap.dedent(
+OPENER = released_script(
     """
     import sys, time
     from pathlib import Path
     import nbops
-
-    root, proc, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-    (go.parent / f"ready-{proc}").touch()
-    while not go.exists():
-        time.sleep(0.001)
+    """,
+    """
     with nbops.open(root) as store:
         print(store.catalog.schema_revision())
-    """
+    """,
 )
 
-SAME_CONTENT = textwrap.dedent(
+SAME_CONTENT = released_script(
     """
     import json, sys, time
     from pathlib import Path
     import pandas as pd
     import nbops
-
-    root, proc, go = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
-    (go.parent / f"ready-{proc}").touch()
-    while not go.exists():
-        time.sleep(0.001)
+    """,
+    """
     with nbops.open(root) as store:
         ref = store.snapshot(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}), "same")
     print(json.dumps({"version": ref.version, "digest": ref.digest, "new": ref.new}))
-    """
+    """,
 )
 
 
@@ -231,6 +236,11 @@ def _run_together(script: str, root: Path, n: int, sync: Path) -> list[str]:
     return [out for out, _ in outputs]
 
 
+def _everyone_ready(folder: Path, n: int) -> bool:
+    """Whether each of ``n`` interpreters has written its ``ready-<i>`` in ``folder``."""
+    return all((folder / f"ready-{i}").exists() for i in range(n))
+
+
 def _release_together(
     script: str, n: int, rounds: list[Path], argv: Callable[[int], list[str]]
 ) -> list[tuple[str, str]]:
@@ -239,32 +249,12 @@ def _release_together(
     all of which must exit with 0."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     env.pop("NBOPS_HOME", None)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, *argv(i)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(n)
-    ]
-    try:
+    procs = [start_python(["-c", script, *argv(i)], env) for i in range(n)]
+    with reaped(procs):
         for folder in rounds:
-            deadline = time.monotonic() + 60
-            while not all((folder / f"ready-{i}").exists() for i in range(n)):
-                if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.002)
-            (folder / "go").touch()
+            release_when_ready(procs, partial(_everyone_ready, folder, n), folder / "go", wait=60, poll=0.002)
         outputs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, outputs, strict=False):
-        assert p.returncode == 0, f"process failed with code {p.returncode}:\n{err[-3000:]}"
+    assert_all_exited_zero(procs, outputs, "process", tail=3000)
     return outputs
 
 

@@ -39,7 +39,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import nbops
-from helpers.mlflowstate import reset_mlflow
+from helpers.mlflowstate import forget_tracking_uri, reset_mlflow, untracked_setup
 from helpers.shell import nbops_shell
 from nbops import api
 from nbops.core import _logs
@@ -56,9 +56,7 @@ FIRST_USE = "creating the MLflow tracking database"
 @pytest.fixture(autouse=True)
 def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No tracking URI from the environment or an earlier test; nothing left running after."""
-    monkeypatch.delenv(URI_ENV, raising=False)
-    monkeypatch.delenv(MARKER_ENV, raising=False)
-    mlflow.set_tracking_uri(None)
+    forget_tracking_uri(monkeypatch)
     yield
     reset_mlflow()  # monkeypatch then restores the environment as it was
 
@@ -79,10 +77,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     """One store whose MLflow database is created once for the module, by nbops."""
     base = tmp_path_factory.mktemp("tracking")
     root = base / ".nbops"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(URI_ENV, raising=False)
-        mp.delenv(MARKER_ENV, raising=False)
-        mlflow.set_tracking_uri(None)
+    with untracked_setup():
         err = io.StringIO()
         _logs.enable_console()  # as the extension and the CLI do: the library itself only logs
         with contextlib.redirect_stderr(err), nbops.open(root) as store:
@@ -94,18 +89,14 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         finally:
             src.close()
             dst.close()
-        reset_mlflow()
     yield Backend(root, f"sqlite:///{root / 'mlflow.db'}", err.getvalue(), template)
 
 
 @pytest.fixture
 def store(backend: Backend, clean_mlflow: None) -> Iterator[Store]:
     """The module's shared store, opened afresh for this test (overrides conftest's new store)."""
-    s = nbops.open(backend.root)
-    try:
+    with nbops.open(backend.root) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
@@ -132,17 +123,12 @@ def data_run(backend: Backend) -> DataRun:
             "x": [0.5, 1.5, 2.5],
         }
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(URI_ENV, raising=False)
-        mp.delenv(MARKER_ENV, raising=False)
-        mlflow.set_tracking_uri(None)
-        with nbops.open(backend.root) as s:
-            raw = s.snapshot(frame, "raw")  # before the run: not one of its inputs
-            with nbops.track(experiment="data", run_name="features", store=s) as run:
-                mlflow.log_param("window", "7d")
-                fg = s.register_features(s.load("raw@1"), "fg", keys="id", event_time="ts")
-                nbops.log(rows=len(frame))
-        reset_mlflow()
+    with untracked_setup(), nbops.open(backend.root) as s:
+        raw = s.snapshot(frame, "raw")  # before the run: not one of its inputs
+        with nbops.track(experiment="data", run_name="features", store=s) as run:
+            mlflow.log_param("window", "7d")
+            fg = s.register_features(s.load("raw@1"), "fg", keys="id", event_time="ts")
+            nbops.log(rows=len(frame))
     return DataRun(run.run_id, raw, fg)
 
 

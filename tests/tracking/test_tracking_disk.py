@@ -38,7 +38,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import nbops
-from helpers.mlflowstate import reset_mlflow
+from helpers.mlflowstate import forget_tracking_uri, reset_mlflow, untracked_setup
 from helpers.shell import nbops_shell
 from nbops import api
 from nbops.core import _faults
@@ -57,10 +57,8 @@ UNRECORDED = r", but its status could not be written; the next nbops\.open\(\) o
 @pytest.fixture(autouse=True)
 def clean_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No tracking URI from the environment or an earlier test; nothing left running after."""
-    monkeypatch.delenv(URI_ENV, raising=False)
-    monkeypatch.delenv(MARKER_ENV, raising=False)
+    forget_tracking_uri(monkeypatch)
     monkeypatch.delenv(_faults.FAULT_ENV, raising=False)
-    mlflow.set_tracking_uri(None)
     yield
     reset_mlflow()
     tracking._UNENDED.clear()  # a failed test must not leave a run for later opens to sweep
@@ -71,14 +69,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with its MLflow database created and one snapshot ``raw@1``, copied by each test (seconds once)."""
     base = tmp_path_factory.mktemp("disk-template")
     live = base / "live" / ".nbops"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(URI_ENV, raising=False)
-        mp.delenv(MARKER_ENV, raising=False)
-        mlflow.set_tracking_uri(None)
-        with nbops.open(live) as s:
-            tracking.ensure_backend(s)
-            s.snapshot(pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]}), "raw")
-        reset_mlflow()
+    with untracked_setup(), nbops.open(live) as s:
+        tracking.ensure_backend(s)
+        s.snapshot(pd.DataFrame({"id": [1, 2, 3], "x": [0.5, 1.5, 2.5]}), "raw")
     copy = base / ".nbops"
     shutil.copytree(live, copy, ignore=shutil.ignore_patterns("*.db", "*.db-wal", "*.db-shm"))
     for db in live.glob("*.db"):  # a consistent copy of each database, whatever its WAL holds

@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbops
-from helpers.mlflowstate import reset_mlflow
+from helpers.mlflowstate import forget_tracking_uri, reset_mlflow, untracked_setup
 from helpers.shell import nbops_shell
 from nbops import api
 from nbops.core.paths import MARKER_ENV, URI_ENV
@@ -54,68 +54,61 @@ def _tx(n: int = 10) -> pd.DataFrame:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """Snapshots, a feature group with expectations, runs and a registered model, made through the API."""
     root = tmp_path_factory.mktemp("panels") / ".nbops"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(URI_ENV, raising=False)
-        mp.delenv(MARKER_ENV, raising=False)
-        mlflow.set_tracking_uri(None)
-        with nbops.open(root) as s:
-            s.snapshot(_tx(), "tx", message="first")
-            v2 = _tx()
-            v2.loc[3, "amount"] = 999.0  # an edit
-            v2 = v2[v2["id"] != 9]  # a removal
-            v2 = pd.concat([v2, pd.DataFrame({"id": [10], "amount": [5.0], "city": [HOSTILE]})], ignore_index=True)
-            v2[HOSTILE] = 1  # a column named with markup
-            s.snapshot(v2, "tx", message=HOSTILE)
-            rng = np.random.default_rng(3)
-            march = pd.DataFrame(
-                {
-                    "card": np.arange(200),
-                    "ts": pd.Timestamp("2026-03-01", tz="UTC") + pd.to_timedelta(np.arange(200), unit="h"),
-                    "spend": rng.normal(100, 10, 200),
-                    "kind": rng.choice(["a", "b"], 200),
-                }
-            )
-            s.load("tx")  # read in the same "cell": a lineage parent of the commit
-            s.register_features(
-                march,
-                "cards",
-                keys="card",
-                event_time="ts",
-                description=HOSTILE,
-                online=True,
-                expectations=[expectations.not_null("spend")],
-            )
-            s.load("tx")
-            april = march.assign(
-                ts=march["ts"] + pd.Timedelta(days=31), spend=march["spend"] * 2, kind=rng.choice(["a", "c"], 200)
-            )
-            s.register_features(april, "cards", keys="card", event_time="ts")
-            s.training_data(march[["card", "ts"]], ["cards.spend"], event_time="ts", save_as="train")
-            runs = {}
-            for c in (0.1, 1.0, 10.0):
-                with nbops.track(experiment="exp", run_name=f"C={c}", store=s) as run:
-                    s.load("train")
-                    mlflow.log_params({"C": c, "solver": "lbfgs" if c < 5 else "saga"})
-                    nbops.log(auc=0.5 + c / 100, loss=1 / (1 + c))
-                runs[f"C={c}"] = run.run_id
-            from sklearn.linear_model import LogisticRegression
-
-            with nbops.track(experiment="exp", run_name=HOSTILE, store=s, register_model="cards_model") as run:
+    with untracked_setup(), nbops.open(root) as s:
+        s.snapshot(_tx(), "tx", message="first")
+        v2 = _tx()
+        v2.loc[3, "amount"] = 999.0  # an edit
+        v2 = v2[v2["id"] != 9]  # a removal
+        v2 = pd.concat([v2, pd.DataFrame({"id": [10], "amount": [5.0], "city": [HOSTILE]})], ignore_index=True)
+        v2[HOSTILE] = 1  # a column named with markup
+        s.snapshot(v2, "tx", message=HOSTILE)
+        rng = np.random.default_rng(3)
+        march = pd.DataFrame(
+            {
+                "card": np.arange(200),
+                "ts": pd.Timestamp("2026-03-01", tz="UTC") + pd.to_timedelta(np.arange(200), unit="h"),
+                "spend": rng.normal(100, 10, 200),
+                "kind": rng.choice(["a", "b"], 200),
+            }
+        )
+        s.load("tx")  # read in the same "cell": a lineage parent of the commit
+        s.register_features(
+            march,
+            "cards",
+            keys="card",
+            event_time="ts",
+            description=HOSTILE,
+            online=True,
+            expectations=[expectations.not_null("spend")],
+        )
+        s.load("tx")
+        april = march.assign(
+            ts=march["ts"] + pd.Timedelta(days=31), spend=march["spend"] * 2, kind=rng.choice(["a", "c"], 200)
+        )
+        s.register_features(april, "cards", keys="card", event_time="ts")
+        s.training_data(march[["card", "ts"]], ["cards.spend"], event_time="ts", save_as="train")
+        runs = {}
+        for c in (0.1, 1.0, 10.0):
+            with nbops.track(experiment="exp", run_name=f"C={c}", store=s) as run:
                 s.load("train")
-                model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
-                mlflow.sklearn.log_model(model, name="model")
-                nbops.log(auc=0.9)
-            runs["model"] = run.run_id
-            experiment_id = str(mlflow.MlflowClient().get_experiment_by_name("exp").experiment_id)
-        reset_mlflow()
+                mlflow.log_params({"C": c, "solver": "lbfgs" if c < 5 else "saga"})
+                nbops.log(auc=0.5 + c / 100, loss=1 / (1 + c))
+            runs[f"C={c}"] = run.run_id
+        from sklearn.linear_model import LogisticRegression
+
+        with nbops.track(experiment="exp", run_name=HOSTILE, store=s, register_model="cards_model") as run:
+            s.load("train")
+            model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+            mlflow.sklearn.log_model(model, name="model")
+            nbops.log(auc=0.9)
+        runs["model"] = run.run_id
+        experiment_id = str(mlflow.MlflowClient().get_experiment_by_name("exp").experiment_id)
     yield World(root, runs, experiment_id)
 
 
 @pytest.fixture
 def store(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    monkeypatch.delenv(URI_ENV, raising=False)
-    monkeypatch.delenv(MARKER_ENV, raising=False)
-    mlflow.set_tracking_uri(None)
+    forget_tracking_uri(monkeypatch)
     api.clear_reads()
     s = nbops.open(world.root)
     try:
@@ -255,9 +248,7 @@ def test_runs_panel_compares_picked_runs_by_run_and_against_a_param(store: Store
 
 
 def test_runs_come_in_pages_read_from_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(URI_ENV, raising=False)
-    monkeypatch.delenv(MARKER_ENV, raising=False)
-    mlflow.set_tracking_uri(None)
+    forget_tracking_uri(monkeypatch)
     try:
         with nbops.open(tmp_path / ".nbops") as s:
             from nbops.tracking import experiments as tracking
