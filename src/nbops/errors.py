@@ -81,6 +81,15 @@ class ExportError(NbopsError):
     """The notebook cannot be exported as it is; the message names the cell."""
 
 
+class PublishError(NbopsError):
+    """Feature commits cannot be published to the table asked for; the message says why and what to do.
+
+    Raised before a version is written when the cause is known up front (a type
+    Delta cannot hold, a table holding something else); the versions written
+    before stay valid.
+    """
+
+
 class BadObjectError(Exception):
     """What is wrong with one object, before the catalog is asked who uses it."""
 

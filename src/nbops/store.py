@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from nbops.core.refs import SnapshotDiff, SnapshotRef
     from nbops.featurestore.groups import FeatureGroupRef
+    from nbops.featurestore.publish import PublishReport
     from nbops.maintenance.gc import GcReport
     from nbops.maintenance.repair import RepairReport
     from nbops.maintenance.verify import VerifyReport
@@ -394,6 +395,21 @@ class Store:
         from nbops.featurestore import groups as features
 
         return features.drift(self, group, a, b, version, columns)
+
+    def publish(
+        self, group: str, to: str, format: str = "delta", storage_options: dict[str, str] | None = None
+    ) -> PublishReport:
+        """Write (or extend) a Delta Lake table at ``to`` holding ``group``, one Delta version per commit.
+
+        Delta version *k* equals ``features(group, as_of=k)``; a later call adds the commits made since.
+        Needs ``pip install "nbops[delta]"``.
+
+            >>> store.publish("tx_features", "/lake/tx_features")    # doctest: +SKIP
+            >>> import polars; polars.read_delta("/lake/tx_features", version=2)  # doctest: +SKIP
+        """
+        from nbops.featurestore import publish
+
+        return publish.publish(self, group, to, format, storage_options)
 
     # -- tracking ------------------------------------------------------------
     def runs(self, experiment: str | None = None) -> pd.DataFrame:

@@ -13,6 +13,8 @@
                              export a notebook into pipeline modules
     nbops migrate --to URL [--dry-run]
                              move the embedded catalog into an empty PostgreSQL database
+    nbops publish GROUP[:VERSION] --to URI [--format delta]
+                             write (or extend) a Delta Lake table, one version per commit
 
 Every command takes ``--store PATH``; without it the store is found as git
 finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
@@ -119,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --runs-to: that server's --artifacts-destination, a folder or e.g. s3://bucket/mlflow",
     )
     migrate.add_argument("--dry-run", action="store_true", help="run the checks and count the rows; change nothing")
+    publish = verbs.add_parser(
+        "publish", help="write or extend a Delta Lake table of a feature group version, one version per commit"
+    )
+    publish.add_argument("group", help="GROUP, GROUP:VERSION (default: the latest version) or GROUP:VERSION@COMMIT")
+    publish.add_argument("--to", required=True, metavar="URI", help="the table's folder or URI (s3://, ...)")
+    publish.add_argument("--format", default="delta", choices=["delta"], help="the table format (default: delta)")
     ui = verbs.add_parser("ui", help="serve the MLflow UI on the store's tracking backend, on 127.0.0.1 only")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     return parser
@@ -186,6 +194,8 @@ def _run(args: argparse.Namespace) -> int:
 
             grace = args.grace if args.grace is not None else DEFAULT_GC_GRACE_SECONDS
             print(store.gc(grace_seconds=grace, dry_run=args.dry_run, empty_catalog=args.empty_catalog).text())
+        elif args.command == "publish":
+            print(store.publish(args.group, args.to, format=args.format))
         elif args.command == "repair":
             repaired = store.repair(args.sources, dry_run=args.dry_run)
             print(repaired.text())

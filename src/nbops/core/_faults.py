@@ -14,6 +14,9 @@ Points, in the order a snapshot or feature registration reaches them:
   transaction holds all its rows, not yet committed;
 - ``after_catalog_commit``: the transaction committed, the call has not returned.
 
+``between_published_commits`` is reached by ``publish`` after each Delta
+version it adds (:mod:`nbops.featurestore.publish`).
+
 Error points.  ``NBOPS_FAULT=<point>:ENOSPC`` (or ``:EIO``) makes the write
 of a run's state at ``<point>`` fail with that ``OSError``, as a full or
 failing disk would, every time it is reached.  Points, in the order a run

@@ -33,9 +33,9 @@ read.  We chose our own commits because:
 - **DuckDB cannot read Delta offline**: its ``delta`` extension is a
   download, which this product must not need.
 
-The path to other engines stays open: every commit is plain Parquet, and an
-exporter to a Delta table (``deltalake.write_deltalake`` of ``features()``)
-is a small addition when a team needs Spark or Trino.
+Other engines read the features through a published copy:
+:mod:`nbops.featurestore.publish` writes a Delta table with one Delta version
+per commit, after the fact, for Spark, Trino, Polars or DuckDB.
 """
 
 from __future__ import annotations
