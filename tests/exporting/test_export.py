@@ -760,15 +760,19 @@ def test_airflow_target_writes_a_dag_naming_the_three_tasks_in_order(tmp_path: P
     dag = plan(nb, target="airflow").files["fraud_dag.py"]
     tree = ast.parse(dag)
     tasks = [
-        (kw.value.value, ast.unparse(n.value.args[0]) if n.value.args else None)
+        (kw.value.value, ast.literal_eval(next(k.value for k in n.value.keywords if k.arg == "op_args")))
         for n in ast.walk(tree)
-        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and ast.unparse(n.value.func) == "BashOperator"
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call) and ast.unparse(n.value.func) == "PythonOperator"
         for kw in n.value.keywords
         if kw.arg == "task_id"
     ]
-    assert [t for t, _ in tasks] == ["feature", "training", "inference"]
+    assert tasks == [
+        ("feature", ["feature_pipeline.py", []]),
+        ("training", ["training_pipeline.py", []]),
+        ("inference", ["inference_pipeline.py", []]),
+    ]
     assert "feature >> training >> inference" in dag
-    assert all(m in dag for m in ("feature_pipeline.py", "training_pipeline.py", "inference_pipeline.py"))
+    assert "BashOperator" not in dag and "subprocess.run(argv, check=True)" in dag  # arguments, no shell
     with pytest.raises(ExportError, match="unknown target 'cron'"):
         plan(nb, target="cron")
 

@@ -245,9 +245,10 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None, latest: bo
 
     files: dict[str, str] = {}
     stage_entries = []
+    parameters_of: dict[str, dict[str, Any]] = {}
     for stage, chosen in stages.items():
         selection = selections[stage]
-        stage_params = {p: params[p] for p in selection.parameters}
+        stage_params = parameters_of[stage] = {p: params[p] for p in selection.parameters}
         source, ranges = render.module(
             stem, stage, chosen, stage_params, path.name, sha, __version__, None, selection.reads, latest
         )
@@ -277,7 +278,7 @@ def plan(notebook: str | os.PathLike[str], target: str | None = None, latest: bo
         files[name] = content
     files["test_pipelines.py"] = render.test_module(stem, list(stages))
     if target == "airflow":
-        files[f"{stem}_dag.py"] = render.airflow_dag(stem, list(stages))
+        files[f"{stem}_dag.py"] = render.airflow_dag(stem, parameters_of)
     all_cells = [c for chosen in stages.values() for c in chosen]
     manifest = {
         "format": EXPORT_FORMAT,
