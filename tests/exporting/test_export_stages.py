@@ -137,6 +137,18 @@ FEATURE_FRAME = (
 )
 
 
+def feature_then_training(path: Path, feature: str, training: str) -> Path:
+    """A notebook importing nbops (cell ``imp``), then feature cell ``f``, then training cell ``t``."""
+    return write_notebook(
+        path,
+        [
+            code("import nbops", id="imp"),
+            code(f"# nbops: feature\n{feature}", id="f"),
+            code(f"# nbops: training\n{training}", id="t"),
+        ],
+    )
+
+
 @pytest.mark.parametrize(
     ("persist", "read", "latest_read"),
     [
@@ -157,14 +169,7 @@ FEATURE_FRAME = (
 def test_a_persisted_frame_is_read_from_the_store_by_the_next_stage(
     tmp_path: Path, persist: str, read: str, latest_read: str | None
 ) -> None:
-    nb = write_notebook(
-        tmp_path / "hand.ipynb",
-        [
-            code("import nbops", id="imp"),
-            code(f"# nbops: feature\n{FEATURE_FRAME}\n{persist}", id="f"),
-            code("# nbops: training\nmean = feats['v'].mean()", id="t"),
-        ],
-    )
+    nb = feature_then_training(tmp_path / "hand.ipynb", f"{FEATURE_FRAME}\n{persist}", "mean = feats['v'].mean()")
     p = plan(nb)
     body = body_source(p.files["training_pipeline.py"])
     assert body[0] == read and body[-1] == "mean = feats['v'].mean()"
@@ -239,14 +244,7 @@ def test_an_import_from_another_stage_cell_is_repeated_not_its_data(tmp_path: Pa
 def test_any_other_cross_stage_name_is_refused_naming_both_cells_and_the_fixes(
     tmp_path: Path, feature: str, why: str
 ) -> None:
-    nb = write_notebook(
-        tmp_path / "cross.ipynb",
-        [
-            code("import nbops", id="imp"),
-            code(f"# nbops: feature\n{feature}", id="f"),
-            code("# nbops: training\nn = len(feats)", id="t"),
-        ],
-    )
+    nb = feature_then_training(tmp_path / "cross.ipynb", feature, "n = len(feats)")
     message = plan_refusal(nb)
     assert message.startswith(f"{label(2, 't')} (training) uses 'feats', which {label(1, 'f')}"), why
     assert "persist it" in message and f"tag {label(1, 'f')} into both stages" in message, why

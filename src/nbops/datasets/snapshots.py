@@ -27,6 +27,7 @@ from nbops.core.hashing import column_digest, combine_digest
 from nbops.core.names import validate_name
 from nbops.core.refs import ColumnChange, SnapshotDiff, SnapshotRef, parse_ref
 from nbops.core.repository import datasets as records
+from nbops.core.repository import rows_frame
 from nbops.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
@@ -234,42 +235,21 @@ def load(store: Store, name: str, version: int | str | None = None) -> pd.DataFr
 
 def history(store: Store, name: str) -> pd.DataFrame:
     """Every version of a dataset, oldest first: digest, rows, columns, time, author and bytes written."""
-    import pandas as pd
-
     name, _ = parse_ref(name, None, _KIND)
     with store.catalog.read() as conn:
         versions = records.version_rows(conn, _dataset_id(conn, name))
-    return pd.DataFrame(
-        {
-            "version": [r.version for r in versions],
-            "digest": [r.digest for r in versions],
-            "rows": [r.rows for r in versions],
-            "columns": [r.n_columns for r in versions],
-            "created": pd.to_datetime([cat.as_utc(r.created) for r in versions], utc=True),
-            "message": [r.message for r in versions],
-            "author": [r.author for r in versions],
-            "bytes_written": [r.bytes_written for r in versions],
-        }
+    columns = {"version": "version", "digest": "digest", "rows": "rows", "columns": "n_columns", "created": "created"}
+    return rows_frame(
+        versions, {**columns, "message": "message", "author": "author", "bytes_written": "bytes_written"}, ["created"]
     )
 
 
 def datasets(store: Store) -> pd.DataFrame:
     """One row per dataset, by name: versions, latest version, its rows, columns, time and digest."""
-    import pandas as pd
-
     with store.catalog.read() as conn:
         latest = records.latest_per_dataset(conn)
-    return pd.DataFrame(
-        {
-            "name": [r.name for r in latest],
-            "versions": [r.versions for r in latest],
-            "latest": [r.latest for r in latest],
-            "rows": [r.rows for r in latest],
-            "columns": [r.n_columns for r in latest],
-            "updated": pd.to_datetime([cat.as_utc(r.created) for r in latest], utc=True),
-            "digest": [r.digest for r in latest],
-        }
-    )
+    columns = {"name": "name", "versions": "versions", "latest": "latest", "rows": "rows", "columns": "n_columns"}
+    return rows_frame(latest, {**columns, "updated": "created", "digest": "digest"}, times=["updated"])
 
 
 # -- comparing -----------------------------------------------------------------

@@ -59,6 +59,7 @@ from nbops.core.hashing import column_digest, combine_digest
 from nbops.core.names import validate_name
 from nbops.core.refs import _table_html
 from nbops.core.repository import featurestore as records
+from nbops.core.repository import rows_frame
 from nbops.errors import DuplicateKeysError, InvalidInputError, NotFoundError, SchemaChangeError
 from nbops.featurestore import online as online_store
 
@@ -911,23 +912,15 @@ def feature_groups(store: Store) -> pd.DataFrame:
 
 def commits(store: Store, group: str, version: int | None = None) -> pd.DataFrame:
     """Every commit of a group version: rows, inserted, updated, total, digest, time, validation."""
-    import pandas as pd
 
     with store.catalog.read() as conn:
         gv = _version_row(conn, group, version)
         rows = records.commit_rows(conn, gv.id)
-    return pd.DataFrame(
-        {
-            "commit": [r.commit_no for r in rows],
-            "rows": [r.rows for r in rows],
-            "inserted": [r.inserted for r in rows],
-            "updated": [r.updated for r in rows],
-            "total_rows": [r.total_rows for r in rows],
-            "digest": [r.digest for r in rows],
-            "created": pd.to_datetime([cat.as_utc(r.created) for r in rows], utc=True),
-            "author": [r.author for r in rows],
-            "validated": [r.validation is not None for r in rows],
-        }
+    columns = {"commit": "commit_no", **{c: c for c in ("rows", "inserted", "updated", "total_rows", "digest")}}
+    return rows_frame(
+        rows,
+        {**columns, "created": "created", "author": "author", "validated": lambda r: r.validation is not None},
+        times=["created"],
     )
 
 

@@ -8,7 +8,7 @@ these: none of them writes SQL.  Each function opens its own transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -17,10 +17,29 @@ from nbops.core import audit
 from nbops.core import catalog as cat
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from nbops.core.catalog import Catalog
 
 
 # -- shared by the domains' repositories ---------------------------------------------------
+def rows_frame(
+    rows: Sequence[Any], columns: Mapping[str, str | Callable[[Any], Any]], times: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Catalog rows as a DataFrame: each column a row attribute (or a function of the row); ``times`` as UTC.
+
+    ``times`` name output columns whose values are catalog times (naive UTC): they become
+    time-zone aware ``datetime64[..., UTC]`` columns.
+    """
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for name, source in columns.items():
+        values = [source(r) if callable(source) else getattr(r, source) for r in rows]
+        data[name] = pd.to_datetime([cat.as_utc(v) for v in values], utc=True) if name in times else values
+    return pd.DataFrame(data)
+
+
 def insert_columns(
     conn: sa.Connection, table: sa.Table, owner: dict[str, int], names: list[str], digests: Sequence[str]
 ) -> None:

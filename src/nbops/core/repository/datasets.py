@@ -90,24 +90,19 @@ def version_row(conn: sa.Connection, dataset_id: int, version: int | None) -> sa
 
 def version_numbers(conn: sa.Connection, dataset_id: int) -> list[int]:
     """The version numbers of a dataset, in order."""
-    return list(
-        conn.execute(
-            sa.select(cat.snapshots.c.version)
-            .where(cat.snapshots.c.dataset_id == dataset_id)
-            .order_by(cat.snapshots.c.version)
-        ).scalars()
-    )
+    s = cat.snapshots
+    return [
+        int(v) for v in conn.scalars(sa.select(s.c.version).where(s.c.dataset_id == dataset_id).order_by(s.c.version))
+    ]
 
 
 def column_digests(conn: sa.Connection, snapshot_id: int) -> list[str]:
     """The object digests of a version's columns, in column order."""
-    return list(
-        conn.execute(
-            sa.select(cat.snapshot_columns.c.object_digest)
-            .where(cat.snapshot_columns.c.snapshot_id == snapshot_id)
-            .order_by(cat.snapshot_columns.c.position)
-        ).scalars()
-    )
+    c = cat.snapshot_columns
+    return [
+        str(d)
+        for d in conn.scalars(sa.select(c.c.object_digest).where(c.c.snapshot_id == snapshot_id).order_by(c.c.position))
+    ]
 
 
 def version_rows(conn: sa.Connection, dataset_id: int) -> list[sa.Row[Any]]:
