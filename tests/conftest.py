@@ -27,7 +27,7 @@ from helpers.stores import StoreState, capture_state, object_files
 from nbops.store import Store
 
 #: The PostgreSQL server's fixtures (``pg_server``, ``pg_database``, ``pg_url``), for every folder.
-pytest_plugins = ["helpers.pgserver"]
+pytest_plugins = ["helpers.pgserver", "helpers.spark"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -344,11 +344,17 @@ class Store:
         ttl: dt.timedelta | str | None = None,
         save_as: str | None = None,
         dtype_backend: str | None = None,
-    ) -> pd.DataFrame:
+        engine: str = "duckdb",
+        spark: Any = None,
+    ) -> Any:
         """Point-in-time correct features for each spine row (one row out per row in).
 
         Columns have NumPy dtypes, missing numbers are NaN (ready for scikit-learn
         and MLflow); ``dtype_backend="numpy_nullable"`` keeps ``Int64``/``boolean``.
+
+        ``engine="spark"`` runs the join in Spark (the active session, or ``spark=``) and
+        returns a Spark DataFrame; the spine may then be a Spark or a pandas DataFrame
+        (:mod:`nbops.featurestore.spark`).
         """
         from nbops.featurestore import groups as feature_store
 
@@ -359,7 +365,17 @@ class Store:
         from nbops.datasets import snapshots
 
         return feature_store.training_data(
-            self, spine, features, event_time, label, ttl, save_as, dtype_backend, save=snapshots.snapshot
+            self,
+            spine,
+            features,
+            event_time,
+            label,
+            ttl,
+            save_as,
+            dtype_backend,
+            save=snapshots.snapshot,
+            engine=engine,
+            spark=spark,
         )
 
     def online_features(self, features: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:

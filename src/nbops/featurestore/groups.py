@@ -70,6 +70,8 @@ if TYPE_CHECKING:
     from nbops.store import Store
 
 _KIND = "feature group"
+#: The engines ``training_data`` runs point-in-time joins on.
+ENGINES = ("duckdb", "spark")
 _FEATURE_REF = re.compile(r"^(?P<group>[^.:@]+)(?::(?P<version>\d+))?\.(?P<feature>[^.]+)$")
 _GROUP_REF = re.compile(r"^(?P<group>[^.:@]+)(?::(?P<version>\d+))?(?:@(?P<commit>\d+))?$")
 
@@ -990,8 +992,14 @@ def training_data(
     save_as: str | None = None,
     dtype_backend: str | None = None,
     save: Callable[..., Any] | None = None,
-) -> pd.DataFrame:
+    engine: str = "duckdb",
+    spark: Any = None,
+) -> Any:
     """Point-in-time correct features for each spine row, ready for scikit-learn and MLflow.
+
+    ``engine="spark"`` runs the join in Spark and returns a Spark DataFrame (see
+    :mod:`nbops.featurestore.spark`); ``save_as`` and ``dtype_backend`` are for the
+    default engine, ``"duckdb"``, which returns pandas.
 
     ``save_as`` is written by ``save`` (``save(store, frame, name, message=, parents=)``,
     returning a reference with ``.ref``): :meth:`nbops.Store.training_data` passes
@@ -1011,6 +1019,15 @@ def training_data(
 
     from nbops.featurestore.pit import FeatureSource, point_in_time_join
 
+    if engine not in ENGINES:
+        raise InvalidInputError(f"engine={engine!r} is not known; use one of: {', '.join(ENGINES)}")
+    if engine == "spark":
+        if save_as is not None or dtype_backend is not None:
+            raise InvalidInputError(
+                'save_as= and dtype_backend= are for engine="duckdb"; with Spark, write the result where you '
+                "want it (result.write.parquet(...)) or snapshot result.toPandas()"
+            )
+        return _training_data_spark(store, spine, refs, event_time, label, ttl, spark)
     if not isinstance(spine, pd.DataFrame):
         raise InvalidInputError(f"the spine must be a pandas DataFrame, not {type(spine).__name__}")
     if dtype_backend is not None and dtype_backend not in DTYPE_BACKENDS:
@@ -1067,6 +1084,41 @@ def training_data(
             store.root, "training_set", _training_set_ref(result, every_parent), parents=every_parent, rows=len(result)
         )
         lineage.set_provenance(result, [made])
+    return result
+
+
+def _training_data_spark(
+    store: Store,
+    spine: object,
+    refs: Sequence[str] | str,
+    event_time: str,
+    label: str | None,
+    ttl: dt.timedelta | str | None,
+    spark: Any,
+) -> Any:
+    """``training_data`` on the Spark engine: the same sources, joined in Spark; a Spark DataFrame."""
+    import pandas as pd
+
+    from nbops.featurestore import spark as engine
+
+    session = engine.spark_session(spark)
+    frame = engine.to_spark(session, spine, "spine")
+    if isinstance(refs, str):
+        refs = [refs]
+    if label is not None and label not in frame.columns:
+        raise InvalidInputError(
+            f"label column {label!r} is not in the spine; its columns are: {', '.join(frame.columns)}"
+        )
+    ttl_delta = pd.Timedelta(ttl).to_pytimedelta() if ttl is not None else None
+    plan = plan_outputs(store, [FeatureRef.parse(r) for r in refs], taken=set(frame.columns))
+    sources = []
+    for gv, group, mapping in plan:
+        _, _, table = read_group_table(store, group, gv.version)
+        features = engine.to_spark(session, table.select([*gv.keys, gv.event_time, *mapping]), f"group {group}")
+        sources.append(engine.SparkSource(features, tuple(gv.keys), gv.event_time, mapping, ttl_delta))
+    result = engine.point_in_time_join(frame, event_time, sources)
+    if label is not None:
+        result = result.select(*(f"`{c}`" for c in result.columns if c != label), f"`{label}`")
     return result
 
 
