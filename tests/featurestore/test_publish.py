@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbops
+from helpers.s3server import CREDENTIALS, S3Server, s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
 from nbops.cli import main as cli
 from nbops.errors import InvalidInputError, NotFoundError, PublishError
 from nbops.featurestore import publish as publishing
@@ -148,6 +149,27 @@ def test_any_sequence_of_upserts_published_in_any_two_calls_equals_the_store(
                 store.publish("g", str(folder / "t"))
         store.publish("g", str(folder / "t"))
         assert_every_version_equals_its_commit(store, "g", folder / "t")
+
+
+def test_a_table_on_object_storage_is_published_and_extended_the_same_way(
+    store: Store, s3_server: S3Server, tmp_path: Path
+) -> None:
+    s3_server.create_bucket("lake")
+    options = {
+        "AWS_ENDPOINT_URL": f"http://{s3_server.endpoint}",
+        "AWS_ACCESS_KEY_ID": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    uri = "s3://lake/features/tx"
+    store.register_features(frame([1, 2], [0, 1], [1.0, 2.0]), "tx", keys="cc_num", event_time="ts")
+    assert store.publish("tx", uri, storage_options=options).published == (1,)
+    store.register_features(frame([2, 3], [1, 2], [20.0, 3.0]), "tx", keys="cc_num", event_time="ts")
+    assert store.publish("tx", uri, storage_options=options).published == (2,)
+    assert store.publish("tx", uri, storage_options=options).published == ()
+    for k in (1, 2):
+        assert rows(DeltaTable(uri, version=k, storage_options=options).to_pyarrow_table()) == stored(store, "tx", k)
 
 
 # -- idempotent, resumable, up to a commit ----------------------------------------------------
