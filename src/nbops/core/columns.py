@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 PARQUET_COMPRESSION = "zstd"
 _COLUMN = "v"  # the single column name inside each object file
+#: Rows per Parquet row group: every column of a table is cut at the same rows, so that row group
+#: i of each of its objects holds the same rows (what :func:`read_rows_between` relies on).
+ROW_GROUP_ROWS = 1 << 20
+#: Marks an object written with a CRC-32 on every page and ``ROW_GROUP_ROWS``-row groups: a part of
+#: it can be read with its integrity checked, without hashing the whole column.
+_PAGES_KEY, _PAGES_VALUE = b"nbops.pages", b"crc32"
 
 
 def workers(n: int) -> int:
@@ -58,7 +64,13 @@ def publish_column(store: Store, digest: str, column: pa.ChunkedArray, replace: 
     """
     return store.objects.publish(
         digest,
-        lambda path: pq.write_table(_object_table(column), path, compression=PARQUET_COMPRESSION),
+        lambda path: pq.write_table(
+            _object_table(column),
+            path,
+            compression=PARQUET_COMPRESSION,
+            row_group_size=ROW_GROUP_ROWS,
+            write_page_checksum=True,
+        ),
         sound=(lambda: False) if replace else (lambda: object_is_sound(store.objects, digest, column.type)),
     )
 
@@ -74,14 +86,14 @@ def _object_table(column: pa.ChunkedArray) -> pa.Table:
     empty column (no pages) would read back with no categories at all: its
     dictionary goes into the file's metadata instead.
     """
-    table = pa.table({_COLUMN: column})
+    metadata = {_PAGES_KEY: _PAGES_VALUE}
     if pa.types.is_dictionary(column.type) and len(column) == 0:
         dictionary = _single_dictionary(column)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, pa.schema([("d", dictionary.type)])) as writer:
             writer.write_batch(pa.record_batch([dictionary], names=["d"]))
-        table = table.replace_schema_metadata({_DICTIONARY_KEY: sink.getvalue().to_pybytes()})
-    return table
+        metadata[_DICTIONARY_KEY] = sink.getvalue().to_pybytes()
+    return pa.table({_COLUMN: column}).replace_schema_metadata(metadata)
 
 
 def _single_dictionary(column: pa.ChunkedArray) -> pa.Array:
@@ -184,6 +196,117 @@ def read_table(store: Store, schema: pa.Schema, digests: Sequence[str]) -> pa.Ta
             pool.map(lambda item: read_column(store, item[0], item[1].type), zip(digests, schema, strict=True))
         )
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_rows_between(
+    store: Store,
+    schema: pa.Schema,
+    digests: Sequence[str],
+    time: str,
+    low: pa.Scalar,
+    high: pa.Scalar,
+    whole: bool = False,
+) -> pa.Table:
+    """The rows of a stored table whose timestamp column ``time`` lies in ``[low, high]``.
+
+    ``schema`` and ``digests`` name the columns to read (``time`` among them).
+    When every object was written with page checksums and aligned row groups
+    (as :func:`publish_column` writes them), only the row groups whose time
+    statistics reach ``[low, high]`` are read, each page checked against its
+    CRC-32; the rows are then filtered exactly.  An object written before that
+    (or in another layout) is read whole and verified against its digest, as
+    :func:`read_table` does; so is every object with ``whole``.  Damage
+    raises :class:`CorruptDataError`.
+    """
+    names = schema.names
+    files = None if whole else _partial_files(store, digests)
+    if files is None:
+        table = read_table(store, schema, digests)
+    else:
+        try:
+            table = _read_groups(store, files, schema, digests, _groups_between(files[names.index(time)], low, high))
+        finally:
+            for file in files:
+                file.close()
+    import pyarrow.compute as pc
+
+    when = table.column(time)
+    return table.filter(pc.and_(pc.greater_equal(when, low), pc.less_equal(when, high)))
+
+
+def _read_groups(
+    store: Store, files: Sequence[pq.ParquetFile], schema: pa.Schema, digests: Sequence[str], groups: list[int]
+) -> pa.Table:
+    """Row groups ``groups`` of each object as the columns of ``schema``, every page checked against its CRC-32."""
+    columns = []
+    for file, field, digest in zip(files, schema, digests, strict=True):
+        try:
+            column = _column_of(file.read_row_groups(groups)) if groups else pa.chunked_array([], field.type)
+            columns.append(column.cast(field.type) if column.type != field.type else column)
+        except (pa.ArrowException, OSError, KeyError, ValueError) as exc:
+            # A page whose CRC-32 does not match, a truncated file, another column.
+            raise corrupt_error(store, digest, f"cannot be read ({_first_line(exc)})") from None
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _partial_files(store: Store, digests: Sequence[str]) -> list[pq.ParquetFile] | None:
+    """The objects opened for reading by row group, or None unless all have checksums and the same row groups."""
+    files = []
+    for digest in digests:
+        try:
+            file = pq.ParquetFile(store.objects.random_access(digest), page_checksum_verification=True)
+        except FileNotFoundError:
+            raise corrupt_error(store, digest, "is missing") from None
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise corrupt_error(store, digest, f"cannot be read ({_first_line(exc)})") from None
+        if (file.metadata.metadata or {}).get(_PAGES_KEY) != _PAGES_VALUE:
+            return None
+        files.append(file)
+    layouts = {tuple(f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)) for f in files}
+    return files if len(layouts) == 1 else None
+
+
+def _groups_between(file: pq.ParquetFile, low: pa.Scalar, high: pa.Scalar) -> list[int]:
+    """The row groups of a timestamp object whose min..max may reach ``[low, high]`` (all when unsure)."""
+    unit = _timestamp_unit(file)
+    everything = list(range(file.num_row_groups))
+    if unit is None:
+        return everything
+    low_ticks, high_ticks = ticks(low, unit, up=False), ticks(high, unit, up=True)
+
+    def reaches(i: int) -> bool:
+        stats = file.metadata.row_group(i).column(0).statistics
+        if stats is None or not stats.has_min_max or stats.physical_type != "INT64":
+            return True  # no usable statistics: read it
+        return bool(stats.max_raw >= low_ticks and stats.min_raw <= high_ticks)
+
+    return [i for i in everything if reaches(i)]
+
+
+#: Parquet's time unit names and Arrow's.
+_UNITS = {"milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns"}
+
+
+def _timestamp_unit(file: pq.ParquetFile) -> str | None:
+    """The Arrow unit of a Parquet timestamp column's INT64 values (None if it is stored otherwise)."""
+    import json
+
+    try:
+        logical = json.loads(file.schema.column(0).logical_type.to_json())
+    except (ValueError, AttributeError):
+        return None
+    return _UNITS.get(logical.get("timeUnit")) if logical.get("Type") == "Timestamp" else None
+
+
+def ticks(value: pa.Scalar, unit: str, up: bool) -> int:
+    """A timestamp scalar in ``unit`` ticks, rounded down (or ``up``) when ``unit`` is coarser than its own."""
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+    raw = int(value.cast(pa.int64()).as_py())
+    have, want = per_second[value.type.unit], per_second[unit]
+    if want >= have:
+        return raw * (want // have)
+    quotient, remainder = divmod(raw, have // want)
+    return quotient + (1 if up and remainder else 0)
 
 
 def users_of(store: Store, digest: str) -> list[str]:

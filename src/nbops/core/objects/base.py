@@ -30,6 +30,9 @@ class ObjectFiles(Protocol[Handle]):
     def source(self, digest: str) -> Any:
         """Something pyarrow reads object ``digest`` from (a path, a buffer)."""
 
+    def random_access(self, digest: str) -> Any:
+        """Something pyarrow reads parts of object ``digest`` from (a path; a ranged-read file remotely)."""
+
     def publish(self, digest: str, write: Callable[[Any], None], sound: Callable[[], bool] | None = None) -> int:
         """Store object ``digest`` written by ``write(sink)``, atomically and never over another; its size.
 

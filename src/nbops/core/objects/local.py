@@ -65,6 +65,10 @@ class ObjectStore:
         """What ``pyarrow.parquet.read_table`` reads for this object."""
         return self.path(digest)
 
+    def random_access(self, digest: str) -> Path:
+        """What ``pyarrow.parquet.ParquetFile`` reads parts of (the file itself)."""
+        return self.path(digest)
+
     def publish(self, digest: str, write: Callable[[Path], None], sound: Callable[[], bool] | None = None) -> int:
         """Write an object with ``write(tmp_path)`` and publish it atomically.
 

@@ -183,6 +183,10 @@ class RemoteObjectStore:
         with self.fs.open_input_stream(self.key(digest)) as stream:
             return pa.BufferReader(stream.read())
 
+    def random_access(self, digest: str) -> Any:
+        """A file read by ranged requests: only the footer and the row groups asked for travel."""
+        return self.fs.open_input_file(self.key(digest))
+
     # -- listing and removal (gc, verify) ------------------------------------
     def iter_objects(self) -> Iterator[tuple[str, RemoteObject]]:
         """Every object under ``objects/``, as (digest, :class:`RemoteObject`), in digest order; other keys skipped."""
