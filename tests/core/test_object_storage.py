@@ -92,6 +92,10 @@ def workload(store: nbops.Store) -> dict[str, Any]:
     store.register_features(
         tx(40, seed=1).assign(ts=lambda d: d["ts"] + pd.Timedelta(days=10)), "tx", keys="cc_num", event_time="ts"
     )
+    # An upsert into the first commit's time window: read back by ranged reads of its row groups.
+    upsert = store.register_features(
+        raw.head(5).assign(amount=lambda d: d["amount"] * 2), "tx", keys="cc_num", event_time="ts"
+    )
     spine = pd.DataFrame(
         {"cc_num": [1, 2, 3], "ts": pd.to_datetime(["2026-01-03", "2026-01-12", "2026-02-01"], utc=True)}
     )
@@ -105,6 +109,7 @@ def workload(store: nbops.Store) -> dict[str, Any]:
         "diff": (diff.added, diff.removed, getattr(diff, "unchanged", None)),
         "features": store.features("tx"),
         "features_at_1": store.features("tx", as_of=1),
+        "upsert": (upsert.commit, upsert.updated, upsert.total_rows),
         "training": training,
         "saved": store.load("train"),
     }

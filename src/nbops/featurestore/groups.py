@@ -13,12 +13,22 @@ content-addressed Parquet objects (the same machinery as snapshots, see
 commit *k* concatenates commits 1..k and keeps, for each (keys, event time),
 the row of the latest commit.
 
+A commit costs what it writes, not what the version holds: it records the
+span of event times it wrote, and to count the rows it replaces (and to find
+that nothing changed) it reads only the earlier commits whose span meets its
+own, and of those only the Parquet row groups whose time statistics do, each
+page checked against its CRC-32 (:func:`nbops.core.columns.read_rows_between`).
+The statistics of the group as of a commit need every row, so a commit does
+not compute them: the first caller of ``statistics`` (a notebook showing the
+commit, the ``%features`` panel, ``store.feature_statistics``) does, and the
+catalog keeps them.
+
 We evaluated the ``deltalake`` package (Delta Lake through delta-rs), which
 offers commits, time travel and MERGE, and which Spark, Trino and DuckDB can
 read.  We chose our own commits because:
 
-- **one commit point.** A registration must make its data, statistics,
-  validation report, lineage and online rows visible together.  With Delta
+- **one commit point.** A registration must make its data, validation
+  report, lineage and online rows visible together.  With Delta
   the ``_delta_log`` commit and the catalog transaction are two commit
   points; a crash between them leaves a Delta version the catalog does not
   know (or the reverse), and every reader must reconcile them.
@@ -41,6 +51,7 @@ per commit, after the fact, for Spark, Trino, Polars or DuckDB.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 import socket
@@ -54,13 +65,28 @@ import pyarrow.compute as pc
 
 from nbops.core import _faults, lineage
 from nbops.core import catalog as cat
-from nbops.core.columns import arrow_from_pandas, author, object_rows, publish_columns, read_table
+from nbops.core.columns import (
+    arrow_from_pandas,
+    author,
+    object_rows,
+    publish_columns,
+    read_rows_between,
+    read_table,
+    ticks,
+)
 from nbops.core.hashing import column_digest, combine_digest
 from nbops.core.names import validate_name
 from nbops.core.refs import _table_html
 from nbops.core.repository import featurestore as records
 from nbops.core.repository import rows_frame
-from nbops.errors import DuplicateKeysError, InvalidInputError, NotFoundError, SchemaChangeError
+from nbops.errors import (
+    DuplicateKeysError,
+    InvalidInputError,
+    NbopsError,
+    NotFoundError,
+    ReadOnlyError,
+    SchemaChangeError,
+)
 from nbops.featurestore import online as online_store
 
 if TYPE_CHECKING:
@@ -129,12 +155,26 @@ class FeatureGroupRef:
     digest: str
     online: bool
     created: dt.datetime
-    statistics: dict[str, Any] = field(default_factory=dict, repr=False)
     validation: dict[str, Any] | None = field(default=None, repr=False)
     bytes_written: int = 0
     #: True when every row was already stored as it is: no commit was made, and
     #: ``commit`` is the existing commit that holds the data.
     unchanged: bool = False
+    _statistics: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _load_statistics: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        """Statistics of each feature over the group as of this commit (see :mod:`nbops.featurestore.stats`).
+
+        A commit does not compute them (that would read the group's whole
+        history): the first to ask does, and the catalog keeps them.
+        """
+        if self._statistics is None:
+            loaded = self._load_statistics() if self._load_statistics is not None else {}
+            object.__setattr__(self, "_statistics", loaded)
+            return loaded
+        return self._statistics
 
     @property
     def ref(self) -> str:
@@ -185,7 +225,11 @@ class FeatureGroupRef:
             rows.append(("validation", f"{n} expectations passed"))
         title = f"feature group {self.ref}" + (" unchanged" if self.unchanged else "")
         head = _table_html(title, rows)
-        if not self.statistics:
+        try:
+            statistics = self.statistics
+        except NbopsError as exc:  # e.g. the store was closed since: show the commit all the same
+            return f"{head}<p>statistics unavailable: {html.escape(str(exc))}</p>"
+        if not statistics:
             return head
         # pandas escapes cell text in to_html.
         stats = self.statistics_frame().to_html(float_format=lambda v: f"{v:,.4g}", border=0)
@@ -383,7 +427,7 @@ def _register_features(
     if target is not None and not _changes_version(target, online, description, rules_json):
         latest = _latest_commit_row(store, target.id)
         if latest is not None and latest.digest == digest:  # the same rows as the latest commit wrote
-            return _unchanged_ref(group, target, key_list, event_time, feature_cols, table, latest, report)
+            return _unchanged_ref(store, group, target, key_list, event_time, feature_cols, table, latest, report)
     bytes_written = publish_columns(store, table, digests)
     now = cat.utcnow()
     reads = store.take_reads()
@@ -407,23 +451,26 @@ def _register_features(
             rules_json,
             now,
         )
-        previous = _commit_tables(store, conn, gv.id, None)
-        commit_no = (previous[-1][0] if previous else 0) + 1
-        state, updated = _merge(previous, table, key_list, event_time)
-        if previous and not gv.changed and updated == table.num_rows and _same_state(previous, table, state, gv):
+        latest = _latest_commit_row(store, gv.id, conn)
+        commit_no = (latest.commit_no if latest is not None else 0) + 1
+        # Only the history that shares event times with this commit can hold its (keys, time) pairs.
+        window = _TimeWindow.of(table, event_time)
+        updated = _replaced(store, conn, gv, table, window)
+        total_rows = (latest.total_rows if latest is not None else 0) + table.num_rows - updated
+        if (
+            latest is not None
+            and not gv.changed
+            and updated == table.num_rows
+            and _same_state(store, conn, gv, latest, table, window)
+        ):
             # Every row is stored already as it is (e.g. a batch registered again): no commit.
             # The objects just published belong to no commit; `nbops gc` removes them.
             from nbops.core import session
 
             for kind, ref in reads:
                 session.note_read(store.root, kind, ref)  # still the reads of the next write
-            latest = _latest_commit_row(store, gv.id, conn)
-            assert latest is not None
-            return _unchanged_ref(group, gv, key_list, event_time, feature_cols, table, latest, report)
+            return _unchanged_ref(store, group, gv, key_list, event_time, feature_cols, table, latest, report)
 
-        from nbops.featurestore.stats import feature_statistics
-
-        statistics = feature_statistics(state, list(feature_cols))
         context = {**store.context, "reads": [f"{k}:{r}" for k, r in reads]}
         store.catalog.insert_ignore(conn, cat.objects, object_rows(store, table, digests, now))
         records.insert_commit(
@@ -434,8 +481,8 @@ def _register_features(
             table,
             digests,
             updated,
-            state.num_rows,
-            statistics,
+            total_rows,
+            window.bounds_us if window is not None else None,
             report.to_dict() if report is not None else None,
             context,
             bytes_written,
@@ -446,7 +493,7 @@ def _register_features(
         online_rows: list[online_store.OnlineRow] = []
         if gv.online:
             # A version turned online by this call is backfilled from its whole state.
-            source = state if gv.newly_online else table
+            source = _state(store, conn, gv, None) if gv.newly_online else table
             online_rows = online_store.upsert(
                 store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols)
             )
@@ -469,13 +516,13 @@ def _register_features(
         rows=table.num_rows,
         inserted=table.num_rows - updated,
         updated=updated,
-        total_rows=state.num_rows,
+        total_rows=total_rows,
         digest=digest,
         online=gv.online,
         created=cat.as_utc(now),
-        statistics=statistics,
         validation=report.to_dict() if report is not None else None,
         bytes_written=bytes_written,
+        _load_statistics=_statistics_loader(store, group, gv.version, commit_no),
     )
 
 
@@ -622,25 +669,114 @@ def _latest_commit_row(store: Store, version_id: int, conn: sa.Connection | None
         return records.latest_commit_row(read, version_id)
 
 
-def _same_state(previous: Sequence[_Commit], new: pa.Table, state: pa.Table, gv: _Version) -> bool:
-    """Whether applying ``new`` leaves the visible rows, their types and their read-back dtypes as they were."""
+class _TimeWindow(NamedTuple):
+    """The span of event times a commit writes: what of the history it can touch."""
+
+    low: pa.Scalar
+    high: pa.Scalar
+    #: ``[low, high]`` in microseconds since the epoch, rounded outwards (None: beyond what the catalog holds)
+    bounds_us: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, table: pa.Table, event_time: str) -> _TimeWindow | None:
+        """The window of ``table``'s event times (None for no rows)."""
+        if table.num_rows == 0:
+            return None
+        extremes = pc.min_max(table.column(event_time))
+        low, high = extremes["min"], extremes["max"]
+        bounds = (ticks(low, "us", up=False), ticks(high, "us", up=True))
+        fits = all(-(2**63) <= b < 2**63 for b in bounds)
+        return cls(low, high, bounds if fits else None)
+
+    def query_us(self) -> tuple[int, int]:
+        """The window in microseconds for a catalog query: the widest when it does not fit."""
+        return self.bounds_us or (-(2**63), 2**63 - 1)
+
+
+def _history_between(
+    store: Store,
+    conn: sa.Connection,
+    gv: _Version,
+    window: _TimeWindow,
+    columns: Sequence[str] | None,
+    whole: bool = False,
+) -> list[_Commit]:
+    """The rows of each commit of ``gv`` whose event time is in ``window``, oldest first.
+
+    Commits whose recorded span misses the window are not read at all; of the
+    others, only the row groups that reach the window (each page checked
+    against its CRC), unless ``whole``: then every column read is read whole
+    and verified against its digest.  ``columns`` limits the columns (None: all).
+    """
+    low_us, high_us = window.query_us()
+    rows = records.commits_overlapping(conn, gv.id, low_us, high_us)
+    digests = records.column_digests_by_commit(conn, [r.id for r in rows]) if rows else {}
+    history = []
+    for row in rows:
+        schema = pa.ipc.read_schema(pa.py_buffer(row.arrow_schema))
+        names = list(columns) if columns is not None else schema.names
+        positions = [schema.get_field_index(n) for n in names]
+        part = pa.schema([schema.field(i) for i in positions], metadata=schema.metadata)
+        objects = [digests[row.id][i] for i in positions]
+        table = read_rows_between(store, part, objects, gv.event_time, window.low, window.high, whole=whole)
+        history.append(_Commit(row.commit_no, table, row.updated))
+    return history
+
+
+def _replaced(store: Store, conn: sa.Connection, gv: _Version, new: pa.Table, window: _TimeWindow | None) -> int:
+    """How many rows of ``new`` replace a stored row (same keys and event time), reading only their time window."""
+    if window is None:
+        return 0
+    pair = [*gv.keys, gv.event_time]
+    history = _history_between(store, conn, gv, window, pair)
+    if not history:
+        return 0
+    return _merge(history, new.select(pair), gv.keys, gv.event_time)[1]
+
+
+def _same_state(
+    store: Store, conn: sa.Connection, gv: _Version, latest: Any, new: pa.Table, window: _TimeWindow | None
+) -> bool:
+    """Whether applying ``new`` leaves the visible rows, their types and their read-back dtypes as they were.
+
+    Called when every row of ``new`` replaces a stored one: only the stored
+    rows in ``new``'s time window can differ.  A "same" found from row groups
+    read under their page checksums is confirmed on the whole, digest-verified
+    columns before the commit is skipped: skipping a commit must never rest on
+    a damaged read.
+    """
     from nbops.core.hashing import canonical_schema
 
-    if canonical_schema(new.schema) != canonical_schema(previous[-1].table.schema):
+    if canonical_schema(new.schema) != canonical_schema(pa.ipc.read_schema(pa.py_buffer(latest.arrow_schema))):
         return False  # another pandas dtype: the read-back dtypes would change
-    before, _ = _merge(previous, None, gv.keys, gv.event_time)
-    if before.num_rows != state.num_rows:
+    if window is None:
+        return True  # no rows: nothing changes
+    for whole in (False, True):
+        history = _history_between(store, conn, gv, window, None, whole=whole)
+        if not history:
+            return False
+        before, _ = _merge(history, None, gv.keys, gv.event_time)
+        after, _ = _merge(history, new, gv.keys, gv.event_time)
+        if not _same_rows(before, after, [*gv.keys, gv.event_time]):
+            return False
+    return True
+
+
+def _same_rows(a: pa.Table, b: pa.Table, pair: Sequence[str]) -> bool:
+    """Whether two states hold the same rows (compared in (keys, event time) order)."""
+    if a.num_rows != b.num_rows:
         return False
-    order = [(c, "ascending") for c in [*gv.keys, gv.event_time]]
+    order = [(c, "ascending") for c in pair]
     try:
-        a = before.take(pc.sort_indices(before, sort_keys=order))
-        b = state.take(pc.sort_indices(state, sort_keys=order))
+        a = a.take(pc.sort_indices(a, sort_keys=order))
+        b = b.take(pc.sort_indices(b, sort_keys=order))
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
         return False  # keys that cannot be ordered: commit, as before
     return [column_digest(c) for c in a.columns] == [column_digest(c) for c in b.columns]
 
 
 def _unchanged_ref(
+    store: Store,
     group: str,
     gv: _Version,
     keys: Sequence[str],
@@ -665,10 +801,11 @@ def _unchanged_ref(
         digest=latest.digest,
         online=gv.online,
         created=cat.as_utc(latest.created),
-        statistics=dict(json.loads(latest.statistics or "{}")),
         validation=report.to_dict() if report is not None else None,
         bytes_written=0,
         unchanged=True,
+        _statistics=dict(json.loads(latest.statistics)) if latest.statistics is not None else None,
+        _load_statistics=_statistics_loader(store, group, gv.version, latest.commit_no),
     )
 
 
@@ -927,13 +1064,37 @@ def commits(store: Store, group: str, version: int | None = None) -> pd.DataFram
 
 
 def statistics(store: Store, group: str, version: int | None = None, commit: int | None = None) -> dict[str, Any]:
-    """The statistics stored with a commit (default: the latest)."""
+    """The statistics of the group as of a commit (default: the latest); computed and kept on first use."""
     with store.catalog.read() as conn:
         gv = _version_row(conn, group, version)
         row = records.commit_statistics(conn, gv.id, commit)
     if row is None:
         raise NotFoundError(f"{group}:{gv.version} has no commit {commit}")
-    return dict(json.loads(row.statistics or "{}"))
+    if row.statistics is not None:
+        return dict(json.loads(row.statistics))
+    from nbops.featurestore.stats import feature_statistics
+
+    with store.catalog.read() as conn:
+        state = _state(store, conn, gv, row.commit_no)
+    features = [c for c in gv.schema.names if c not in gv.keys and c != gv.event_time]
+    computed: dict[str, Any] = json.loads(json.dumps(feature_statistics(state, features)))
+    try:
+        with store.catalog.write(("feature_group", group)) as conn:
+            records.keep_statistics(conn, row.id, computed)
+    except ReadOnlyError:
+        pass  # a read-only store computes them each time
+    return computed
+
+
+def _statistics_loader(store: Store, group: str, version: int, commit: int) -> Callable[[], dict[str, Any]]:
+    """What computes (or reads) a commit's statistics when a :class:`FeatureGroupRef` is first asked for them."""
+    return lambda: statistics(store, group, version, commit)
+
+
+def _state(store: Store, conn: sa.Connection, gv: _Version, as_of: int | None) -> pa.Table:
+    """The rows of ``gv`` visible as of commit ``as_of`` (None: the latest), without recording a read."""
+    commits = _commit_tables(store, conn, gv.id, as_of)
+    return _merge(commits, None, gv.keys, gv.event_time)[0].select(gv.schema.names)
 
 
 def plan_outputs(

@@ -164,7 +164,12 @@ def group_detail(store: Store, group: str, version: int, commit: int) -> dict[st
     children = [e["child"] for e in graph["edges"] if e["parent"] == graph["root"]]
     return {
         "ref": ref,
-        "statistics": json.loads(row.statistics or "{}"),
+        # A commit's statistics are computed when first asked for (here, if nobody asked yet).
+        "statistics": (
+            json.loads(row.statistics)
+            if row.statistics is not None
+            else store.feature_statistics(group, version, commit)
+        ),
         "expectations": json.loads(row.expectations) if row.expectations else [],
         "validation": json.loads(row.validation) if row.validation else None,
         "online": bool(row.online),

@@ -26,9 +26,9 @@ from sqlalchemy.engine import Connection, Engine
 from nbops.errors import CatalogError, ReadOnlyError, StoreError
 
 #: The Alembic revision this version of nbops reads and writes.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 #: Every revision this nbops can upgrade from (a catalog at another was written by a newer nbops).
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 BUSY_TIMEOUT_SECONDS = 60
 #: The embedded catalog's file name inside a store folder.
 CATALOG_FILE = "catalog.db"
@@ -123,13 +123,19 @@ feature_commits = sa.Table(
     sa.Column("inserted", sa.BigInteger, nullable=False),
     sa.Column("updated", sa.BigInteger, nullable=False),
     sa.Column("total_rows", sa.BigInteger, nullable=False),  # visible as of this commit
-    sa.Column("statistics", sa.Text),  # JSON, of the group as of this commit
+    # JSON, of the group as of this commit; NULL until first asked for (computed then, and kept)
+    sa.Column("statistics", sa.Text),
     sa.Column("validation", sa.Text),  # JSON report
     sa.Column("lineage", sa.Text),  # JSON: notebook, cell hash, reads
     sa.Column("bytes_written", sa.BigInteger, nullable=False),
     sa.Column("author", sa.String(256)),
     sa.Column("host", sa.String(256)),
     sa.Column("created", sa.DateTime, nullable=False),
+    # The event times this commit wrote span [time_min_us, time_max_us] (microseconds since the epoch,
+    # rounded outwards; NULL for commits made before revision 0005): a later commit whose rows lie
+    # outside cannot replace any of them, so it need not read them.
+    sa.Column("time_min_us", sa.BigInteger),
+    sa.Column("time_max_us", sa.BigInteger),
     sa.UniqueConstraint("group_version_id", "commit_no", name="uq_feature_commits"),
 )
 

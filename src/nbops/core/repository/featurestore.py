@@ -123,7 +123,7 @@ def insert_commit(
     digests: Sequence[str],
     updated: int,
     total_rows: int,
-    statistics: dict[str, Any],
+    time_bounds: tuple[int, int] | None,
     validation: dict[str, Any] | None,
     context: dict[str, Any],
     bytes_written: int,
@@ -131,7 +131,11 @@ def insert_commit(
     host: str,
     now: dt.datetime,
 ) -> int:
-    """Add commit ``commit_no`` of a group version, with its columns in order; its row id."""
+    """Add commit ``commit_no`` of a group version, with its columns in order; its row id.
+
+    ``time_bounds`` is the span of its event times in microseconds (rounded
+    outwards); its statistics are left to :func:`keep_statistics`.
+    """
     result = conn.execute(
         cat.feature_commits.insert().values(
             group_version_id=version_id,
@@ -142,7 +146,8 @@ def insert_commit(
             inserted=table.num_rows - updated,
             updated=updated,
             total_rows=total_rows,
-            statistics=json.dumps(statistics),
+            time_min_us=time_bounds[0] if time_bounds else None,
+            time_max_us=time_bounds[1] if time_bounds else None,
             validation=json.dumps(validation) if validation is not None else None,
             lineage=json.dumps(context, default=str),
             bytes_written=bytes_written,
@@ -195,6 +200,25 @@ def commits_as_of(
     return list(conn.execute(query.order_by(c.c.commit_no)).all())
 
 
+def commits_overlapping(
+    conn: sa.Connection, version_id: int, low_us: int, high_us: int
+) -> list[sa.Row[Any, Any, Any, Any]]:
+    """Id, number, Arrow schema and ``updated`` of each commit whose event times may reach ``[low_us, high_us]``.
+
+    Oldest first; a commit without recorded bounds (made before revision 0005) may reach anything.
+    """
+    c = cat.feature_commits
+    reaches = sa.or_(
+        c.c.time_min_us.is_(None),
+        c.c.time_max_us.is_(None),
+        sa.and_(c.c.time_max_us >= low_us, c.c.time_min_us <= high_us),
+    )
+    query = sa.select(c.c.id, c.c.commit_no, c.c.arrow_schema, c.c.updated).where(
+        c.c.group_version_id == version_id, reaches
+    )
+    return list(conn.execute(query.order_by(c.c.commit_no)).all())
+
+
 def column_digests_by_commit(conn: sa.Connection, commit_ids: Sequence[int]) -> dict[int, list[str]]:
     """The object digests of each commit's columns, in column order, by commit id."""
     columns: dict[int, list[str]] = {}
@@ -218,14 +242,23 @@ def commit_rows(conn: sa.Connection, version_id: int) -> list[sa.Row[Any]]:
     )
 
 
-def commit_statistics(conn: sa.Connection, version_id: int, commit: int | None) -> sa.Row[Any, Any] | None:
-    """The statistics (JSON) and number of commit ``commit`` of a group version (the latest for None), or None."""
+def commit_statistics(conn: sa.Connection, version_id: int, commit: int | None) -> sa.Row[Any, Any, Any] | None:
+    """The statistics (JSON, or None if never computed), number and id of commit ``commit`` of a group
+    version (the latest for None), or None."""
     c = cat.feature_commits
-    query = sa.select(c.c.statistics, c.c.commit_no).where(c.c.group_version_id == version_id)
+    query = sa.select(c.c.statistics, c.c.commit_no, c.c.id).where(c.c.group_version_id == version_id)
     query = (
         query.where(c.c.commit_no == commit) if commit is not None else query.order_by(c.c.commit_no.desc()).limit(1)
     )
     return conn.execute(query).first()
+
+
+def keep_statistics(conn: sa.Connection, commit_id: int, statistics: dict[str, Any]) -> None:
+    """Store the statistics computed for a commit that had none (a commit's stored statistics never change)."""
+    c = cat.feature_commits
+    conn.execute(
+        c.update().where(c.c.id == commit_id, c.c.statistics.is_(None)).values(statistics=json.dumps(statistics))
+    )
 
 
 # -- online rows ---------------------------------------------------------------------------
