@@ -19,7 +19,11 @@ pytestmark = pytest.mark.skipif(NBOPS is None, reason="the nbops command is not 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
-    full_env.pop("NBOPS_HOME", None) if env is None or "NBOPS_HOME" not in env else None
+    # What earlier tests of this process left in the environment (an MLflow URI set when a store opened
+    # in-process) is not the user's: the command sees only what the test gives it.
+    for inherited in ("NBOPS_HOME", "MLFLOW_TRACKING_URI", "NBOPS_MLFLOW_TRACKING_URI"):
+        if env is None or inherited not in env:
+            full_env.pop(inherited, None)
     assert NBOPS is not None
     return subprocess.run([NBOPS, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=600)
 
