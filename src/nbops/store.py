@@ -285,7 +285,7 @@ class Store:
     # -- features ----------------------------------------------------------
     def register_features(
         self,
-        df: pd.DataFrame | pa.Table,
+        df: pd.DataFrame | pa.Table | Any,
         group: str,
         keys: str | Sequence[str],
         event_time: str,
@@ -301,7 +301,8 @@ class Store:
         changed columns). ``expectations`` (rules from ``nbops.expect`` and/or
         a pandera schema) are checked first; a failure writes nothing.
         ``online=True`` also keeps the latest row per key for
-        :meth:`online_features`.
+        :meth:`online_features`. A Spark DataFrame is written by Spark's
+        executors, never collected (see :mod:`nbops.featurestore.spark_commit`).
         """
         from nbops.core.audit import check_writable
         from nbops.featurestore import groups as features
@@ -310,12 +311,20 @@ class Store:
         return features.register_features(self, df, group, keys, event_time, description, online, expectations, version)
 
     def features(
-        self, group: str, version: int | None = None, as_of: int | str | dt.datetime | None = None
-    ) -> pd.DataFrame:
-        """A group version's rows as of a commit number or a time (default: latest)."""
+        self,
+        group: str,
+        version: int | None = None,
+        as_of: int | str | dt.datetime | None = None,
+        engine: str = "pandas",
+        spark: Any = None,
+    ) -> Any:
+        """A group version's rows as of a commit number or a time (default: latest).
+
+        A pandas DataFrame, or with ``engine="spark"`` a Spark DataFrame (``spark=`` or the active session).
+        """
         from nbops.featurestore import groups as features
 
-        return features.features(self, group, version, as_of)
+        return features.features(self, group, version, as_of, engine, spark)
 
     def feature_groups(self) -> pd.DataFrame:
         """The catalog: one row per group version."""

@@ -62,16 +62,23 @@ def publish_column(store: Store, digest: str, column: pa.ChunkedArray, replace: 
 
     ``replace`` writes the object even over an existing copy (``nbops repair``).
     """
-    return store.objects.publish(
-        digest,
-        lambda path: pq.write_table(
-            _object_table(column),
-            path,
-            compression=PARQUET_COMPRESSION,
-            row_group_size=ROW_GROUP_ROWS,
-            write_page_checksum=True,
-        ),
-        sound=(lambda: False) if replace else (lambda: object_is_sound(store.objects, digest, column.type)),
+    return publish_object(store.objects, digest, column, replace)
+
+
+def publish_object(objects: Any, digest: str, column: pa.ChunkedArray, replace: bool = False) -> int:
+    """:func:`publish_column` into an object store (``ObjectFiles``) without a store: what Spark's executors call."""
+    return int(
+        objects.publish(
+            digest,
+            lambda path: pq.write_table(
+                _object_table(column),
+                path,
+                compression=PARQUET_COMPRESSION,
+                row_group_size=ROW_GROUP_ROWS,
+                write_page_checksum=True,
+            ),
+            sound=(lambda: False) if replace else (lambda: object_is_sound(objects, digest, column.type)),
+        )
     )
 
 
@@ -247,6 +254,15 @@ def _read_groups(
             # A page whose CRC-32 does not match, a truncated file, another column.
             raise corrupt_error(store, digest, f"cannot be read ({_first_line(exc)})") from None
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def has_page_checksums(store: Store, digest: str) -> bool:
+    """Whether object ``digest`` was written with a CRC-32 per page (False if it is missing or unreadable)."""
+    try:
+        metadata = pq.read_metadata(store.objects.random_access(digest)).metadata or {}
+    except (FileNotFoundError, pa.ArrowException, OSError, ValueError):
+        return False
+    return metadata.get(_PAGES_KEY) == _PAGES_VALUE
 
 
 def _partial_files(store: Store, digests: Sequence[str]) -> list[pq.ParquetFile] | None:

@@ -80,6 +80,7 @@ from nbops.core.refs import _table_html
 from nbops.core.repository import featurestore as records
 from nbops.core.repository import rows_frame
 from nbops.errors import (
+    CorruptDataError,
     DuplicateKeysError,
     InvalidInputError,
     NbopsError,
@@ -372,6 +373,12 @@ def register_features(
     is in (or the unchanged commit that holds its rows), so a frame derived from
     it, and a run that uses one, reach the commit.
     """
+    from nbops.featurestore.spark import is_spark_frame
+
+    if is_spark_frame(data):
+        return _register_spark_features(
+            store, data, group, keys, event_time, description, online, expectations, version
+        )
     ref = _register_features(store, data, group, keys, event_time, description, online, expectations, version)
     lineage.mark_written(data, store.root, "feature_commit", f"{ref.group}:{ref.version}@{ref.commit}")
     return ref
@@ -522,6 +529,169 @@ def _register_features(
         created=cat.as_utc(now),
         validation=report.to_dict() if report is not None else None,
         bytes_written=bytes_written,
+        _load_statistics=_statistics_loader(store, group, gv.version, commit_no),
+    )
+
+
+def _register_spark_features(
+    store: Store,
+    data: Any,
+    group: str,
+    keys: str | Sequence[str],
+    event_time: str,
+    description: str | None,
+    online: bool | None,
+    expectations: object,
+    version: int | None,
+) -> FeatureGroupRef:
+    """A commit from a Spark DataFrame, written by the executors (see :mod:`nbops.featurestore.spark_commit`)."""
+    from nbops.featurestore import spark_commit as sc
+
+    validate_name(group, _KIND)
+    key_list = [keys] if isinstance(keys, str) else list(keys)
+    if not key_list:
+        raise InvalidInputError("a feature group needs at least one key column, e.g. keys=['cc_num']")
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise InvalidInputError(f"version must be a positive int, not {version!r}")
+    with store.catalog.read() as conn:
+        existing = _versions(conn, group)
+    nearest = next((v for v in existing if v.version == version), None) if version else None
+    if version is None and existing:
+        nearest = existing[-1]
+    schema = sc.conform(sc.arrow_schema(data), nearest.schema if nearest is not None else None)
+    _check_frame(schema.empty_table(), key_list, event_time)
+    for name in schema.names:
+        validate_name(name, "feature")
+    from nbops.core.roundtrip import check_arrow_types
+
+    check_arrow_types(schema.empty_table())
+    core = _core_schema(schema)
+    target = _target_version(store, group, version, key_list, event_time, core)
+    if expectations is not None or (target is not None and target.expectations_json):
+        raise InvalidInputError(
+            "expectations are not checked on Spark DataFrames yet; register this group from pandas, or without "
+            "expectations (a group that has them refuses Spark frames)"
+        )
+    if online or (target is not None and target.online):
+        online_store.check_servable_keys(schema, key_list)
+    if target is not None:
+        data = data.select(*[f"`{n}`" for n in target.schema.names])
+        schema = pa.schema([schema.field(n) for n in target.schema.names])
+    feature_cols = tuple(c for c in schema.names if c not in key_list and c != event_time)
+    spec = sc.executor_objects(store.objects)
+    frame, unpersist = sc.persisted(data)
+    try:
+        sc.check_frame(frame, schema, key_list, event_time)
+        sc.probe(frame, spec)
+        blocks = sc.write_blocks(frame, schema, event_time, spec)
+        if not blocks:  # no rows: one empty block, so that the commit lists its columns
+            empty = schema.empty_table()
+            digests = [column_digest(c) for c in empty.columns]
+            written = publish_columns(store, empty, digests)
+            sizes = [store.objects.size(d) for d in digests]
+            blocks = [sc.Block(0, 0, digests, sizes, written, None, None)]
+        flat = [d for b in blocks for d in b.digests]
+        digest = combine_digest(schema, flat)
+        rows = sum(b.rows for b in blocks)
+        spans = [(b.low_us, b.high_us) for b in blocks if b.low_us is not None and b.high_us is not None]
+        bounds = (min(lo for lo, _ in spans), max(hi for _, hi in spans)) if spans else None
+        now = cat.utcnow()
+        reads = store.take_reads()
+        with store.catalog.write(("feature_group", group)) as conn:
+            group_id = records.get_or_create_group(store.catalog, conn, group, now)
+            gv = _version_for_write(
+                conn,
+                store,
+                group,
+                group_id,
+                version,
+                key_list,
+                event_time,
+                schema,
+                core,
+                online,
+                description,
+                None,
+                now,
+            )
+            latest = _latest_commit_row(store, gv.id, conn)
+            commit_no = (latest.commit_no if latest is not None else 0) + 1
+            updated = 0
+            if bounds is not None:
+                time_type = schema.field(event_time).type
+                window = _TimeWindow(
+                    pa.scalar(bounds[0], pa.timestamp("us", time_type.tz)).cast(time_type),
+                    pa.scalar(bounds[1], pa.timestamp("us", time_type.tz)).cast(time_type),
+                    bounds,
+                )
+                pair = [*key_list, event_time]
+                history = _history_between(store, conn, gv, window, pair)
+                if history:
+                    updated = sc.replaced(frame, _merge(history, None, key_list, event_time)[0], pair)
+            total_rows = (latest.total_rows if latest is not None else 0) + rows - updated
+            store.catalog.insert_ignore(
+                conn,
+                cat.objects,
+                [
+                    {"digest": d, "rows": b.rows, "bytes": size, "created": now}
+                    for b in blocks
+                    for d, size in zip(b.digests, b.sizes, strict=True)
+                ],
+            )
+            commit_id = records.insert_commit(
+                conn,
+                gv.id,
+                commit_no,
+                digest,
+                schema.empty_table(),
+                [],
+                updated,
+                total_rows,
+                bounds,
+                None,
+                {**store.context, "reads": [f"{k}:{r}" for k, r in reads], "engine": "spark"},
+                sum(b.written for b in blocks),
+                author(),
+                socket.gethostname(),
+                now,
+                rows=rows,
+                columns=(list(schema.names) * len(blocks), flat),
+            )
+            del commit_id
+            online_rows: list[online_store.OnlineRow] = []
+            if gv.online:
+                source = (
+                    _state(store, conn, gv, None)
+                    if gv.newly_online
+                    else sc.latest_per_key(frame, key_list, event_time, schema)
+                )
+                online_rows = online_store.upsert(
+                    store, conn, gv.id, commit_no, source, key_list, event_time, list(feature_cols)
+                )
+            child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
+            lineage.add_edges(store.catalog, conn, child, [*reads, *lineage.made_by(store.context)], now)
+            _faults.reached("before_catalog_commit")
+    finally:
+        unpersist()
+    _faults.reached("after_catalog_commit")
+    if gv.online:
+        online_store.after_commit(store, group, gv, commit_no, online_rows)
+    store.record_write(*child)
+    return FeatureGroupRef(
+        group=group,
+        version=gv.version,
+        commit=commit_no,
+        keys=tuple(key_list),
+        event_time=event_time,
+        features=feature_cols,
+        rows=rows,
+        inserted=rows - updated,
+        updated=updated,
+        total_rows=total_rows,
+        digest=digest,
+        online=gv.online,
+        created=cat.as_utc(now),
+        bytes_written=sum(b.written for b in blocks),
         _load_statistics=_statistics_loader(store, group, gv.version, commit_no),
     )
 
@@ -717,8 +887,11 @@ def _history_between(
         names = list(columns) if columns is not None else schema.names
         positions = [schema.get_field_index(n) for n in names]
         part = pa.schema([schema.field(i) for i in positions], metadata=schema.metadata)
-        objects = [digests[row.id][i] for i in positions]
-        table = read_rows_between(store, part, objects, gv.event_time, window.low, window.high, whole=whole)
+        blocks = [
+            read_rows_between(store, part, [block[i] for i in positions], gv.event_time, window.low, window.high, whole)
+            for block in _blocks(digests[row.id], len(schema))
+        ]
+        table = blocks[0] if len(blocks) == 1 else pa.concat_tables(blocks)
         history.append(_Commit(row.commit_no, table, row.updated))
     return history
 
@@ -827,12 +1000,27 @@ def _commit_tables(
     if not commits:
         return []
     columns = records.column_digests_by_commit(conn, [r.id for r in commits])
-    return [
-        _Commit(
-            r.commit_no, read_table(store, pa.ipc.read_schema(pa.py_buffer(r.arrow_schema)), columns[r.id]), r.updated
+    tables = []
+    for r in commits:
+        schema = pa.ipc.read_schema(pa.py_buffer(r.arrow_schema))
+        blocks = [read_table(store, schema, block) for block in _blocks(columns[r.id], len(schema))]
+        tables.append(_Commit(r.commit_no, blocks[0] if len(blocks) == 1 else pa.concat_tables(blocks), r.updated))
+    return tables
+
+
+def _blocks(digests: Sequence[str], width: int) -> list[list[str]]:
+    """A commit's column objects cut into its row blocks, ``width`` columns each.
+
+    A commit from one frame has one block; a commit written by Spark's
+    executors has one per partition, each a set of column objects, listed
+    block after block (positions ``block * width + column``).
+    """
+    if width == 0 or not digests or len(digests) % width:
+        raise CorruptDataError(
+            f"a feature commit lists {len(digests)} column objects for {width} columns; the catalog is damaged "
+            "(run `nbops verify`)"
         )
-        for r in commits
-    ]
+    return [list(digests[i : i + width]) for i in range(0, len(digests), width)]
 
 
 def _merge(
@@ -989,25 +1177,67 @@ def _parse_as_of(as_of: int | str | dt.datetime | None) -> int | dt.datetime | N
 
 
 def features(
-    store: Store, group: str, version: int | None = None, as_of: int | str | dt.datetime | None = None
-) -> pd.DataFrame:
+    store: Store,
+    group: str,
+    version: int | None = None,
+    as_of: int | str | dt.datetime | None = None,
+    engine: str = "pandas",
+    spark: Any = None,
+) -> Any:
     """A group version's rows as of a commit number or a time (default: latest), carrying their provenance.
 
     ``group`` may name the version and commit itself (``"tx:2@5"``); they override ``version`` and ``as_of``.
+    ``engine="spark"`` gives a Spark DataFrame (on ``spark`` or the active session) of the same rows:
+    times as UTC instants, naive ones as they are (``TIMESTAMP_NTZ``).
     """
     from nbops.core.columns import table_to_pandas
 
+    if engine not in ("pandas", "spark"):
+        raise InvalidInputError(f"engine={engine!r} is not known; use 'pandas' or 'spark'")
     group, ref_version, ref_commit = parse_group_ref(group)
     if ref_version is not None:
         version = ref_version
     if ref_commit is not None:
         as_of = ref_commit
+    if engine == "spark":
+        return _features_spark(store, group, version, as_of, spark)
     gv, commit_no, table = read_group_table(store, group, version, as_of)
     frame = table_to_pandas(table)
     lineage.set_provenance(
         frame, [lineage.provenance(store.root, "feature_commit", f"{group}:{gv.version}@{commit_no}")]
     )
     return frame
+
+
+def _features_spark(
+    store: Store, group: str, version: int | None, as_of: int | str | dt.datetime | None, spark: Any
+) -> Any:
+    """``features(..., engine="spark")``: Spark reads the commits' objects where it can, else the driver hands them over."""
+    from nbops.core.columns import has_page_checksums
+    from nbops.core.objects.local import ObjectStore
+    from nbops.featurestore.spark import files_readable, read_commits, spark_session, to_spark
+
+    session = spark_session(spark)  # before reading: a missing session fails first
+    as_of_value = _parse_as_of(as_of)
+    with store.catalog.read() as conn:
+        gv = _version_row(conn, group, version)
+        rows = records.commits_as_of(conn, gv.id, as_of_value)
+        if isinstance(as_of_value, int) and (not rows or rows[-1].commit_no != as_of_value):
+            rows = []
+        digests = records.column_digests_by_commit(conn, [r.id for r in rows]) if rows else {}
+    readable = isinstance(store.objects, ObjectStore) and files_readable(gv.schema, gv.keys)
+    if not rows or not readable:  # the driver reads, checks and hands the rows over (errors named as usual)
+        return to_spark(session, read_group_table(store, group, version, as_of)[2], f"feature group {group}")
+    commits = [(r.commit_no, _blocks(digests[r.id], len(gv.schema))) for r in rows]
+    # Spark checks each page against its CRC-32 as it reads; an object written without them (or missing:
+    # the driver names it) goes through the driver, which verifies whole columns against their digests.
+    if not all(has_page_checksums(store, d) for d in {d for _, blocks in commits for b in blocks for d in b}):
+        return to_spark(session, read_group_table(store, group, version, as_of)[2], f"feature group {group}")
+    ref = f"{group}:{gv.version}@{rows[-1].commit_no}"
+    store.record_read("feature_commit", ref)
+    lineage.note_process_read(store.root, "feature_commit", ref)
+    assert isinstance(store.objects, ObjectStore)
+    return read_commits(session, gv.schema, gv.keys, gv.event_time, commits, store.objects.path)
 
 
 def feature_groups(store: Store) -> pd.DataFrame:

@@ -203,3 +203,75 @@ def point_in_time_join(spine: DataFrame, event_time: str, sources: Sequence[Spar
 
 
 __all__ = ["SparkSource", "is_spark_frame", "point_in_time_join", "spark_session", "to_spark"]
+
+
+def files_readable(schema: pa.Schema, keys: Sequence[str]) -> bool:
+    """Whether Spark reads a version's column objects as the very values nbops stores.
+
+    Integers, floats, booleans, strings, binaries, dates, decimals and
+    time-zone aware timestamps in micro- or milliseconds are; nanoseconds,
+    unsigned integers, naive times (Spark would read them as ``TIMESTAMP_NTZ``,
+    where nbops means UTC), dictionaries and nested types are not, and nor are
+    float keys (Spark groups ``-0.0`` with ``0.0``).
+    """
+
+    def plain(t: pa.DataType) -> bool:
+        if pa.types.is_timestamp(t):
+            return t.tz is not None and t.unit in ("ms", "us")
+        return bool(
+            pa.types.is_signed_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_date32(t)
+            or pa.types.is_decimal128(t)
+        )
+
+    return all(plain(f.type) for f in schema) and not any(pa.types.is_floating(schema.field(k).type) for k in keys)
+
+
+def read_commits(
+    spark: SparkSession,
+    schema: pa.Schema,
+    keys: Sequence[str],
+    event_time: str,
+    commits: Sequence[tuple[int, Sequence[Sequence[str]]]],
+    path_of: Any,
+) -> DataFrame:
+    """The state after ``commits`` (number, row blocks of column digests), read by Spark from the objects themselves.
+
+    Each column is one read over its objects; a value's row is (commit, block,
+    ``_metadata.row_index``), which joins a row's columns back together; the
+    latest commit wins per (keys, event time), as in :func:`nbops.featurestore.groups._merge`.
+    ``path_of(digest)`` is the object's path. Check :func:`files_readable` first.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    placed = [
+        (digest, commit, block, column)
+        for commit, blocks in commits
+        for block, digests in enumerate(blocks)
+        for column, digest in enumerate(digests)
+    ]
+    where = spark.createDataFrame(placed, "digest string, commit int, block int, column int")
+    rows: DataFrame | None = None
+    for column in range(len(schema)):
+        digests = sorted({d for d, _, _, c in placed if c == column})
+        reader = spark.read.option("parquet.page.verify-checksum.enabled", "true")  # a damaged page fails the job
+        values = reader.parquet(*[str(path_of(d)) for d in digests]).select(
+            F.col("v").alias(f"__nbops_c{column}"),
+            F.regexp_replace(F.col("_metadata.file_name"), r"\.parquet$", "").alias("digest"),
+            F.col("_metadata.row_index").alias("__nbops_r"),
+        )
+        placed_values = values.join(F.broadcast(where.filter(F.col("column") == column).drop("column")), "digest")
+        placed_values = placed_values.drop("digest")
+        rows = placed_values if rows is None else rows.join(placed_values, ["commit", "block", "__nbops_r"])
+    assert rows is not None
+    pair = [F.col(f"__nbops_c{schema.get_field_index(c)}") for c in [*keys, event_time]]
+    latest = Window.partitionBy(*pair).orderBy(F.col("commit").desc())
+    state = rows.withColumn("__nbops_n", F.row_number().over(latest)).filter(F.col("__nbops_n") == 1)
+    return state.select(*[F.col(f"__nbops_c{i}").alias(f.name) for i, f in enumerate(schema)])

@@ -93,8 +93,8 @@ def _referenced_objects(store: Store) -> dict[str, pa.DataType]:
             if schema_bytes not in schemas:
                 schemas[schema_bytes] = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
             schema = schemas[schema_bytes]
-            if position < len(schema):
-                types.setdefault(digest, schema.field(position).type)
+            if len(schema):  # a commit's row blocks repeat its columns: position = block * width + column
+                types.setdefault(digest, schema.field(position % len(schema)).type)
     return dict(sorted(types.items()))
 
 

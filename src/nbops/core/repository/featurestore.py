@@ -130,8 +130,14 @@ def insert_commit(
     author: str,
     host: str,
     now: dt.datetime,
+    rows: int | None = None,
+    columns: tuple[list[str], list[str]] | None = None,
 ) -> int:
     """Add commit ``commit_no`` of a group version, with its columns in order; its row id.
+
+    ``table`` gives the schema and (unless ``rows``) the row count; ``columns``
+    (names, object digests) replaces ``table``'s names and ``digests`` for a
+    commit of several row blocks.
 
     ``time_bounds`` is the span of its event times in microseconds (rounded
     outwards); its statistics are left to :func:`keep_statistics`.
@@ -142,8 +148,8 @@ def insert_commit(
             commit_no=commit_no,
             digest=digest,
             arrow_schema=table.schema.serialize().to_pybytes(),
-            rows=table.num_rows,
-            inserted=table.num_rows - updated,
+            rows=table.num_rows if rows is None else rows,
+            inserted=(table.num_rows if rows is None else rows) - updated,
             updated=updated,
             total_rows=total_rows,
             time_min_us=time_bounds[0] if time_bounds else None,
@@ -157,7 +163,8 @@ def insert_commit(
         )
     )
     commit_id = cat.inserted_id(result)
-    insert_columns(conn, cat.feature_commit_columns, {"commit_id": commit_id}, table.schema.names, digests)
+    names, objects = columns if columns is not None else (table.schema.names, list(digests))
+    insert_columns(conn, cat.feature_commit_columns, {"commit_id": commit_id}, names, objects)
     return commit_id
 
 

@@ -1,0 +1,267 @@
+"""Feature commits from Spark DataFrames: the executors write the rows, the driver commits.
+
+``store.register_features(spark_df, group, keys=..., event_time=...)`` checks
+the frame with Spark jobs (column types, keys and event time set, one row per
+(keys, event time)), then every partition is written by the executor that
+holds it, straight into the store's data root, as the column objects a pandas
+commit has (one zstd Parquet file per column, named by its digest, with page
+checksums): one **row block** per partition.  The driver receives, per block,
+its column digests, row count, bytes and span of event times, never the rows,
+and makes the commit in one catalog transaction, as for pandas.
+
+What differs from a pandas frame:
+
+* a Spark commit is always a commit (a frame of rows stored already makes a
+  new commit whose rows all count as updated): finding that nothing changed
+  would compare the frame with the stored rows on the driver;
+* the frame is persisted (memory and disk) for the call, so that the checks
+  and the write see the same rows; it is unpersisted afterwards;
+* the online rows (one per key, its latest) are computed by Spark and written
+  by the driver inside the commit's transaction; the statistics are computed
+  when first asked for, as for every commit;
+* expectations are not checked on Spark frames yet: a group with expectations,
+  or a call with them, is refused before anything is written.
+
+Executors need nbops installed and the data root reachable (a local path they
+share, or object storage with credentials in their environment); a probe job
+checks that before the write, naming the path.  A killed job leaves objects
+that no commit refers to: ``nbops gc`` removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from nbops.errors import DuplicateKeysError, InvalidInputError, StoreError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+#: What each executor reports for the partition it wrote (Spark DDL).
+_REPORT = "part int, rows long, digests array<string>, sizes array<long>, written long, low long, high long"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One partition as written: its column objects (in schema order), rows, object sizes, bytes written."""
+
+    part: int
+    rows: int
+    digests: list[str]
+    sizes: list[int]
+    written: int
+    low_us: int | None
+    high_us: int | None
+
+
+def arrow_schema(frame: DataFrame) -> pa.Schema:
+    """The Arrow schema a Spark frame's rows are stored with (times in UTC, or naive for TIMESTAMP_NTZ)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
+
+    fields = []
+    for column in frame.schema.fields:
+        problem = ""
+        try:
+            [field] = to_arrow_schema(StructType([column]), timezone="UTC")
+        except (TypeError, ValueError) as exc:  # e.g. CalendarIntervalType: Arrow has no such type
+            problem = str(exc).split("]", 1)[-1].strip()
+        else:
+            if column.dataType.typeName() == "variant":
+                problem = "a VARIANT would read back as a struct of binaries"
+        if problem:
+            raise InvalidInputError(
+                f"column {column.name!r} ({column.dataType.simpleString()}) cannot be stored as a feature: "
+                f"{problem}. Cast it (e.g. to a string) or drop it"
+            )
+        fields.append(field.with_nullable(True))
+    return pa.schema(fields)
+
+
+def conform(schema: pa.Schema, stored: pa.Schema | None) -> pa.Schema:
+    """``schema`` with the version's string and binary widths where only those differ.
+
+    pandas stores strings as ``large_string``, Spark gives ``string``: the
+    same values, so a Spark frame writes into a version pandas created (and the
+    reverse) without a schema change.
+    """
+    if stored is None:
+        return schema
+    same = {(pa.string(), pa.large_string()), (pa.binary(), pa.large_binary())}
+    fields = []
+    for field in schema:
+        want = stored.field(field.name).type if field.name in stored.names else None
+        if want is not None and ((field.type, want) in same or (want, field.type) in same):
+            field = field.with_type(want)
+        fields.append(field)
+    return pa.schema(fields)
+
+
+def check_frame(frame: DataFrame, schema: pa.Schema, keys: Sequence[str], event_time: str) -> None:
+    """Refuse a frame with missing keys or times, or repeated (keys, event time) pairs, naming them.
+
+    Spark jobs: the frame is not collected.
+    """
+    from pyspark.sql import functions as F
+
+    for name in keys:
+        if pa.types.is_floating(schema.field(name).type):
+            raise InvalidInputError(
+                f"key column {name!r} is a float; a Spark frame's keys must be integers, strings, dates or "
+                "timestamps (Spark and the store compare floats differently)"
+            )
+    pair = [*keys, event_time]
+    for name in pair:
+        missing = frame.filter(F.col(f"`{name}`").isNull()).count()
+        if missing:
+            raise InvalidInputError(f"column {name!r} has {missing} missing values; keys and event time must be set")
+    repeated = frame.groupBy(*[F.col(f"`{c}`") for c in pair]).count().filter(F.col("count") > 1)
+    examples = repeated.limit(5).collect()
+    if examples:
+        shown = "; ".join(", ".join(f"{c}={row[c]!r}" for c in pair) + f" ({row['count']} rows)" for row in examples)
+        raise DuplicateKeysError(
+            f"{repeated.count()} (keys, event time) pairs appear more than once in this insert, e.g. {shown}; "
+            "keep one row per key and time (e.g. df.dropDuplicates([...]))"
+        )
+
+
+def executor_objects(objects: Any) -> tuple[str, str]:
+    """What an executor needs to open the store's object files: ``("local", path)`` or ``("remote", uri)``."""
+    from nbops.core.objects.local import ObjectStore
+
+    if isinstance(objects, ObjectStore):
+        return "local", str(objects.root)
+    return "remote", str(objects.uri)
+
+
+def _open_objects(spec: tuple[str, str]) -> Any:
+    kind, where = spec
+    if kind == "local":
+        from pathlib import Path
+
+        from nbops.core.objects.local import ObjectStore
+
+        return ObjectStore(Path(where))
+    from nbops.core.objects.remote import RemoteObjectStore
+
+    # No catalog here: an object that exists is uploaded again (which refreshes its time for gc).
+    return RemoteObjectStore(where, committed=lambda digest: False)
+
+
+def probe(frame: DataFrame, spec: tuple[str, str]) -> None:
+    """Check from an executor that the data root can be written; a clear error naming it otherwise."""
+    where = spec[1]
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for _ in batches:
+            pass
+        problem = ""
+        try:
+            objects = _open_objects(spec)
+            if spec[0] == "local":
+                os.makedirs(objects.tmp_dir, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=objects.tmp_dir, prefix="probe-"):
+                    pass
+        except Exception as exc:  # reported to the driver, which names the path
+            problem = f"{type(exc).__name__}: {exc}"
+        yield pa.record_batch([pa.array([problem])], names=["problem"])
+
+    session = frame.sparkSession
+    problems = [r["problem"] for r in session.range(1).mapInArrow(run, "problem string").collect()]
+    if any(problems):
+        raise StoreError(
+            f"Spark's executors cannot write the store's data root {where} ({'; '.join(p for p in problems if p)}); "
+            "give them access to it (a shared path, or object-storage credentials in their environment)"
+        )
+
+
+def write_blocks(frame: DataFrame, schema: pa.Schema, event_time: str, spec: tuple[str, str]) -> list[Block]:
+    """Write each partition of ``frame`` as a row block of column objects, from the executors; the blocks, in order."""
+    from nbops.core.columns import ticks
+
+    schema_bytes = schema.serialize().to_pybytes()
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        from nbops.core.columns import publish_object
+        from nbops.core.hashing import column_digest
+
+        stored = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        received = list(batches)
+        part = TaskContext.get().partitionId()  # type: ignore[union-attr]
+        if not received or sum(b.num_rows for b in received) == 0:
+            return
+        table = pa.Table.from_batches(received).rename_columns(stored.names).cast(stored)
+        objects = _open_objects(spec)
+        digests = [column_digest(c) for c in table.columns]
+        written = sum(publish_object(objects, d, c) for d, c in zip(digests, table.columns, strict=True))
+        times = pa.compute.min_max(table.column(event_time))
+        low, high = ticks(times["min"], "us", up=False), ticks(times["max"], "us", up=True)
+        yield pa.RecordBatch.from_pylist(
+            [
+                {
+                    "part": part,
+                    "rows": table.num_rows,
+                    "digests": digests,
+                    "sizes": [objects.size(d) for d in digests],
+                    "written": written,
+                    "low": low,
+                    "high": high,
+                }
+            ],
+            schema=pa.schema(
+                [
+                    ("part", pa.int32()),
+                    ("rows", pa.int64()),
+                    ("digests", pa.list_(pa.string())),
+                    ("sizes", pa.list_(pa.int64())),
+                    ("written", pa.int64()),
+                    ("low", pa.int64()),
+                    ("high", pa.int64()),
+                ]
+            ),
+        )
+
+    rows = frame.mapInArrow(run, _REPORT).collect()
+    blocks = [Block(r.part, r.rows, list(r.digests), list(r.sizes), r.written, r.low, r.high) for r in rows]
+    return sorted(blocks, key=lambda b: b.part)
+
+
+def replaced(frame: DataFrame, history: pa.Table, pair: Sequence[str]) -> int:
+    """How many (keys, event time) pairs of ``frame`` are in ``history`` (a Spark join; the frame stays there)."""
+    from nbops.featurestore.spark import to_spark
+
+    if history.num_rows == 0:
+        return 0
+    stored = to_spark(frame.sparkSession, history, "stored rows").dropDuplicates(list(pair))
+    return int(frame.select(*[f"`{c}`" for c in pair]).join(stored, list(pair), "left_semi").count())
+
+
+def latest_per_key(frame: DataFrame, keys: Sequence[str], event_time: str, schema: pa.Schema) -> pa.Table:
+    """Each key's latest row (its online row), computed by Spark; only those rows reach the driver."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy(*[F.col(f"`{k}`") for k in keys]).orderBy(F.col(f"`{event_time}`").desc())
+    latest = frame.withColumn("__nbops_rank", F.row_number().over(order)).filter("__nbops_rank = 1")
+    table = latest.drop("__nbops_rank").toArrow()
+    return table.rename_columns(schema.names).cast(schema)
+
+
+def persisted(frame: DataFrame) -> tuple[DataFrame, Callable[[], None]]:
+    """``frame`` persisted for the call (so every job sees the same rows) and what unpersists it."""
+    from pyspark import StorageLevel
+
+    staged = frame.persist(StorageLevel.MEMORY_AND_DISK)
+
+    def unpersist() -> None:
+        staged.unpersist()
+
+    return staged, unpersist

@@ -1,0 +1,259 @@
+"""Feature commits from Spark DataFrames, written by the executors of a local[2] session.
+
+Each partition becomes a row block of column objects; the tests read the
+commits back through the pandas reader and the Spark one, compare them with an
+oracle, mix pandas and Spark commits in one version, and check bad frames,
+expectations, online rows, a killed writer and the ``%%features`` magic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nbops
+from helpers.stores import object_files
+from nbops.errors import DuplicateKeysError, InvalidInputError
+from nbops.featurestore.expectations import not_null
+from nbops.featurestore.spark import to_spark
+
+T0 = pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def tx(first: int, n: int, value: float = 0.0) -> pd.DataFrame:
+    """Card transactions a minute apart, times in microseconds (what Spark holds)."""
+    minutes = np.arange(first, first + n)
+    return pd.DataFrame(
+        {
+            "cc_num": minutes % 7,
+            "ts": (T0 + pd.to_timedelta(minutes, unit="min")).astype("datetime64[us, UTC]"),
+            "amount": minutes * 1.5 + value,
+            "merchant": [f"m{m % 3}" for m in minutes],
+        }
+    )
+
+
+def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["cc_num", "ts"]).reset_index(drop=True)
+
+
+def column_rows(store: nbops.Store) -> list[tuple[int, int, str]]:
+    db = sqlite3.connect(store.root / "catalog.db")
+    try:
+        return db.execute(
+            "SELECT c.commit_no, cc.position, cc.name FROM feature_commit_columns cc "
+            "JOIN feature_commits c ON c.id = cc.commit_id ORDER BY c.commit_no, cc.position"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def test_a_spark_frame_is_written_in_blocks_and_reads_back_equal(spark: Any, store: nbops.Store) -> None:
+    data = tx(0, 600)
+    ref = store.register_features(
+        to_spark(spark, data).repartition(3), "tx", keys="cc_num", event_time="ts", description="from Spark"
+    )
+    assert (ref.commit, ref.rows, ref.inserted, ref.updated, ref.total_rows) == (1, 600, 600, 0, 600)
+    # Three partitions, three row blocks of the four columns.
+    assert [(p, n) for _, p, n in column_rows(store)] == [
+        (i, name) for i, name in enumerate(["cc_num", "ts", "amount", "merchant"] * 3)
+    ]
+    got = store.features("tx")
+    pd.testing.assert_frame_equal(ordered(got), ordered(data), check_dtype=False)
+    assert str(got["ts"].dtype).startswith("datetime64") and str(got["ts"].dt.tz) == "UTC"
+    report = store.verify()
+    assert report.ok and report.versions_checked == 1, report.text()
+    assert ref.statistics["amount"]["count"] == 600
+
+
+def test_pandas_and_spark_commits_upsert_each_other(spark: Any, store: nbops.Store) -> None:
+    store.register_features(tx(0, 300), "tx", keys="cc_num", event_time="ts")
+    # A Spark upsert over minutes 200..399: 100 replace pandas rows, 100 are new.
+    second = store.register_features(
+        to_spark(spark, tx(200, 200, value=1000.0)).repartition(2), "tx", keys="cc_num", event_time="ts"
+    )
+    assert (second.commit, second.updated, second.inserted, second.total_rows) == (2, 100, 100, 400)
+    # A pandas upsert into the Spark commit's blocks.
+    third = store.register_features(tx(350, 100, value=-5.0), "tx", keys="cc_num", event_time="ts")
+    assert (third.commit, third.updated, third.inserted, third.total_rows) == (3, 50, 50, 450)
+    expected = pd.concat([tx(0, 200), tx(200, 150, value=1000.0), tx(350, 100, value=-5.0)])
+    pd.testing.assert_frame_equal(ordered(store.features("tx")), ordered(expected), check_dtype=False)
+    # Spark reads the same rows from the objects themselves, as of any commit.
+    for commit, rows in ((1, 300), (2, 400), (3, 450)):
+        frame = store.features("tx", as_of=commit, engine="spark", spark=spark)
+        assert frame.inputFiles() and all("/objects/" in f for f in frame.inputFiles())
+        assert frame.count() == rows
+        got = frame.toArrow().to_pandas()
+        pd.testing.assert_frame_equal(ordered(got), ordered(store.features("tx", as_of=commit)), check_dtype=False)
+
+
+def test_spark_reads_a_damaged_object_as_an_error_never_as_values(spark: Any, store: nbops.Store) -> None:
+    import pyarrow.parquet as pq
+
+    store.register_features(tx(0, 5000), "tx", keys="cc_num", event_time="ts")
+    db = sqlite3.connect(store.root / "catalog.db")
+    [digest] = db.execute("SELECT object_digest FROM feature_commit_columns WHERE name = 'amount'").fetchone()
+    db.close()
+    path = store.objects.path(digest)
+    meta = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    end = (meta.dictionary_page_offset or meta.data_page_offset) + meta.total_compressed_size
+    data = bytearray(path.read_bytes())
+    for at in range(end - meta.total_compressed_size // 4, end):
+        data[at] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    frame = store.features("tx", engine="spark", spark=spark)
+    with pytest.raises(Exception, match="CRC checksum verification failed|FAILED_READ_FILE"):
+        frame.agg({"amount": "sum"}).collect()
+
+
+def test_groups_spark_cannot_read_exactly_go_through_the_driver(spark: Any, store: nbops.Store) -> None:
+    nanos = tx(0, 50).assign(ts=lambda d: d["ts"].astype("datetime64[ns, UTC]"))
+    store.register_features(nanos, "nanos", keys="cc_num", event_time="ts")
+    naive = tx(0, 50).assign(ts=lambda d: d["ts"].dt.tz_localize(None))
+    store.register_features(naive, "naive", keys="cc_num", event_time="ts")
+    for group in ("nanos", "naive"):
+        frame = store.features(group, engine="spark", spark=spark)
+        assert not frame.inputFiles()  # handed over by the driver
+        got = frame.toArrow().to_pandas()
+        assert sorted(got["amount"]) == sorted(nanos["amount"])
+        assert str(got["ts"].dt.tz) == "UTC"  # naive means UTC
+
+
+def test_naive_spark_times_are_stored_naive(spark: Any, store: nbops.Store) -> None:
+    at = [dt.datetime(2026, 3, 8, 2, 30) + dt.timedelta(hours=h) for h in range(5)]  # across New York's DST gap
+    frame = spark.createDataFrame(
+        [(h % 2, t, float(h)) for h, t in enumerate(at)], "cc_num long, ts timestamp_ntz, amount double"
+    )
+    store.register_features(frame, "naive", keys="cc_num", event_time="ts")
+    got = store.features("naive")
+    assert got["ts"].dt.tz is None
+    assert sorted(got["ts"].dt.to_pydatetime().tolist()) == at
+
+
+def nothing_written(store: nbops.Store, before: set[Path]) -> bool:
+    return not column_rows(store) and object_files(store) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda d: d.assign(cc_num=d["cc_num"].astype("float64").where(d.index != 5)), InvalidInputError, "float"),
+        (lambda d: d.assign(merchant=d["merchant"].where(d.index != 5)), None, None),
+        (lambda d: pd.concat([d, d.iloc[:2]]), DuplicateKeysError, "2 .keys, event time. pairs"),
+    ],
+)
+def test_bad_spark_frames_are_refused_before_anything_is_written(
+    spark: Any, store: nbops.Store, change: Any, error: type[Exception] | None, message: str | None
+) -> None:
+    before = object_files(store)
+    frame = to_spark(spark, change(tx(0, 40)))
+    if error is None:  # a missing feature value is fine
+        store.register_features(frame, "tx", keys="cc_num", event_time="ts")
+        return
+    with pytest.raises(error, match=message):
+        store.register_features(frame, "tx", keys="cc_num", event_time="ts")
+    assert nothing_written(store, before)
+
+
+def test_missing_keys_and_times_are_named(spark: Any, store: nbops.Store) -> None:
+    from pyspark.sql import functions as F
+
+    before = object_files(store)
+    frame = to_spark(spark, tx(0, 40))
+    with pytest.raises(InvalidInputError, match="column 'ts' has 1 missing values"):
+        store.register_features(
+            frame.withColumn("ts", F.when(F.col("amount") == 3.0, None).otherwise(F.col("ts"))),
+            "tx",
+            keys="cc_num",
+            event_time="ts",
+        )
+    for expression, kind in (("make_interval(1, 2)", "interval"), ("""parse_json('{"a": 1}')""", "variant")):
+        with pytest.raises(InvalidInputError, match=rf"column 'odd' \({kind}\) cannot be stored as a feature"):
+            store.register_features(frame.withColumn("odd", F.expr(expression)), "tx", keys="cc_num", event_time="ts")
+    assert nothing_written(store, before)
+
+
+def test_expectations_are_refused_on_spark_frames_for_now(spark: Any, store: nbops.Store) -> None:
+    store.register_features(tx(0, 10), "tx", keys="cc_num", event_time="ts", expectations=[not_null("amount")])
+    before = column_rows(store)
+    with pytest.raises(InvalidInputError, match="expectations are not checked on Spark DataFrames"):
+        store.register_features(to_spark(spark, tx(10, 10)), "tx", keys="cc_num", event_time="ts")
+    assert column_rows(store) == before
+
+
+def test_online_rows_of_a_spark_commit_are_each_keys_latest(spark: Any, store: nbops.Store) -> None:
+    store.register_features(
+        to_spark(spark, tx(0, 70)).repartition(3), "tx", keys="cc_num", event_time="ts", online=True
+    )
+    db = sqlite3.connect(store.root / "catalog.db")
+    try:
+        rows = db.execute("SELECT entity_key, event_time_us, feature_values FROM online_features").fetchall()
+    finally:
+        db.close()
+    assert len(rows) == 7
+    latest = tx(0, 70).groupby("cc_num").tail(1).set_index("cc_num")
+    by_key = {int(key.strip("[]")): (at, values) for key, at, values in rows}
+    for card, row in latest.iterrows():
+        at, values = by_key[card]
+        assert at == row["ts"].value // 1000
+        assert str(row["amount"]) in values and row["merchant"] in values
+
+
+def test_a_spark_writer_killed_before_its_commit_leaves_only_orphans_that_gc_removes(
+    store: nbops.Store, tmp_path: Path
+) -> None:
+    store.register_features(tx(0, 10), "tx", keys="cc_num", event_time="ts")
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, pandas as pd
+        from pyspark.sql import SparkSession
+        import nbops
+        from nbops.featurestore.spark import to_spark
+        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+                 .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+                 .getOrCreate())
+        minutes = np.arange(100, 160)
+        data = pd.DataFrame({{"cc_num": minutes % 7,
+                              "ts": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min"),
+                              "amount": minutes * 1.5, "merchant": [f"m{{m % 3}}" for m in minutes]}})
+        with nbops.open({str(store.root)!r}) as store:
+            store.register_features(to_spark(spark, data).repartition(2), "tx", keys="cc_num", event_time="ts")
+        """
+    )
+    env = {**os.environ, "NBOPS_FAULT": "before_catalog_commit"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == -9, result.stderr[-2000:]
+    assert store.feature_commits("tx")["commit"].tolist() == [1]
+    report = store.gc(grace_seconds=0)
+    assert report.removed_orphans, report.text()
+    assert store.verify().ok
+    pd.testing.assert_frame_equal(ordered(store.features("tx")), ordered(tx(0, 10)), check_dtype=False)
+
+
+FEATURE_CELL = """
+frame = spark.range(30).selectExpr("id % 7 AS cc_num", "timestamp_seconds(id * 60) AS ts", "id * 1.5 AS amount")
+frame
+"""
+
+
+def test_features_magic_registers_a_spark_frame(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers.shell import nbops_shell
+
+    with nbops_shell(tmp_path / ".nbops", monkeypatch) as shell:
+        shell.user_ns["spark"] = spark
+        ref = shell.run_cell_magic("features", "tx --keys cc_num --event-time ts", FEATURE_CELL)
+    assert (ref.group, ref.commit, ref.rows) == ("tx", 1, 30)
+    with nbops.open(tmp_path / ".nbops") as store:
+        got = store.features("tx")
+    assert len(got) == 30 and got["amount"].sum() == sum(i * 1.5 for i in range(30))
