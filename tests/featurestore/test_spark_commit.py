@@ -257,3 +257,31 @@ def test_features_magic_registers_a_spark_frame(spark: Any, tmp_path: Path, monk
     with nbops.open(tmp_path / ".nbops") as store:
         got = store.features("tx")
     assert len(got) == 30 and got["amount"].sum() == sum(i * 1.5 for i in range(30))
+
+
+TRACK_CELL = """
+import nbops
+frame = nbops.open().features("tx", engine="spark", spark=spark)
+nbops.log(rows=frame.count())
+frame
+"""
+
+
+def test_track_cell_on_a_spark_frame_logs_the_run_and_its_feature_input(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.shell import nbops_shell
+
+    with nbops.open(tmp_path / ".nbops") as store:
+        ref = store.register_features(to_spark(spark, tx(0, 40)).repartition(2), "tx", keys="cc_num", event_time="ts")
+    with nbops_shell(tmp_path / ".nbops", monkeypatch) as shell:
+        shell.user_ns["spark"] = spark
+        result = shell.run_cell(f"%%track --experiment spark-cell --run-name count\n{TRACK_CELL}")
+        assert result.success, result.error_in_exec
+    with nbops.open(tmp_path / ".nbops") as store:
+        [run] = store.runs("spark-cell").to_dict("records")
+        assert (run["status"], run["metrics.rows"]) == ("FINISHED", 40.0)
+        assert ref.ref in run["inputs"]
+        graph = store.lineage(ref.ref)
+    children = [e["child"] for e in graph["edges"] if e["parent"] == graph["root"]]
+    assert any(str(c).startswith("run:") for c in children), graph
