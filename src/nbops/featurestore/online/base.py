@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from nbops.featurestore.groups import _Version
     from nbops.store import Store
 
+_CACHE_KIB = 65_536  # the page cache of the online store's read-only SQLite connection, at most
+
 
 @dataclass(frozen=True)
 class OnlineRow:
@@ -52,7 +54,8 @@ class OnlineStore(ABC):
     """Point lookups of the latest feature values by key, and the upkeep a shared store needs.
 
     ``plans`` is the cache of resolved plans (:func:`nbops.featurestore.serving.plan`),
-    kept with the store object so that it lives as long as the connection.
+    kept with the store object so that it lives as long as the connection;
+    ``frame_labels`` the column labels of the frames it built, by column names.
     """
 
     #: True when rows are served from outside the catalog and must be pushed there.
@@ -62,6 +65,7 @@ class OnlineStore(ABC):
         self.store = store
         self._sqlite: sqlite3.Connection | None = None
         self.plans: dict[tuple[tuple[str, ...], frozenset[str]], tuple[Any, list[GroupPlan]]] = {}
+        self.frame_labels: dict[tuple[str, ...], Any] = {}  # pandas.Index, immutable but for its name
 
     def catalog_connection(self) -> sqlite3.Connection:
         """A read-only SQLite connection of the store's own to an embedded catalog (opened on first use)."""
@@ -69,6 +73,10 @@ class OnlineStore(ABC):
             path = self.store.root / "catalog.db"
             self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             self._sqlite.execute("PRAGMA busy_timeout = 60000")
+            # Room for the online table's hot pages (SQLite's default is 2 MiB): a 1,000-key lookup then reads
+            # its pages from memory, not one pread each.  Filled only as pages are read; SQLite drops it when
+            # another connection commits, so it never serves old rows.  Not mmap: an I/O error there is SIGBUS.
+            self._sqlite.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         return self._sqlite
 
     def close(self) -> None:
