@@ -24,7 +24,7 @@ import pytest
 import nbops
 from helpers.stores import object_files
 from nbops.errors import DuplicateKeysError, InvalidInputError
-from nbops.featurestore.expectations import not_null
+from nbops.featurestore.expectations import allowed_values, in_range, not_null, unique
 from nbops.featurestore.spark import to_spark
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -184,12 +184,68 @@ def test_missing_keys_and_times_are_named(spark: Any, store: nbops.Store) -> Non
     assert nothing_written(store, before)
 
 
-def test_expectations_are_refused_on_spark_frames_for_now(spark: Any, store: nbops.Store) -> None:
+def messy(n: int = 40) -> pd.DataFrame:
+    """Rows that break rules: null and out-of-range amounts, an unknown merchant, a repeated (merchant, amount)."""
+    data = tx(0, n)
+    data.loc[[3, 31], "amount"] = None
+    data.loc[[7, 8, 30], "amount"] = -1.0
+    data.loc[25, "merchant"] = "m9"
+    return data
+
+
+RULES = [
+    not_null("amount"),
+    in_range("amount", 0, None),
+    allowed_values("merchant", ["m0", "m1", "m2"]),
+    unique("merchant", "amount"),
+    unique("cc_num", "ts"),
+    not_null("missing_column"),
+]
+
+
+def test_rules_on_a_spark_frame_report_what_they_report_on_pandas(spark: Any, store: nbops.Store) -> None:
+    from nbops.featurestore.expectations import ValidationError, validate
+
+    data = messy()
+    expected = validate(data, RULES)
+    before = object_files(store)
+    with pytest.raises(ValidationError) as raised:
+        store.register_features(
+            to_spark(spark, data).coalesce(2), "tx", keys="cc_num", event_time="ts", expectations=RULES
+        )
+    got = raised.value.report
+    assert got.rows == expected.rows == 40
+    for mine, theirs in zip(got.results, expected.results, strict=True):
+        assert (mine.rule, mine.label, mine.passed, mine.failed_count, mine.scope) == (
+            theirs.rule,
+            theirs.label,
+            theirs.passed,
+            theirs.failed_count,
+            theirs.scope,
+        )
+        if mine.rule != "unique":  # rows counted in partition order, which is the frame's order here
+            assert [e.get("row") for e in mine.examples] == [e.get("row") for e in theirs.examples]
+            assert mine.message.split(":")[0] == theirs.message.split(":")[0]
+    assert nothing_written(store, before)
+
+
+def test_a_groups_stored_rules_check_its_spark_commits(spark: Any, store: nbops.Store) -> None:
+    from nbops.featurestore.expectations import ValidationError
+
     store.register_features(tx(0, 10), "tx", keys="cc_num", event_time="ts", expectations=[not_null("amount")])
     before = column_rows(store)
-    with pytest.raises(InvalidInputError, match="expectations are not checked on Spark DataFrames"):
-        store.register_features(to_spark(spark, tx(10, 10)), "tx", keys="cc_num", event_time="ts")
+    bad = tx(10, 10)
+    bad.loc[4, "amount"] = None
+    with pytest.raises(ValidationError, match="null in 1 of 10 rows"):
+        store.register_features(to_spark(spark, bad).repartition(3), "tx", keys="cc_num", event_time="ts")
     assert column_rows(store) == before
+    ref = store.register_features(to_spark(spark, tx(10, 10)).repartition(3), "tx", keys="cc_num", event_time="ts")
+    assert ref.validation is not None and ref.validation["ok"] and ref.commit == 2
+    with pytest.raises(InvalidInputError, match="pandera"):
+        import pandera.pandas as pa_schema
+
+        schema = pa_schema.DataFrameSchema({"amount": pa_schema.Column(float)})
+        store.register_features(to_spark(spark, tx(20, 5)), "tx", keys="cc_num", event_time="ts", expectations=schema)
 
 
 def test_online_rows_of_a_spark_commit_are_each_keys_latest(spark: Any, store: nbops.Store) -> None:

@@ -567,11 +567,14 @@ def _register_spark_features(
     check_arrow_types(schema.empty_table())
     core = _core_schema(schema)
     target = _target_version(store, group, version, key_list, event_time, core)
-    if expectations is not None or (target is not None and target.expectations_json):
-        raise InvalidInputError(
-            "expectations are not checked on Spark DataFrames yet; register this group from pandas, or without "
-            "expectations (a group that has them refuses Spark frames)"
-        )
+    from nbops.featurestore import expectations as expect
+
+    rules, pandera_schema = _split_expectations(expectations)
+    if pandera_schema is not None:
+        raise InvalidInputError("a pandera schema checks pandas frames; give a Spark frame nbops.expect rules")
+    rules_json = expect.expectations_to_json(rules) if rules is not None else None
+    stored_rules = target.expectations_json if target is not None else None
+    active_rules = rules if rules is not None else (expect.expectations_from_json(stored_rules) if stored_rules else [])
     if online or (target is not None and target.online):
         online_store.check_servable_keys(schema, key_list)
     if target is not None:
@@ -582,6 +585,7 @@ def _register_spark_features(
     frame, unpersist = sc.persisted(data)
     try:
         sc.check_frame(frame, schema, key_list, event_time)
+        report = sc.check_expectations(frame, active_rules).raise_if_failed() if active_rules else None
         sc.probe(frame, spec)
         blocks = sc.write_blocks(frame, schema, event_time, spec)
         if not blocks:  # no rows: one empty block, so that the commit lists its columns
@@ -611,7 +615,7 @@ def _register_spark_features(
                 core,
                 online,
                 description,
-                None,
+                rules_json,
                 now,
             )
             latest = _latest_commit_row(store, gv.id, conn)
@@ -648,7 +652,7 @@ def _register_spark_features(
                 updated,
                 total_rows,
                 bounds,
-                None,
+                report.to_dict() if report is not None else None,
                 {**store.context, "reads": [f"{k}:{r}" for k, r in reads], "engine": "spark"},
                 sum(b.written for b in blocks),
                 author(),
@@ -691,6 +695,7 @@ def _register_spark_features(
         digest=digest,
         online=gv.online,
         created=cat.as_utc(now),
+        validation=report.to_dict() if report is not None else None,
         bytes_written=sum(b.written for b in blocks),
         _load_statistics=_statistics_loader(store, group, gv.version, commit_no),
     )

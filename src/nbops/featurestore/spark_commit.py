@@ -19,8 +19,9 @@ What differs from a pandas frame:
 * the online rows (one per key, its latest) are computed by Spark and written
   by the driver inside the commit's transaction; the statistics are computed
   when first asked for, as for every commit;
-* expectations are not checked on Spark frames yet: a group with expectations,
-  or a call with them, is refused before anything is written.
+* expectations run before the write: the rules about single rows in each
+  executor, as the pandas path runs them, ``unique`` as a Spark ``groupBy``
+  (:func:`check_expectations`); pandera schemas are pandas-only and refused.
 
 Executors need nbops installed and the data root reachable (a local path they
 share, or object storage with credentials in their environment); a probe job
@@ -265,3 +266,120 @@ def persisted(frame: DataFrame) -> tuple[DataFrame, Callable[[], None]]:
         staged.unpersist()
 
     return staged, unpersist
+
+
+def check_expectations(frame: DataFrame, rules: Sequence[Any], max_examples: int = 5) -> Any:
+    """The :class:`~nbops.featurestore.expectations.ValidationReport` of ``rules`` on a Spark frame.
+
+    Rules about single rows (``not_null``, ``in_range``, ``allowed_values``,
+    ``dtype``) run as the pandas path runs them, on each partition in its
+    executor, and their counts add up; ``unique`` is a Spark ``groupBy``. Row
+    numbers in examples count rows in the frame's partition order (what
+    ``collect()`` gives); ``unique`` shows repeated values without rows.
+    """
+    from nbops.featurestore import expectations as expect
+
+    parsed = expect.parse_expectations(rules)
+    local = [r for r in parsed if r.rule != "unique"]
+    local_json = expect.expectations_to_json(local)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import json
+
+        from pyspark import TaskContext
+
+        from nbops.featurestore import expectations as expect
+
+        received = list(batches)
+        if not received:
+            return
+        table = pa.Table.from_batches(received)
+        report = expect.validate(table, expect.expectations_from_json(local_json), max_examples=max_examples)
+        part = TaskContext.get().partitionId()  # type: ignore[union-attr]
+        yield pa.record_batch(
+            [
+                pa.array([part], pa.int32()),
+                pa.array([table.num_rows], pa.int64()),
+                pa.array([json.dumps(report.to_dict())]),
+            ],
+            names=["part", "rows", "report"],
+        )
+
+    import json
+
+    parts = sorted(frame.mapInArrow(run, "part int, rows long, report string").collect(), key=lambda r: r.part)
+    total = sum(r.rows for r in parts)
+    reports = [(r.rows, json.loads(r.report)["results"]) for r in parts]
+    if not reports:  # no rows: the rules on an empty frame of this schema
+        empty = expect.validate(arrow_schema(frame).empty_table(), local, max_examples=max_examples)
+        reports = [(0, empty.to_dict()["results"])]
+    merged = [_merge_results(i, reports, total, max_examples) for i in range(len(local))]
+    results = iter(merged)
+    ordered = [_unique_result(frame, r, total, max_examples) if r.rule == "unique" else next(results) for r in parsed]
+    return expect.ValidationReport(results=tuple(ordered), rows=total)
+
+
+def _merge_results(i: int, reports: Sequence[tuple[int, list[dict[str, Any]]]], total: int, max_examples: int) -> Any:
+    """Rule ``i``'s results on each partition as one result on the whole frame."""
+    from nbops.featurestore import expectations as expect
+
+    each = [results[i] for _, results in reports]
+    first = each[0]
+    column_failure = next((r for r in each if r["scope"] == "column"), None)
+    if column_failure is not None:  # the same column problem in every partition
+        return expect.ExpectationResult(
+            rule=column_failure["rule"],
+            label=column_failure["label"],
+            columns=tuple(column_failure["columns"]),
+            passed=False,
+            failed_count=total,
+            examples=[],
+            message=column_failure["message"],
+            scope="column",
+        )
+    failed = sum(r["failed_count"] for r in each)
+    if failed == 0:
+        return expect.ExpectationResult(first["rule"], first["label"], tuple(first["columns"]), True, 0, [], "passed")
+    examples: list[dict[str, Any]] = []
+    offset = 0
+    message = ""
+    for (rows, _), r in zip(reports, each, strict=True):
+        if r["failed_count"] and not message:
+            # The first failing partition's words, with the whole frame's counts.
+            message = r["message"].replace(
+                f"{r['failed_count']:,} of {rows:,} rows", f"{failed:,} of {total:,} rows", 1
+            )
+        for example in r["examples"]:
+            if len(examples) < max_examples:
+                examples.append({**example, "row": example.get("row", 0) + offset} if "row" in example else example)
+        offset += rows
+    return expect.ExpectationResult(
+        first["rule"], first["label"], tuple(first["columns"]), False, failed, examples, message
+    )
+
+
+def _unique_result(frame: DataFrame, rule: Any, total: int, max_examples: int) -> Any:
+    """A ``unique`` rule on a Spark frame: repeated combinations by a ``groupBy`` (nulls count as equal)."""
+    from pyspark.sql import functions as F
+
+    from nbops.featurestore import expectations as expect
+
+    columns = list(rule.columns)
+    missing = [c for c in columns if c not in frame.columns]
+    label = rule.label()
+    if missing:
+        return expect.ExpectationResult(
+            "unique", label, tuple(columns), False, total, [], f"column {missing[0]!r} is not in the frame", "column"
+        )
+    repeated = frame.groupBy(*[F.col(f"`{c}`") for c in columns]).count().filter(F.col("count") > 1)
+    summary = repeated.agg(F.sum(F.col("count") - 1).alias("failed"), F.count(F.lit(1)).alias("combinations")).first()
+    failed = int(summary["failed"] or 0) if summary is not None else 0
+    if failed == 0:
+        return expect.ExpectationResult("unique", label, tuple(columns), True, 0, [], "passed")
+    combinations = int(summary["combinations"])  # type: ignore[index]
+    examples = [{c: row[c] for c in columns} for row in repeated.limit(max_examples).collect()]
+    message = (
+        f"{failed:,} of {total:,} rows repeat an earlier row's ({', '.join(columns)}); "
+        f"{combinations:,} distinct values occur more than once"
+    )
+    return expect.ExpectationResult("unique", label, tuple(columns), False, failed, examples, message)
