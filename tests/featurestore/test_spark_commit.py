@@ -341,3 +341,17 @@ def test_track_cell_on_a_spark_frame_logs_the_run_and_its_feature_input(
         graph = store.lineage(ref.ref)
     children = [e["child"] for e in graph["edges"] if e["parent"] == graph["root"]]
     assert any(str(c).startswith("run:") for c in children), graph
+
+
+def test_executors_that_cannot_write_the_data_root_are_refused_naming_it(spark: Any, store: nbops.Store) -> None:
+    from nbops.errors import StoreError
+
+    store.register_features(tx(0, 10), "tx", keys="cc_num", event_time="ts")
+    before = column_rows(store)
+    tmp = store.root / "tmp"
+    if tmp.exists():
+        tmp.rmdir()
+    tmp.write_text("not a folder")  # where executors stage their files: unwritable to them (and to anyone)
+    with pytest.raises(StoreError, match=rf"executors cannot write the store's data root {store.root}"):
+        store.register_features(to_spark(spark, tx(10, 10)), "tx", keys="cc_num", event_time="ts")
+    assert column_rows(store) == before

@@ -384,6 +384,17 @@ def register_features(
     return ref
 
 
+def _checked_call(group: str, keys: str | Sequence[str], version: int | None) -> list[str]:
+    """The key columns of a ``register_features`` call, after checking its group name, keys and version."""
+    validate_name(group, _KIND)
+    key_list = [keys] if isinstance(keys, str) else list(keys)
+    if not key_list:
+        raise InvalidInputError("a feature group needs at least one key column, e.g. keys=['cc_num']")
+    if version is not None and (not isinstance(version, int) or version < 1):
+        raise InvalidInputError(f"version must be a positive int, not {version!r}")
+    return key_list
+
+
 def _register_features(
     store: Store,
     data: object,
@@ -397,12 +408,7 @@ def _register_features(
 ) -> FeatureGroupRef:
     from nbops.featurestore import expectations as expect
 
-    validate_name(group, _KIND)
-    key_list = [keys] if isinstance(keys, str) else list(keys)
-    if not key_list:
-        raise InvalidInputError("a feature group needs at least one key column, e.g. keys=['cc_num']")
-    if version is not None and (not isinstance(version, int) or version < 1):
-        raise InvalidInputError(f"version must be a positive int, not {version!r}")
+    key_list = _checked_call(group, keys, version)
     table = features_to_arrow(data)
     _check_frame(table, key_list, event_time)
     _check_duplicates(table, key_list, event_time)
@@ -547,12 +553,7 @@ def _register_spark_features(
     """A commit from a Spark DataFrame, written by the executors (see :mod:`nbops.featurestore.spark_commit`)."""
     from nbops.featurestore import spark_commit as sc
 
-    validate_name(group, _KIND)
-    key_list = [keys] if isinstance(keys, str) else list(keys)
-    if not key_list:
-        raise InvalidInputError("a feature group needs at least one key column, e.g. keys=['cc_num']")
-    if version is not None and (not isinstance(version, int) or version < 1):
-        raise InvalidInputError(f"version must be a positive int, not {version!r}")
+    key_list = _checked_call(group, keys, version)
     with store.catalog.read() as conn:
         existing = _versions(conn, group)
     nearest = next((v for v in existing if v.version == version), None) if version else None
