@@ -355,3 +355,60 @@ def test_executors_that_cannot_write_the_data_root_are_refused_naming_it(spark: 
     with pytest.raises(StoreError, match=rf"executors cannot write the store's data root {store.root}"):
         store.register_features(to_spark(spark, tx(10, 10)), "tx", keys="cc_num", event_time="ts")
     assert column_rows(store) == before
+
+
+def assert_same_statistics(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal statistics; means, deviations and quantiles to rounding (sums and interpolations in another order)."""
+    assert got.keys() == expected.keys()
+    for column, theirs in expected.items():
+        mine = got[column]
+        assert mine.keys() == theirs.keys(), column
+        for key, value in theirs.items():
+            if key in ("mean", "std") and value is not None:
+                assert mine[key] == pytest.approx(value, rel=1e-9), (column, key)
+            elif key == "quantiles":
+                assert mine[key] == {q: pytest.approx(v, rel=1e-9) if v is not None else None for q, v in value.items()}
+            else:
+                assert mine[key] == value, (column, key)
+
+
+def test_statistics_of_a_spark_version_are_spark_aggregates_equal_to_duckdbs(spark: Any, store: nbops.Store) -> None:
+    import decimal
+
+    from nbops.featurestore.groups import read_group_table
+    from nbops.featurestore.stats import feature_statistics
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    data = tx(0, n).assign(
+        amount=np.where(rng.random(n) < 0.05, np.nan, rng.normal(40, 15, n).round(2)),
+        spike=np.where(np.arange(n) % 997 == 0, np.inf, rng.exponential(3, n)),
+        n_tx=rng.integers(-5, 50, n),
+        fraud=rng.random(n) < 0.1,
+        merchant=rng.choice(["b", "a", "c", "é"], n, p=[0.4, 0.4, 0.15, 0.05]),
+        day=pd.to_datetime("2026-01-01") + pd.to_timedelta(rng.integers(0, 90, n), unit="D"),
+        seen=(T0 + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s")).astype("datetime64[ms, UTC]"),
+    )
+    data["day"] = data["day"].dt.date
+    data["price"] = [decimal.Decimal(int(v)) / 100 for v in rng.integers(0, 10**6, n)]
+    ref = store.register_features(to_spark(spark, data).repartition(3), "tx", keys="cc_num", event_time="ts")
+    upsert = data.iloc[:500].assign(n_tx=99)
+    store.register_features(to_spark(spark, upsert).repartition(2), "tx", keys="cc_num", event_time="ts")
+    features = [c for c in data.columns if c not in ("cc_num", "ts")]
+    state = read_group_table(store, "tx")[2]  # the stored Arrow rows, read and verified on the driver
+    expected = json_roundtrip(feature_statistics(state, features))
+    assert_same_statistics(store.feature_statistics("tx"), expected)
+    first = json_roundtrip(feature_statistics(read_group_table(store, "tx", as_of=1)[2], features))
+    assert_same_statistics(ref.statistics, first)
+    # Kept in the catalog by the first caller.
+    db = sqlite3.connect(store.root / "catalog.db")
+    try:
+        assert all(s is not None for (s,) in db.execute("SELECT statistics FROM feature_commits"))
+    finally:
+        db.close()
+
+
+def json_roundtrip(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value))

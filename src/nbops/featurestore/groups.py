@@ -1219,9 +1219,8 @@ def _features_spark(
     store: Store, group: str, version: int | None, as_of: int | str | dt.datetime | None, spark: Any
 ) -> Any:
     """``features(..., engine="spark")``: Spark reads the commits' objects where it can, else the driver hands them over."""
-    from nbops.core.columns import has_page_checksums
     from nbops.core.objects.local import ObjectStore
-    from nbops.featurestore.spark import files_readable, read_commits, spark_session, to_spark
+    from nbops.featurestore.spark import files_readable, spark_session, to_spark
 
     session = spark_session(spark)  # before reading: a missing session fails first
     as_of_value = _parse_as_of(as_of)
@@ -1234,14 +1233,26 @@ def _features_spark(
     readable = isinstance(store.objects, ObjectStore) and files_readable(gv.schema, gv.keys)
     if not rows or not readable:  # the driver reads, checks and hands the rows over (errors named as usual)
         return to_spark(session, read_group_table(store, group, version, as_of)[2], f"feature group {group}")
-    commits = [(r.commit_no, _blocks(digests[r.id], len(gv.schema))) for r in rows]
-    # Spark checks each page against its CRC-32 as it reads; an object written without them (or missing:
-    # the driver names it) goes through the driver, which verifies whole columns against their digests.
-    if not all(has_page_checksums(store, d) for d in {d for _, blocks in commits for b in blocks for d in b}):
+    frame = _spark_over_objects(store, session, gv, rows, digests)
+    if frame is None:
         return to_spark(session, read_group_table(store, group, version, as_of)[2], f"feature group {group}")
     ref = f"{group}:{gv.version}@{rows[-1].commit_no}"
     store.record_read("feature_commit", ref)
     lineage.note_process_read(store.root, "feature_commit", ref)
+    return frame
+
+
+def _spark_over_objects(store: Store, session: Any, gv: _Version, rows: Sequence[Any], digests: Any) -> Any:
+    """The state after commits ``rows`` read by Spark from their objects (local), or None when an object
+    lacks page checksums (or is missing): Spark checks every page's CRC-32 as it reads, and an object
+    without them must go through the driver, which verifies whole columns against their digests."""
+    from nbops.core.columns import has_page_checksums
+    from nbops.core.objects.local import ObjectStore
+    from nbops.featurestore.spark import read_commits
+
+    commits = [(r.commit_no, _blocks(digests[r.id], len(gv.schema))) for r in rows]
+    if not all(has_page_checksums(store, d) for d in {d for _, blocks in commits for b in blocks for d in b}):
+        return None
     assert isinstance(store.objects, ObjectStore)
     return read_commits(session, gv.schema, gv.keys, gv.event_time, commits, store.objects.path)
 
@@ -1308,18 +1319,47 @@ def statistics(store: Store, group: str, version: int | None = None, commit: int
         raise NotFoundError(f"{group}:{gv.version} has no commit {commit}")
     if row.statistics is not None:
         return dict(json.loads(row.statistics))
-    from nbops.featurestore.stats import feature_statistics
-
-    with store.catalog.read() as conn:
-        state = _state(store, conn, gv, row.commit_no)
     features = [c for c in gv.schema.names if c not in gv.keys and c != gv.event_time]
-    computed: dict[str, Any] = json.loads(json.dumps(feature_statistics(state, features)))
+    frame = _spark_state_for_statistics(store, gv, row.commit_no)
+    if frame is not None:  # a version Spark wrote: Spark aggregates it where its objects are
+        from nbops.featurestore.spark_stats import spark_statistics
+
+        computed: dict[str, Any] = json.loads(json.dumps(spark_statistics(frame, gv.schema, features)))
+    else:
+        from nbops.featurestore.stats import feature_statistics
+
+        with store.catalog.read() as conn:
+            state = _state(store, conn, gv, row.commit_no)
+        computed = json.loads(json.dumps(feature_statistics(state, features)))
     try:
         with store.catalog.write(("feature_group", group)) as conn:
             records.keep_statistics(conn, row.id, computed)
     except ReadOnlyError:
         pass  # a read-only store computes them each time
     return computed
+
+
+def _spark_state_for_statistics(store: Store, gv: _Version, commit: int) -> Any:
+    """The state as of ``commit`` as a Spark DataFrame over its objects, for a version with a commit from Spark
+    while a Spark session is active and Spark reads the version's objects exactly; else None."""
+    from nbops.core.objects.local import ObjectStore
+    from nbops.featurestore.spark import files_readable
+
+    if not isinstance(store.objects, ObjectStore) or not files_readable(gv.schema, gv.keys):
+        return None
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    session = SparkSession.getActiveSession()
+    if session is None:
+        return None
+    with store.catalog.read() as conn:
+        if not records.written_by_spark(conn, gv.id, commit):
+            return None
+        rows = records.commits_as_of(conn, gv.id, commit)
+        digests = records.column_digests_by_commit(conn, [r.id for r in rows])
+    return _spark_over_objects(store, session, gv, rows, digests)
 
 
 def _statistics_loader(store: Store, group: str, version: int, commit: int) -> Callable[[], dict[str, Any]]:

@@ -18,7 +18,8 @@ What differs from a pandas frame:
   and the write see the same rows; it is unpersisted afterwards;
 * the online rows (one per key, its latest) are computed by Spark and written
   by the driver inside the commit's transaction; the statistics are computed
-  when first asked for, as for every commit;
+  when first asked for, as for every commit, by Spark where a session is
+  active (:mod:`nbops.featurestore.spark_stats`);
 * expectations run before the write: the rules about single rows in each
   executor, as the pandas path runs them, ``unique`` as a Spark ``groupBy``
   (:func:`check_expectations`); pandera schemas are pandas-only and refused.

@@ -260,6 +260,17 @@ def commit_statistics(conn: sa.Connection, version_id: int, commit: int | None) 
     return conn.execute(query).first()
 
 
+def written_by_spark(conn: sa.Connection, version_id: int, up_to: int) -> bool:
+    """Whether a commit of a group version up to number ``up_to`` came from a Spark DataFrame."""
+    c = cat.feature_commits
+    found = conn.execute(
+        sa.select(c.c.id)
+        .where(c.c.group_version_id == version_id, c.c.commit_no <= up_to, c.c.lineage.like('%"engine": "spark"%'))
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def keep_statistics(conn: sa.Connection, commit_id: int, statistics: dict[str, Any]) -> None:
     """Store the statistics computed for a commit that had none (a commit's stored statistics never change)."""
     c = cat.feature_commits
