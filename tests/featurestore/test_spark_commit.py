@@ -139,6 +139,13 @@ def test_naive_spark_times_are_stored_naive(spark: Any, store: nbops.Store) -> N
     got = store.features("naive")
     assert got["ts"].dt.tz is None
     assert sorted(got["ts"].dt.to_pydatetime().tolist()) == at
+    # An upsert of the wall times in and around the gap replaces exactly those rows.
+    again = spark.createDataFrame(
+        [(h % 2, t, -1.0) for h, t in enumerate(at) if h < 3], "cc_num long, ts timestamp_ntz, amount double"
+    )
+    ref = store.register_features(again, "naive", keys="cc_num", event_time="ts")
+    assert (ref.updated, ref.inserted, ref.total_rows) == (3, 0, 5)
+    assert sorted(store.features("naive")["amount"]) == [-1.0, -1.0, -1.0, 3.0, 4.0]
 
 
 def nothing_written(store: nbops.Store, before: set[Path]) -> bool:

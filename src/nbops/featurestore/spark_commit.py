@@ -237,13 +237,19 @@ def write_blocks(frame: DataFrame, schema: pa.Schema, event_time: str, spec: tup
 
 
 def replaced(frame: DataFrame, history: pa.Table, pair: Sequence[str]) -> int:
-    """How many (keys, event time) pairs of ``frame`` are in ``history`` (a Spark join; the frame stays there)."""
-    from nbops.featurestore.spark import to_spark
+    """How many (keys, event time) pairs of ``frame`` are in ``history`` (a Spark join; the frame stays there).
 
+    The stored pairs take the frame's own Spark types, so that a naive time
+    stays a ``TIMESTAMP_NTZ`` wall time (a ``TIMESTAMP`` would be read in the
+    session's zone, and a DST gap would move it).
+    """
     if history.num_rows == 0:
         return 0
-    stored = to_spark(frame.sparkSession, history, "stored rows").dropDuplicates(list(pair))
-    return int(frame.select(*[f"`{c}`" for c in pair]).join(stored, list(pair), "left_semi").count())
+    mine = frame.select(*[f"`{c}`" for c in pair])
+    stored = frame.sparkSession.createDataFrame(
+        history.select(list(pair)).replace_schema_metadata(None), schema=mine.schema
+    ).dropDuplicates(list(pair))
+    return int(mine.join(stored, list(pair), "left_semi").count())
 
 
 def latest_per_key(frame: DataFrame, keys: Sequence[str], event_time: str, schema: pa.Schema) -> pa.Table:
