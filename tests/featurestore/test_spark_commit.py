@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 import nbops
+from helpers.s3server import s3_server_fixture  # noqa: F401  (provides the s3_server fixture)
 from helpers.stores import object_files
 from nbops.errors import DuplicateKeysError, InvalidInputError
 from nbops.featurestore.expectations import allowed_values, in_range, not_null, unique
@@ -60,9 +61,9 @@ def column_rows(store: nbops.Store) -> list[tuple[int, int, str]]:
 
 def test_a_spark_frame_is_written_in_blocks_and_reads_back_equal(spark: Any, store: nbops.Store) -> None:
     data = tx(0, 600)
-    ref = store.register_features(
-        to_spark(spark, data).repartition(3), "tx", keys="cc_num", event_time="ts", description="from Spark"
-    )
+    mine = to_spark(spark, data).repartition(3).cache()
+    ref = store.register_features(mine, "tx", keys="cc_num", event_time="ts", description="from Spark")
+    assert mine.is_cached  # the caller's cache is left alone
     assert (ref.commit, ref.rows, ref.inserted, ref.updated, ref.total_rows) == (1, 600, 600, 0, 600)
     # Three partitions, three row blocks of the four columns.
     assert [(p, n) for _, p, n in column_rows(store)] == [
@@ -419,3 +420,46 @@ def json_roundtrip(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value))
+
+
+def test_executors_write_a_commit_to_object_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: Any
+) -> None:
+    """Executors started with the object store's credentials in their environment write straight to it."""
+    from helpers.s3server import CREDENTIALS  # noqa: F811
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    s3_server.create_bucket("nbops-spark")
+    uri = s3_server.uri("nbops-spark", "team/data")
+    root = tmp_path / ".nbops"
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, pandas as pd
+        from pyspark.sql import SparkSession
+        import nbops
+        from nbops.featurestore.spark import to_spark
+        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+                 .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+                 .getOrCreate())
+        minutes = np.arange(0, 90)
+        data = pd.DataFrame({{"cc_num": minutes % 7,
+                              "ts": (pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min"))
+                                    .astype("datetime64[us, UTC]"),
+                              "amount": minutes * 1.5, "merchant": [f"m{{m % 3}}" for m in minutes]}})
+        with nbops.open({str(root)!r}, data={uri!r}) as store:
+            first = store.register_features(to_spark(spark, data).repartition(3), "tx", keys="cc_num", event_time="ts")
+            again = to_spark(spark, data.iloc[60:].assign(amount=-1.0)).repartition(2)
+            second = store.register_features(again, "tx", keys="cc_num", event_time="ts")
+            print(first.rows, second.updated, second.total_rows)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["90", "30", "90"]
+    with nbops.open(root, data=uri) as store:
+        expected = pd.concat([tx(0, 60), tx(60, 30).assign(amount=-1.0)])
+        pd.testing.assert_frame_equal(ordered(store.features("tx")), ordered(expected), check_dtype=False)
+        report = store.verify()
+        assert report.ok and report.objects_checked > 0, report.text()
+    assert not (root / "objects").exists()  # every object went to the bucket

@@ -267,6 +267,8 @@ def persisted(frame: DataFrame) -> tuple[DataFrame, Callable[[], None]]:
     """``frame`` persisted for the call (so every job sees the same rows) and what unpersists it."""
     from pyspark import StorageLevel
 
+    if frame.is_cached:  # the caller's own cache: used, and left as it was
+        return frame, lambda: None
     staged = frame.persist(StorageLevel.MEMORY_AND_DISK)
 
     def unpersist() -> None:
