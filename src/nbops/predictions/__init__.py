@@ -1,0 +1,1 @@
+"""Predictions of served models: their log (:mod:`.log`), the data monitoring reads."""

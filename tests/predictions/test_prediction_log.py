@@ -1,0 +1,137 @@
+"""The prediction log: batches off the request path, drops counted, flushed on close, whole after kill -9."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nbops.errors import CorruptDataError, InvalidInputError, InvalidNameError
+from nbops.predictions.log import Prediction, PredictionLog, log_folder, read_predictions
+
+
+def prediction(i: int) -> Prediction:
+    return Prediction(
+        request_id=f"r{i:06d}",
+        keys={"cc_num": i % 7},
+        features={"amount_mean": i * 0.5, "merchant": f"m{i % 3}"},
+        prediction=i % 2,
+        at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i),
+    )
+
+
+def test_every_logged_prediction_is_read_back_after_close(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, "fraud model", 3, batch_rows=40, flush_seconds=5.0) as log:
+        assert all(log.log(prediction(i)) for i in range(100))
+    assert log.stats == {"logged": 100, "dropped": 0, "written": 100, "batches": 3, "failed": 0, "pending": 0}
+    table = read_predictions(tmp_path, "fraud model", 3)
+    assert table.column("request_id").to_pylist() == [f"r{i:06d}" for i in range(100)]
+    row = table.slice(10, 1).to_pylist()[0]
+    assert (row["model"], row["model_version"], row["keys"], row["prediction"]) == (
+        "fraud model",
+        "3",
+        '{"cc_num": 3}',
+        "0",
+    )
+    assert row["features"] == '{"amount_mean": 5.0, "merchant": "m1"}'
+    assert row["at"] == dt.datetime(2026, 12, 1, 0, 0, 10, tzinfo=dt.UTC)
+    assert len(list(log_folder(tmp_path, "fraud model", 3).glob("*.parquet"))) == 3
+
+
+def test_a_partial_batch_is_written_after_flush_seconds(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, "m", 1, batch_rows=1000, flush_seconds=0.2) as log:
+        log.log(prediction(1))
+        log.log(prediction(2))
+        deadline = time.monotonic() + 10
+        while read_predictions(tmp_path, "m").num_rows < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert read_predictions(tmp_path, "m").num_rows == 2
+        log.log(prediction(3))
+        log.flush()
+        assert read_predictions(tmp_path, "m", 1).num_rows == 3
+
+
+def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, "m", 1, batch_rows=1, flush_seconds=1.0, capacity=2) as log:
+        accepted = sum(log.log(prediction(i)) for i in range(5_000))
+    stats = log.stats
+    assert stats["dropped"] > 0 and stats["logged"] == accepted
+    assert stats["logged"] + stats["dropped"] == 5_000
+    # Rows on disk are the rows answered minus the drops reported.
+    assert read_predictions(tmp_path, "m").num_rows == stats["written"] == accepted
+    assert not log.log(prediction(0))  # closed: dropped, counted, never blocks
+    assert log.stats["dropped"] == stats["dropped"] + 1
+
+
+WRITER = """
+import os, signal, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from predictions.test_prediction_log import prediction
+from nbops.predictions.log import PredictionLog
+log = PredictionLog(Path({root!r}), "m", 1, batch_rows=50, flush_seconds=30.0)
+def stop(signum, frame):
+    log.close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+for i in range({n}):
+    log.log(prediction(i))
+print(log.stats["logged"], flush=True)
+time.sleep(120)
+"""
+
+
+def start_writer(root: Path, n: int) -> tuple[subprocess.Popen[str], int]:
+    script = textwrap.dedent(WRITER.format(tests=str(Path(__file__).parents[1]), root=str(root), n=n))
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    logged = int(child.stdout.readline())
+    return child, logged
+
+
+def test_sigterm_writes_everything_queued_before_exit(tmp_path: Path) -> None:
+    child, logged = start_writer(tmp_path, 1_234)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 0
+    assert logged == 1_234
+    assert read_predictions(tmp_path, "m", 1).num_rows == 1_234
+
+
+def test_kill_9_loses_at_most_the_unwritten_batch_and_leaves_no_partial_one(tmp_path: Path) -> None:
+    child, logged = start_writer(tmp_path, 1_234)
+    time.sleep(0.5)  # the writer publishes the full batches of 50; the last 34 wait for flush_seconds
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=60)
+    table = read_predictions(tmp_path, "m", 1)  # every file whole and matching its digest
+    assert 1_234 - 50 < table.num_rows <= 1_234 and table.num_rows % 50 == 0
+    assert table.column("request_id").to_pylist() == [f"r{i:06d}" for i in range(table.num_rows)]
+
+
+def test_a_damaged_batch_is_refused_naming_it(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, "m", 1) as log:
+        log.log(prediction(1))
+    [batch] = log_folder(tmp_path, "m", 1).glob("*.parquet")
+    data = bytearray(batch.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    batch.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=batch.name):
+        read_predictions(tmp_path, "m")
+
+
+@pytest.mark.parametrize("model", ["../escape", "a/b", "", "x" * 200])
+def test_hostile_model_names_are_refused(tmp_path: Path, model: str) -> None:
+    with pytest.raises(InvalidNameError):
+        PredictionLog(tmp_path, model, 1)
+    assert not (tmp_path / "predictions").exists() or not any((tmp_path / "predictions").rglob("*"))
+
+
+def test_a_version_is_a_number(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="a model version is a number"):
+        PredictionLog(tmp_path, "m", "1; rm -rf")
