@@ -463,3 +463,25 @@ def test_executors_write_a_commit_to_object_storage(
         report = store.verify()
         assert report.ok and report.objects_checked > 0, report.text()
     assert not (root / "objects").exists()  # every object went to the bucket
+
+
+def test_objects_removed_between_the_write_and_the_commit_are_refused(
+    spark: Any, store: nbops.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbops.errors import StoreError
+    from nbops.featurestore import spark_commit
+
+    store.register_features(tx(0, 10), "tx", keys="cc_num", event_time="ts")
+    before = column_rows(store)
+    write_blocks = spark_commit.write_blocks
+
+    def write_then_lose_one(*args: Any, **kwargs: Any) -> Any:
+        blocks = write_blocks(*args, **kwargs)
+        store.objects.path(blocks[-1].digests[-1]).unlink()  # what a concurrent gc --grace 0 would do
+        return blocks
+
+    monkeypatch.setattr(spark_commit, "write_blocks", write_then_lose_one)
+    with pytest.raises(StoreError, match="objects the executors wrote are gone"):
+        store.register_features(to_spark(spark, tx(100, 30)).repartition(2), "tx", keys="cc_num", event_time="ts")
+    assert column_rows(store) == before
+    assert store.verify().ok

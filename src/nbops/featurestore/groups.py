@@ -87,6 +87,7 @@ from nbops.errors import (
     NotFoundError,
     ReadOnlyError,
     SchemaChangeError,
+    StoreError,
 )
 from nbops.featurestore import online as online_store
 
@@ -634,6 +635,15 @@ def _register_spark_features(
                 if history:
                     updated = sc.replaced(frame, _merge(history, None, key_list, event_time)[0], pair)
             total_rows = (latest.total_rows if latest is not None else 0) + rows - updated
+            # gc deletes under this same write lock: what exists now stays until the commit. An object
+            # it removed since the executors wrote it cannot be written again from here (the rows
+            # never came to the driver): refuse, before the commit refers to it.
+            gone = [d for d in dict.fromkeys(flat) if not store.objects.exists(d)]
+            if gone:
+                raise StoreError(
+                    f"{len(gone)} objects the executors wrote are gone (removed by a concurrent `nbops gc`?), "
+                    f"e.g. {store.objects.location(gone[0])}; nothing was committed. Register the frame again"
+                )
             store.catalog.insert_ignore(
                 conn,
                 cat.objects,
