@@ -44,6 +44,23 @@ def tx(first: int, n: int, value: float = 0.0) -> pd.DataFrame:
     )
 
 
+def spark_script(body: str) -> str:
+    """A Python program for a process of its own: a local[2] Spark session, ``tx`` and ``to_spark``, then ``body``."""
+    tests = Path(__file__).parents[1]
+    preamble = f"""
+        import sys
+        sys.path[:0] = [{str(tests)!r}, {str(tests / "featurestore")!r}]
+        from pyspark.sql import SparkSession
+        import nbops
+        from nbops.featurestore.spark import to_spark
+        from test_spark_commit import tx
+        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+                 .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+                 .getOrCreate())
+        """
+    return textwrap.dedent(preamble) + textwrap.dedent(body)
+
+
 def ordered(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["cc_num", "ts"]).reset_index(drop=True)
 
@@ -278,21 +295,10 @@ def test_a_spark_writer_killed_before_its_commit_leaves_only_orphans_that_gc_rem
     store: nbops.Store, tmp_path: Path
 ) -> None:
     store.register_features(tx(0, 10), "tx", keys="cc_num", event_time="ts")
-    script = textwrap.dedent(
+    script = spark_script(
         f"""
-        import numpy as np, pandas as pd
-        from pyspark.sql import SparkSession
-        import nbops
-        from nbops.featurestore.spark import to_spark
-        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-                 .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-                 .getOrCreate())
-        minutes = np.arange(100, 160)
-        data = pd.DataFrame({{"cc_num": minutes % 7,
-                              "ts": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min"),
-                              "amount": minutes * 1.5, "merchant": [f"m{{m % 3}}" for m in minutes]}})
         with nbops.open({str(store.root)!r}) as store:
-            store.register_features(to_spark(spark, data).repartition(2), "tx", keys="cc_num", event_time="ts")
+            store.register_features(to_spark(spark, tx(100, 60)).repartition(2), "tx", keys="cc_num", event_time="ts")
         """
     )
     env = {**os.environ, "NBOPS_FAULT": "before_catalog_commit"}
@@ -433,20 +439,9 @@ def test_executors_write_a_commit_to_object_storage(
     s3_server.create_bucket("nbops-spark")
     uri = s3_server.uri("nbops-spark", "team/data")
     root = tmp_path / ".nbops"
-    script = textwrap.dedent(
+    script = spark_script(
         f"""
-        import numpy as np, pandas as pd
-        from pyspark.sql import SparkSession
-        import nbops
-        from nbops.featurestore.spark import to_spark
-        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-                 .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-                 .getOrCreate())
-        minutes = np.arange(0, 90)
-        data = pd.DataFrame({{"cc_num": minutes % 7,
-                              "ts": (pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min"))
-                                    .astype("datetime64[us, UTC]"),
-                              "amount": minutes * 1.5, "merchant": [f"m{{m % 3}}" for m in minutes]}})
+        data = tx(0, 90)
         with nbops.open({str(root)!r}, data={uri!r}) as store:
             first = store.register_features(to_spark(spark, data).repartition(3), "tx", keys="cc_num", event_time="ts")
             again = to_spark(spark, data.iloc[60:].assign(amount=-1.0)).repartition(2)

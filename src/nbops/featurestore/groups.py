@@ -514,12 +514,7 @@ def _register_features(
         child = ("feature_commit", f"{group}:{gv.version}@{commit_no}")
         lineage.add_edges(store.catalog, conn, child, [*reads, *derived_from, *lineage.made_by(store.context)], now)
         _faults.reached("before_catalog_commit")
-    _faults.reached("after_catalog_commit")
-    if gv.online:
-        # A shared online store (Redis) follows the catalog commit; it never precedes it.
-        online_store.after_commit(store, group, gv, commit_no, online_rows)
-    store.record_write(*child)
-
+    _after_commit(store, group, gv, commit_no, online_rows, child)
     return FeatureGroupRef(
         group=group,
         version=gv.version,
@@ -538,6 +533,22 @@ def _register_features(
         bytes_written=bytes_written,
         _load_statistics=_statistics_loader(store, group, gv.version, commit_no),
     )
+
+
+def _after_commit(
+    store: Store,
+    group: str,
+    gv: _Version,
+    commit_no: int,
+    online_rows: list[online_store.OnlineRow],
+    child: tuple[str, str],
+) -> None:
+    """What follows a commit's catalog transaction: a shared online store (Redis), which follows the
+    catalog and never precedes it, and the write the next read of this process names as its parent."""
+    _faults.reached("after_catalog_commit")
+    if gv.online:
+        online_store.after_commit(store, group, gv, commit_no, online_rows)
+    store.record_write(*child)
 
 
 def _register_spark_features(
@@ -688,10 +699,7 @@ def _register_spark_features(
             _faults.reached("before_catalog_commit")
     finally:
         unpersist()
-    _faults.reached("after_catalog_commit")
-    if gv.online:
-        online_store.after_commit(store, group, gv, commit_no, online_rows)
-    store.record_write(*child)
+    _after_commit(store, group, gv, commit_no, online_rows, child)
     return FeatureGroupRef(
         group=group,
         version=gv.version,
