@@ -192,3 +192,31 @@ def test_a_damaged_online_row_is_an_error_not_a_shift_of_the_rows_after_it(store
     assert changed == 1
     with pytest.raises(CorruptDataError, match="online rows of g:1 are damaged"):
         store.online_features(["g.x"], keys={"k": [1, 2, 3]})
+
+
+def test_date_time_and_duration_features_are_served_as_stored(store: nbops.Store) -> None:
+    import datetime as dt
+
+    table = pa.table(
+        {
+            "k": pa.array([1, 2, 1], pa.int64()),
+            "ts": pa.array([dt.datetime(2026, 1, d, tzinfo=dt.UTC) for d in (1, 1, 2)], pa.timestamp("us", "UTC")),
+            "day": pa.array([dt.date(2026, 3, 8), None, dt.date(1969, 12, 31)], pa.date32()),
+            "day64": pa.array([dt.date(2026, 3, 8), dt.date(2000, 1, 1), None], pa.date64()),
+            "opens": pa.array([dt.time(9, 30), dt.time(23, 59, 59), None], pa.time32("s")),
+            "closes": pa.array([dt.time(17, 0, 0, 5), None, dt.time(0, 0)], pa.time64("us")),
+            "wait": pa.array([dt.timedelta(seconds=90), None, dt.timedelta(days=-1)], pa.duration("ms")),
+        }
+    )
+    store.register_features(table, "dates", keys="k", event_time="ts", online=True)
+    features = ["day", "day64", "opens", "closes", "wait"]
+    got = store.online_features([f"dates.{f}" for f in features], keys={"k": [1, 2, 3]})
+    latest = store.features("dates").sort_values("ts").groupby("k").tail(1).set_index("k")
+    for feature in features:
+        pd.testing.assert_series_equal(
+            got[feature].iloc[:2].reset_index(drop=True),
+            latest.loc[[1, 2], feature].reset_index(drop=True),
+            check_names=False,
+            obj=feature,
+        )
+        assert pd.isna(got[feature].iloc[2])  # key 3 is unknown

@@ -22,7 +22,7 @@ import pyarrow as pa
 from nbops.core.repository import featurestore as records
 from nbops.errors import CorruptDataError, InvalidInputError
 from nbops.featurestore.groups import FeatureRef, plan_outputs
-from nbops.featurestore.online import _KEY_JSON, _key_value_type, encodable, key_normaliser
+from nbops.featurestore.online import _KEY_JSON, _key_value_type, decoded, encodable, key_normaliser
 from nbops.featurestore.online.base import GroupPlan, OnlineStore
 
 if TYPE_CHECKING:
@@ -99,10 +99,7 @@ def _column(values: list[Any], stored: pa.DataType, typ: pa.DataType) -> Any:
             return np.array(values, dtype=np.float64)
         if typ == _INT64 and None not in values:
             return np.array(values, dtype=np.int64)
-    array = pa.array(values, type=stored)
-    if array.type != typ:
-        array = array.cast(typ)
-    return _to_series(array)
+    return _to_series(decoded(pa.array(values, type=stored), typ))
 
 
 _FLOAT64 = pa.float64()

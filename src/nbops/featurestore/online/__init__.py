@@ -60,12 +60,23 @@ def encodable(table: pa.Table) -> pa.Table:
         if pa.types.is_dictionary(typ):
             col = col.cast(typ.value_type)
             typ = col.type
-        if pa.types.is_timestamp(typ) or pa.types.is_date(typ) or pa.types.is_time(typ) or pa.types.is_duration(typ):
+        if pa.types.is_date32(typ) or pa.types.is_time32(typ):  # 32-bit: Arrow casts them to int32 only
+            col = col.cast(pa.int32()).cast(pa.int64())
+        elif pa.types.is_timestamp(typ) or pa.types.is_date(typ) or pa.types.is_time(typ) or pa.types.is_duration(typ):
             col = col.cast(pa.int64())
         elif pa.types.is_decimal(typ):
             col = col.cast(pa.string())
         arrays.append(col)
     return pa.Table.from_arrays(arrays, names=table.column_names)
+
+
+def decoded(array: pa.Array, typ: pa.DataType) -> pa.Array:
+    """Values of an :func:`encodable` type back as the column's own type ``typ``."""
+    if array.type == typ:
+        return array
+    if pa.types.is_date32(typ) or pa.types.is_time32(typ):
+        return array.cast(pa.int32()).cast(typ)
+    return array.cast(typ)
 
 
 #: The one encoder of entity keys (the same text as ``json.dumps(..., separators=(",", ":"))``).
