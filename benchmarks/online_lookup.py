@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _features.online import batch_lookup, latest_version_id
 from _harness import fmt_bytes, git_state, loadavg, process_peak_bytes, release_memory, reset_peak, status_kib
 
 import nbops
@@ -63,11 +64,7 @@ def percentiles(ns: list[int]) -> dict[str, float]:
 def baselines(store: nbops.Store) -> tuple[Callable[[int], Any], Callable[[list[int]], dict[str, Any]]]:
     """The raw sqlite3 single-key select and the chunked ``IN (...)`` select, with ``json.loads`` of the rows."""
     db = sqlite3.connect(f"file:{store.root / 'catalog.db'}?mode=ro", uri=True, check_same_thread=False)
-    version_id = db.execute(
-        "SELECT v.id FROM feature_group_versions v JOIN feature_groups g ON g.id = v.group_id "
-        "WHERE g.name = ? ORDER BY v.version DESC LIMIT 1",
-        (GROUP,),
-    ).fetchone()[0]
+    version_id = latest_version_id(db, GROUP)
 
     def one(key: int) -> Any:
         row = db.execute(
@@ -76,19 +73,7 @@ def baselines(store: nbops.Store) -> tuple[Callable[[int], Any], Callable[[list[
         ).fetchone()
         return json.loads(row[0]) if row is not None else None
 
-    def many(keys: list[int]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            chunk = [f"[{k}]" for k in keys[start : start + 500]]
-            rows = db.execute(
-                "SELECT entity_key, feature_values FROM online_features WHERE group_version_id = ? "
-                f"AND entity_key IN ({','.join('?' * len(chunk))})",
-                (version_id, *chunk),
-            ).fetchall()
-            found.update((e, json.loads(v)) for e, v in rows)
-        return found
-
-    return one, many
+    return one, batch_lookup(db, version_id)
 
 
 def main(argv: list[str] | None = None) -> int:

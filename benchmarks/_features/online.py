@@ -17,28 +17,40 @@ from _features.data import KEY, ONLINE_GROUP, ONLINE_REFS
 
 
 # -- online ---------------------------------------------------------------------------
+def latest_version_id(db: sqlite3.Connection, group: str) -> int:
+    """The catalog id of ``group``'s latest version."""
+    return int(
+        db.execute(
+            "SELECT v.id FROM feature_group_versions v JOIN feature_groups g ON g.id = v.group_id "
+            "WHERE g.name = ? ORDER BY v.version DESC LIMIT 1",
+            (group,),
+        ).fetchone()[0]
+    )
+
+
+def batch_lookup(db: sqlite3.Connection, version_id: int) -> Callable[[list[int]], dict[str, Any]]:
+    """The raw sqlite3 baseline for many int keys: ``entity_key IN (...)`` 500 keys at a time, ``json.loads`` per row."""
+
+    def lookup(keys: list[int]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = [json.dumps([k]) for k in keys[start : start + 500]]
+            rows = db.execute(
+                "SELECT entity_key, feature_values FROM online_features WHERE group_version_id = ? "
+                f"AND entity_key IN ({','.join('?' * len(chunk))})",
+                (version_id, *chunk),
+            ).fetchall()
+            found.update((e, json.loads(v)) for e, v in rows)
+        return found
+
+    return lookup
+
+
 def raw_online(store: nbops.Store) -> Callable[[list[int]], dict[str, Any]] | None:
     """The indexed query on the online table with plain sqlite3 (None if the layout is not as expected)."""
     try:
         db = sqlite3.connect(f"file:{store.root / 'catalog.db'}?mode=ro", uri=True, check_same_thread=False)
-        version_id = db.execute(
-            "SELECT v.id FROM feature_group_versions v JOIN feature_groups g ON g.id = v.group_id "
-            "WHERE g.name = ? ORDER BY v.version DESC LIMIT 1",
-            (ONLINE_GROUP,),
-        ).fetchone()[0]
-
-        def lookup(keys: list[int]) -> dict[str, Any]:
-            found: dict[str, Any] = {}
-            for start in range(0, len(keys), 500):
-                chunk = [json.dumps([k]) for k in keys[start : start + 500]]
-                rows = db.execute(
-                    "SELECT entity_key, feature_values FROM online_features WHERE group_version_id = ? "
-                    f"AND entity_key IN ({','.join('?' * len(chunk))})",
-                    (version_id, *chunk),
-                ).fetchall()
-                found.update((e, json.loads(v)) for e, v in rows)
-            return found
-
+        lookup = batch_lookup(db, latest_version_id(db, ONLINE_GROUP))
         lookup([0])
         return lookup
     except (sqlite3.Error, TypeError, IndexError) as exc:
