@@ -35,6 +35,14 @@ class NotFoundError(NbopsError, LookupError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownKeysError(NotFoundError):
+    """Entity keys with no row in the online store; ``keys`` lists them, as they were asked."""
+
+    def __init__(self, message: str, keys: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.keys = keys
+
+
 class InvalidInputError(NbopsError, TypeError):
     """An argument of the wrong kind, e.g. a list where a DataFrame is needed."""
 

@@ -35,7 +35,7 @@ from nbops.core.paths import (
     point_mlflow_at,
     store_tracking_uri,
 )
-from nbops.errors import StoreError
+from nbops.errors import InvalidInputError, NotFoundError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from nbops.maintenance.gc import GcReport
     from nbops.maintenance.repair import RepairReport
     from nbops.maintenance.verify import VerifyReport
+    from nbops.predictions.predictor import Predictor
 
 CATALOG_FILE = cat.CATALOG_FILE
 #: In a store whose catalog is on a server: which catalog (URL without password).
@@ -192,6 +193,8 @@ class Store:
             ...     store.snapshot(df, "raw_tx")
         """
         self._closed = True
+        for predictor in self.__dict__.pop("_predictors", {}).values():
+            predictor.close()
         if self._online is not None:
             self._online.close()
             self._online = None
@@ -450,10 +453,14 @@ class Store:
             >>> model = store.load_model("fraud")                # doctest: +SKIP
             >>> model.predict_proba(X)                           # doctest: +SKIP
         """
+        model, _ = self._load_model(name, version, alias, record=True)
+        return model
+
+    def _load_model(self, name: str, version: int | None, alias: str | None, record: bool) -> tuple[Any, int]:
+        """(the model in its own library's type, its version number)."""
         import importlib
 
         from nbops.core.names import validate_name
-        from nbops.errors import InvalidInputError, NotFoundError
         from nbops.tracking.experiments import ensure_backend
 
         validate_name(name, "model")
@@ -482,8 +489,200 @@ class Store:
         except ImportError:
             loader = mlflow.pyfunc
         model = loader.load_model(uri)
-        self.record_read("model", f"{name}@{found.version}")
-        return model
+        if record:
+            self.record_read("model", f"{name}@{found.version}")
+        return model, int(found.version)
+
+    # -- serving and monitoring ----------------------------------------------
+    def predictor(
+        self,
+        model: str,
+        features: Sequence[str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        log: bool = True,
+        **log_options: Any,
+    ) -> Predictor:
+        """A registered model ready to predict from entity keys: ``"fraud"``, ``"fraud@champion"`` or ``"fraud/3"``.
+
+        The model's inputs are its MLflow signature (else the columns it was
+        fitted on). Those that are features of a group version in the model's
+        lineage (the feature commits its training data came from) are looked
+        up online by the group's keys; the rest the request carries. Give
+        ``features=["group:1.feature", ...]`` to name them yourself.
+        ``defaults={input: value}`` fill the looked-up inputs of a key with no
+        online row (otherwise :class:`~nbops.errors.UnknownKeysError`).
+        Each prediction goes to the model version's prediction log unless
+        ``log=False`` (``log_options``: ``batch_rows``, ``flush_seconds``, ``capacity``).
+        """
+        from nbops.featurestore import serving
+        from nbops.predictions.log import PredictionLog
+        from nbops.predictions.predictor import ModelSpec
+        from nbops.predictions.predictor import Predictor as _Predictor
+
+        name, version, alias = parse_model_ref(model)
+        loaded, found = self._load_model(name, version, alias, record=False)
+        inputs = _model_inputs(loaded, name, found)
+        if features is not None:
+            refs, keys, outputs = serving.features_for_inputs(self, [], inputs, named=features)
+        else:
+            refs, keys, outputs = serving.features_for_inputs(self, self._ancestor_commits(f"{name}@{found}"), inputs)
+        if not refs:
+            raise NotFoundError(
+                f"{name} v{found} has no feature in its lineage among its inputs {inputs}: its training data "
+                "did not come from store.training_data. Name the features (features=[...]), or send every "
+                "input with the request (nbops serve --features-in-request)"
+                if features is None
+                else f"none of the features given are inputs of {name} v{found}"
+            )
+        task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
+        spec = ModelSpec(name, str(found), inputs, refs, outputs, keys, task, dict(defaults or {}))
+        unknown_defaults = set(spec.defaults) - set(outputs.values())
+        if unknown_defaults:
+            raise InvalidInputError(f"defaults {sorted(unknown_defaults)} are not looked-up inputs of {name} v{found}")
+
+        def lookup(key_lists: Mapping[str, list[Any]], missing: set[int]) -> pd.DataFrame:
+            return serving.online_features(self, refs, key_lists, missing)
+
+        prediction_log = PredictionLog(self.root, name, found, **log_options) if log else None
+        return _Predictor(spec, loaded, lookup, prediction_log)
+
+    def request_predictor(self, model: str, log: bool = True, **log_options: Any) -> Predictor:
+        """A predictor whose requests carry every input (``values``); no online lookup. See :meth:`predictor`."""
+        from nbops.predictions.log import PredictionLog
+        from nbops.predictions.predictor import ModelSpec
+        from nbops.predictions.predictor import Predictor as _Predictor
+
+        name, version, alias = parse_model_ref(model)
+        loaded, found = self._load_model(name, version, alias, record=False)
+        inputs = _model_inputs(loaded, name, found)
+        task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
+        spec = ModelSpec(name, str(found), inputs, [], {}, [], task)
+        prediction_log = PredictionLog(self.root, name, found, **log_options) if log else None
+        return _Predictor(spec, loaded, None, prediction_log)
+
+    def predict(
+        self,
+        model: str,
+        keys: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+        frame: pd.DataFrame | None = None,
+        request_ids: Sequence[str] | None = None,
+        event_time: Any = None,
+    ) -> pd.DataFrame:
+        """Predict with a registered model, and log each prediction; a frame of ``request_id``, ``prediction``
+        (and ``score``, a binary classifier's probability of its positive class).
+
+            >>> store.predict("fraud@champion", keys={"cc_num": [1, 2]})   # online features -> model  # doctest: +SKIP
+            >>> store.predict("fraud@champion", frame=batch)   # a batch pipeline's own inputs          # doctest: +SKIP
+
+        With ``keys``, the model's features are looked up online (see
+        :meth:`predictor`); ``values`` carries its other inputs. With
+        ``frame``, every input is a column of it. The predictor is made once
+        per model reference and kept until :meth:`close`, which writes its log.
+        """
+        if (frame is None) == (keys is None and values is None):
+            raise InvalidInputError("predict: give keys= (and values=), or frame=")
+        cache = self.__dict__.setdefault("_predictors", {})
+        kind = "frame" if frame is not None else "keys"
+        predictor = cache.get((model, kind))
+        if predictor is None:
+            predictor = self.request_predictor(model) if kind == "frame" else self.predictor(model)
+            cache[(model, kind)] = predictor
+        if frame is not None:
+            result = predictor.predict_frame(frame, request_ids, event_time)
+        else:
+            result = predictor.predict(keys, values, request_ids, event_time)
+        return result.frame()
+
+    def predictions(self, model: str, version: int | None = None) -> pd.DataFrame:
+        """Every logged prediction of ``model`` (one version, or all), oldest first; keys, features and
+        prediction decoded from their JSON text."""
+        from nbops.predictions import monitor
+
+        self._flush_predictions()
+        return monitor.predictions_frame(self.root, _model_name(model), version)
+
+    def log_outcomes(
+        self, model: str, outcomes: pd.DataFrame, outcome: str = "outcome", event_time: str | None = None
+    ) -> dict[str, int]:
+        """Record ground truth for a model's predictions: by ``request_id``, or by key columns + ``event_time``.
+
+        ``outcomes`` has a ``request_id`` column, or the model's key columns and
+        an event time column (matched to the prediction logged for the same keys
+        at that same time); ``outcome`` names the column with the truth. Returns
+        ``{"outcomes": n, "matched": m}``: how many were stored, and how many
+        match a logged prediction now (the others may match later).
+        """
+        from nbops.predictions import outcomes as truth
+
+        self._flush_predictions()
+        return truth.log_outcomes(self.root, _model_name(model), outcomes, outcome, event_time)
+
+    def monitor(
+        self,
+        model: str,
+        window: str = "1D",
+        version: int | None = None,
+        thresholds: Mapping[str, Any] | None = None,
+        since: dt.datetime | str | None = None,
+    ) -> pd.DataFrame:
+        """Per time window of a model's logged predictions: count, feature and prediction drift against its
+        training data, performance where outcomes exist, and a status (ok, warn, alert).
+
+        See :mod:`nbops.predictions.monitor` for the measures and ``thresholds``.
+        """
+        from nbops.featurestore.drift import drift
+        from nbops.predictions import monitor as monitoring
+
+        self._flush_predictions()
+        name = _model_name(model)
+        reference = self._training_reference(name, version)
+        return monitoring.monitor(
+            self.root,
+            name,
+            window=window,
+            version=version,
+            reference=reference,
+            thresholds=thresholds,
+            since=since,
+            drift=drift,
+        )
+
+    def _flush_predictions(self) -> None:
+        for predictor in self.__dict__.get("_predictors", {}).values():
+            if predictor.log is not None:
+                predictor.log.flush()
+
+    def _training_reference(self, name: str, version: int | None) -> Any:
+        """The inputs (and predictions, and labels where known) of the model version's training data."""
+        from nbops.predictions.monitor import Reference
+
+        loaded, found = self._load_model(name, version, None, record=False)
+        inputs = _model_inputs(loaded, name, found)
+        frame = None
+        for kind, ref in self._ancestors(f"{name}@{found}"):
+            if kind == "snapshot":
+                candidate = self.load(*ref.rsplit("@", 1))
+                if all(i in candidate.columns for i in inputs):
+                    frame = candidate
+                    break
+        return Reference.from_training(loaded, str(found), inputs, frame)
+
+    def _ancestors(self, model_ref: str) -> list[tuple[str, str]]:
+        """Every ancestor of ``model:<model_ref>`` in the lineage graph, nearest first."""
+        from nbops.core import lineage
+
+        seen: dict[tuple[str, str], None] = {}
+        frontier = [("model", model_ref)]
+        while frontier:
+            for parent in lineage.parents(self.catalog, frontier.pop(0)):
+                if parent not in seen:
+                    seen[parent] = None
+                    frontier.append(parent)
+        return list(seen)
+
+    def _ancestor_commits(self, model_ref: str) -> list[str]:
+        return [ref for kind, ref in self._ancestors(model_ref) if kind == "feature_commit"]
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Parents and children of ``raw_tx@2``, ``tx:1@3``, ``run:<id>`` or ``model:<name>@<v>``."""
@@ -536,6 +735,53 @@ class Store:
         from nbops.maintenance.gc import collect
 
         return collect(self, grace_seconds, dry_run, empty_catalog)
+
+
+def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
+    """``"fraud"``, ``"fraud@champion"`` (an alias), ``"fraud/3"`` (a version) or ``"model:fraud@3"`` (lineage's form)."""
+    from nbops.core.names import validate_name
+
+    if not isinstance(text, str) or not text:
+        raise InvalidInputError(f"{text!r} is not a model reference; write name, name@alias or name/3")
+    ref = text.removeprefix("model:")
+    version: int | None = None
+    alias: str | None = None
+    if "/" in ref:
+        ref, number = ref.split("/", 1)
+        if not number.isdigit():
+            raise InvalidInputError(f"{text!r}: a model version is a number (name/3)")
+        version = int(number)
+    elif "@" in ref:
+        ref, alias = ref.split("@", 1)
+        if text.startswith("model:") and alias.isdigit():
+            version, alias = int(alias), None
+        elif not alias:
+            raise InvalidInputError(f"{text!r}: an alias follows @ (name@champion)")
+    validate_name(ref, "model")
+    return ref, version, alias
+
+
+def _model_name(text: str) -> str:
+    return parse_model_ref(text)[0]
+
+
+def _model_inputs(model: Any, name: str, version: int) -> list[str]:
+    """A model's input columns, in order: its MLflow signature, else the columns it was fitted on."""
+    import mlflow  # pointed at the store's backend by Store._load_model
+
+    try:
+        signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
+    except mlflow.exceptions.MlflowException:
+        signature = None
+    if signature is not None and signature.inputs is not None and signature.inputs.has_input_names():
+        return [str(n) for n in signature.inputs.input_names()]
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None:
+        return [str(n) for n in fitted]
+    raise InvalidInputError(
+        f"{name} v{version} has no signature with column names and was not fitted on named columns; log it with "
+        "an input example (mlflow.sklearn.log_model(model, name=..., input_example=X.head())) to serve it"
+    )
 
 
 def read_catalog_marker(root: Path) -> str | None:

@@ -15,6 +15,10 @@
                              move the embedded catalog into an empty PostgreSQL database
     nbops publish GROUP[:VERSION] --to URI [--format delta]
                              write (or extend) a Delta Lake table, one version per commit
+    nbops serve MODEL[@ALIAS|/VERSION] [--host H] [--port P] [--token-file F]
+                             HTTP predictions with online features, every one logged
+    nbops monitor MODEL [--window 1D] [--since T]
+                             drift and performance per window; exit 1 on alert
 
 Every command takes ``--store PATH``; without it the store is found as git
 finds ``.git`` (``$NBOPS_HOME``, else the nearest ``.nbops/`` upward).
@@ -127,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("group", help="GROUP, GROUP:VERSION (default: the latest version) or GROUP:VERSION@COMMIT")
     publish.add_argument("--to", required=True, metavar="URI", help="the table's folder or URI (s3://, ...)")
     publish.add_argument("--format", default="delta", choices=["delta"], help="the table format (default: delta)")
+    from nbops.cli.serving import add_parsers
+
+    add_parsers(verbs)
     ui = verbs.add_parser("ui", help="serve the MLflow UI on the store's tracking backend, on 127.0.0.1 only")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     return parser
@@ -174,6 +181,10 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     if args.command == "ui":
         return _ui(store, args.port)
+    if args.command in ("serve", "monitor"):
+        from nbops.cli import serving
+
+        return serving.serve(store, args) if args.command == "serve" else serving.monitor(store, args)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         if args.command == "ls":
             table = store.datasets()

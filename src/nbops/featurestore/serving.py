@@ -145,12 +145,15 @@ def _shown(value: Any) -> str:
     return f"{text} ({kind.__name__ if package == 'builtins' else f'{package}.{kind.__name__}'})"
 
 
-def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+def online_features(
+    store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]], missing: set[int] | None = None
+) -> pd.DataFrame:
     """The latest values of the features ``refs`` for each key in ``keys``, one row per key in the order asked.
 
     What ``store.online_features`` returns: the key columns, then one column
-    per feature; a key with no row gets missing values. A key value the
-    group's key type cannot hold is refused with :class:`~nbops.errors.InvalidInputError`.
+    per feature; a key with no row gets missing values (and, when ``missing``
+    is given, its position is added to it). A key value the group's key type
+    cannot hold is refused with :class:`~nbops.errors.InvalidInputError`.
     """
     import pandas as pd
 
@@ -170,6 +173,8 @@ def online_features(store: Store, refs: Sequence[str], keys: Mapping[str, Sequen
     for group_plan in plan(reader, list(refs), frozenset(key_lists)):
         entity_keys = _entity_keys(group_plan, key_lists)
         found = reader.fetch(group_plan, entity_keys)
+        if missing is not None and len(found) < len(set(entity_keys)):
+            missing.update(i for i, e in enumerate(entity_keys) if e not in found)
         # One parse of all rows; a key with no row reads as a row of nulls.
         absent = "[" + ",".join(["null"] * len(group_plan.positions)) + "]"
         width = len(group_plan.positions)
@@ -219,3 +224,67 @@ def _frame(reader: OnlineStore, columns: dict[str, Any], index: pd.RangeIndex) -
 
 
 _MAX_LABELS = 256  # distinct column sets kept per online store
+
+
+def features_for_inputs(
+    store: Store, commits: Sequence[str], inputs: Sequence[str], named: Sequence[str] | None = None
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """Which online features give a model's ``inputs``, among the group versions of ``commits`` (its lineage).
+
+    ``commits`` are feature commit references (``"group:2@5"``) found among
+    the model's ancestors. An input is a feature of one of their group
+    versions, by its own name or as ``group__feature`` (the name
+    ``training_data`` gives a feature two groups provide). Returns the
+    feature references (``"group:2.feature"``), the key columns of their
+    groups (in order), and a map from each column :func:`online_features`
+    returns for them to the input it fills.
+    An input two group versions could fill is refused: which one the model
+    was trained on cannot be told, and guessing could serve the wrong values.
+
+    ``named`` (feature references, e.g. ``["tx:2.amount_mean"]``) replaces
+    ``commits``: only those features are served, and each must fill an input.
+    """
+    from nbops.featurestore.groups import parse_group_ref
+
+    # The keys and features of each group version the model descends from.
+    versions: dict[tuple[str, int], tuple[list[str], list[str]]] = {}
+    if named is not None:
+        for gv, group, mapping in plan_outputs(store, [FeatureRef.parse(r) for r in named]):
+            known = versions.setdefault((group, gv.version), (list(gv.keys), []))[1]
+            known.extend(f for f in mapping if f not in known)
+    for commit in commits:
+        group, version, _ = parse_group_ref(commit)
+        if version is not None and (group, version) not in versions:
+            (gv, _, every), *_ = plan_outputs(store, [FeatureRef(group, version, "*")])
+            versions[(group, version)] = (list(gv.keys), list(every))
+    refs: list[str] = []
+    filled: dict[str, str] = {}  # reference -> input
+    keys: list[str] = []
+    for name in inputs:
+        found = [
+            (group, version, feature, group_keys)
+            for (group, version), (group_keys, features) in versions.items()
+            for feature in features
+            if name in (feature, f"{group}__{feature}")
+        ]
+        if not found:
+            continue
+        if len({(g, v) for g, v, _, _ in found}) > 1:
+            options = ", ".join(f"{g}:{v}.{f}" for g, v, f, _ in found)
+            raise InvalidInputError(
+                f"the model's input {name!r} could come from {options}; name the features to serve (features=[...])"
+            )
+        group, version, feature, group_keys = found[0]
+        ref = f"{group}:{version}.{feature}"
+        refs.append(ref)
+        filled[ref] = name
+        keys.extend(k for k in group_keys if k not in keys)
+    if named is not None:
+        unused = [f"{g}:{v}.{f}" for (g, v), (_, fs) in versions.items() for f in fs if f"{g}:{v}.{f}" not in filled]
+        if unused:
+            raise InvalidInputError(f"features {unused} fill none of the model's inputs {list(inputs)}")
+    outputs = {}
+    for gv, group, mapping in plan_outputs(store, [FeatureRef.parse(r) for r in refs], taken=set(keys)):
+        for feature, output in mapping.items():
+            outputs[output] = filled[f"{group}:{gv.version}.{feature}"]
+    return refs, keys, outputs

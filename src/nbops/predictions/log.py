@@ -21,6 +21,7 @@ queued before it returns.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import json
@@ -28,6 +29,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ from nbops.core.names import validate_experiment_name
 from nbops.errors import CorruptDataError, InvalidInputError
 
 #: The columns of a batch; keys, features and prediction are JSON text (any model, any features).
+#: ``at`` is the prediction's event time; ``score`` a binary classifier's probability of its positive class.
 SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
@@ -48,10 +51,12 @@ SCHEMA = pa.schema(
         ("keys", pa.string()),
         ("features", pa.string()),
         ("prediction", pa.string()),
+        ("score", pa.float64()),
     ]
 )
 _SUFFIX = ".parquet"
 _TMP_PREFIX = ".tmp-"
+_STATS_PREFIX = "stats-"
 #: A temporary file older than this, in a log folder, was left by a killed writer.
 _STALE_SECONDS = 3600.0
 
@@ -65,6 +70,7 @@ class Prediction:
     features: Mapping[str, Any]
     prediction: Any
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    score: float | None = None
 
 
 def log_folder(root: Path, model: str, version: str | int) -> Path:
@@ -99,8 +105,12 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._counts = {"logged": 0, "dropped": 0, "written": 0, "batches": 0, "failed": 0}
         self._error: BaseException | None = None
+        # This writer's counts, for `nbops monitor` (drops are not rows, so they are kept beside them).
+        self._stats_file = self.folder / f"{_STATS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+        self._stats_saved: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name=f"nbops-predictions-{model}", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # a script or pipeline that ends without close() still writes what it logged
 
     # -- the request path ------------------------------------------------------------------
     def log(self, prediction: Prediction) -> bool:
@@ -136,6 +146,7 @@ class PredictionLog:
         """Write what is queued, then stop the writer (what a server does on SIGTERM). Idempotent."""
         if self._thread is None:
             return
+        atexit.unregister(self.close)
         if self._thread.is_alive():
             self._queue.put(None, timeout=timeout)
             self._thread.join(timeout)
@@ -170,6 +181,7 @@ class PredictionLog:
                     continue
             self._write(batch)
             batch = []
+            self._save_stats()
             if isinstance(item, _Flush):
                 item.event.set()
             if item is None:
@@ -186,6 +198,36 @@ class PredictionLog:
             return
         self._count("written", len(batch))
         self._count("batches")
+
+    def _save_stats(self) -> None:
+        """Write this writer's counts beside its batches when they changed (replaced atomically)."""
+        stats = self.stats
+        stats.pop("pending")
+        if stats == self._stats_saved or (stats["dropped"] == 0 and stats["failed"] == 0 and not self._stats_saved):
+            return
+        tmp = self._stats_file.with_name(f"{_TMP_PREFIX}{self._stats_file.name}")
+        try:
+            tmp.write_text(json.dumps({**stats, "updated": dt.datetime.now(dt.UTC).isoformat()}))
+            os.replace(tmp, self._stats_file)
+        except OSError:  # a full disk: the counts are still in memory (stats, /metrics)
+            tmp.unlink(missing_ok=True)
+            return
+        self._stats_saved = stats
+
+
+def saved_stats(root: Path, model: str) -> dict[str, int]:
+    """The counts every writer of ``model``'s logs saved (summed): dropped and failed rows, above all."""
+    total: dict[str, int] = {}
+    base = root / "predictions" / validate_experiment_name(model, "model")
+    for path in base.glob(f"*/{_STATS_PREFIX}*.json"):
+        try:
+            stats = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being replaced, or damaged: counts, not data
+        for name, value in stats.items():
+            if isinstance(value, int):
+                total[name] = total.get(name, 0) + value
+    return total
 
 
 class _Flush:
@@ -215,6 +257,7 @@ def batch_table(model: str, version: str, batch: list[Prediction]) -> pa.Table:
             "keys": [text(dict(p.keys)) for p in batch],
             "features": [text(dict(p.features)) for p in batch],
             "prediction": [text(p.prediction) for p in batch],
+            "score": pa.array([p.score for p in batch], pa.float64()),
         },
         schema=SCHEMA,
     )
@@ -227,10 +270,14 @@ def _digest(table: pa.Table) -> str:
 
 
 def publish_batch(folder: Path, model: str, version: str, batch: list[Prediction]) -> Path:
-    """Write one batch under its digest: temporary file, fsync, link (never over a file), folder fsync."""
+    """Write one batch of predictions under its digest (see :func:`publish_table`)."""
+    return publish_table(folder, batch_table(model, version, batch))
+
+
+def publish_table(folder: Path, table: pa.Table) -> Path:
+    """Write ``table`` as ``<digest>.parquet``: temporary file, fsync, link (never over a file), folder fsync."""
     import pyarrow.parquet as pq
 
-    table = batch_table(model, version, batch)
     final = folder / f"{_digest(table)}{_SUFFIX}"
     tmp = folder / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}{_SUFFIX}"
     try:
@@ -249,6 +296,24 @@ def publish_batch(folder: Path, model: str, version: str, batch: list[Prediction
     return final
 
 
+def verified_batches(folder: Path, what: str) -> list[tuple[Path, pa.Table]]:
+    """Every batch in ``folder``, in name order, each checked against its name; a damaged one is refused."""
+    import pyarrow.parquet as pq
+
+    batches = []
+    for path in sorted(folder.glob(f"*{_SUFFIX}")):
+        if path.name.startswith(_TMP_PREFIX):
+            continue
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptDataError(f"the {what} {path} cannot be read ({exc}); nothing was returned") from None
+        if _digest(table) != path.name.removesuffix(_SUFFIX):
+            raise CorruptDataError(f"the {what} {path} does not hash to its name; nothing was returned")
+        batches.append((path, table))
+    return batches
+
+
 def _remove_stale(folder: Path) -> None:
     """Remove temporary files a killed writer left (older than an hour: a live writer's are seconds old)."""
     now = time.time()
@@ -262,24 +327,18 @@ def _remove_stale(folder: Path) -> None:
 
 def read_predictions(root: Path, model: str, version: str | int | None = None) -> pa.Table:
     """Every logged prediction of ``model`` (one version, or all), oldest first; each batch checked against its name."""
-    import pyarrow.parquet as pq
-
     base = root / "predictions" / validate_experiment_name(model, "model")
-    folders = [log_folder(root, model, version)] if version is not None else sorted(base.glob("*"))
+    folders = (
+        [log_folder(root, model, version)]
+        if version is not None
+        else sorted(p for p in base.glob("*") if p.name.isdigit())
+    )
     tables = []
     for folder in folders:
-        for path in sorted(folder.glob(f"*{_SUFFIX}")):
-            if path.name.startswith(_TMP_PREFIX):
-                continue
-            try:
-                table = pq.read_table(path, schema=SCHEMA)
-            except (pa.ArrowException, OSError) as exc:
-                raise CorruptDataError(
-                    f"the prediction batch {path} cannot be read ({exc}); nothing was returned"
-                ) from None
-            if _digest(table) != path.name.removesuffix(_SUFFIX):
-                raise CorruptDataError(f"the prediction batch {path} does not hash to its name; nothing was returned")
-            tables.append(table)
+        for _, table in verified_batches(folder, "prediction batch"):
+            if "score" not in table.column_names:  # a batch written before scores were logged
+                table = table.append_column("score", pa.nulls(len(table), pa.float64()))
+            tables.append(table.select(SCHEMA.names).cast(SCHEMA))
     if not tables:
         return SCHEMA.empty_table()
     import pyarrow.compute as pc

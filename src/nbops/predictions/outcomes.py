@@ -1,0 +1,194 @@
+"""Ground truth for logged predictions: what really happened, recorded later and joined back.
+
+An outcome names its prediction by ``request_id``, or by the entity keys and
+the event time the prediction was logged with. Outcomes live beside the
+prediction logs, under ``<store>/outcomes/<model>/``, as Parquet batches named
+by their digest and published the same way (temporary file, fsync, link,
+folder fsync), so a killed process never leaves half a batch.
+
+Recording the same outcome again changes nothing; a different outcome for a
+prediction that already has one is refused, naming it: two truths for one
+prediction would make every metric computed from them silently wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from nbops.core.names import validate_experiment_name
+from nbops.errors import CorruptDataError, InvalidInputError
+from nbops.predictions.log import publish_table, read_predictions, verified_batches
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: One row per outcome; ``keys`` and ``outcome`` are JSON text, as in the prediction log.
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("keys", pa.string()),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("outcome", pa.string()),
+        ("name", pa.string()),  # the column the outcome came from (e.g. the training label's name)
+        ("logged_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def outcome_folder(root: Path, model: str) -> Path:
+    """Where the outcomes of ``model`` live."""
+    return root / "outcomes" / validate_experiment_name(model, "model")
+
+
+def key_text(values: dict[str, Any]) -> str:
+    """The JSON text of a row's entity keys, as the prediction log writes it."""
+    return json.dumps(values, default=str, sort_keys=True)
+
+
+def log_outcomes(
+    root: Path, model: str, outcomes: pd.DataFrame, outcome: str = "outcome", event_time: str | None = None
+) -> dict[str, int]:
+    """Store the outcomes in ``outcomes`` (see :meth:`nbops.Store.log_outcomes`); counts of what happened."""
+    import pandas as pd
+
+    if not isinstance(outcomes, pd.DataFrame):
+        raise InvalidInputError(f"outcomes must be a pandas DataFrame, not {type(outcomes).__name__}")
+    if outcome not in outcomes.columns:
+        raise InvalidInputError(
+            f"outcomes has no column {outcome!r} (the truth); its columns are {list(map(str, outcomes.columns))}; "
+            "name it with outcome="
+        )
+    if len(outcomes) == 0:
+        raise InvalidInputError("outcomes has no rows")
+    if outcomes[outcome].isna().any():
+        raise InvalidInputError(f"outcomes[{outcome!r}] has missing values; leave those rows out until they are known")
+    truth = [json.dumps(_plain(v), default=str) for v in outcomes[outcome].tolist()]
+    n = len(outcomes)
+    if "request_id" in outcomes.columns:
+        if event_time is not None:
+            raise InvalidInputError("outcomes name their predictions by request_id or by keys + event_time, not both")
+        ids = outcomes["request_id"]
+        if ids.isna().any() or not all(isinstance(i, str) and i for i in ids):
+            raise InvalidInputError("outcomes['request_id'] must hold non-empty strings")
+        ids_list: list[str | None] = list(ids)
+        keys_list: list[str | None] = [None] * n
+        times: list[dt.datetime | None] = [None] * n
+        identity = [str(i) for i in ids_list]
+    else:
+        if event_time is None or event_time not in outcomes.columns:
+            raise InvalidInputError(
+                "outcomes need a request_id column, or key columns and an event time column (event_time=...)"
+            )
+        key_columns = [str(c) for c in outcomes.columns if c not in (outcome, event_time)]
+        if not key_columns:
+            raise InvalidInputError("outcomes by keys need the model's key columns beside the event time")
+        stamps = pd.to_datetime(outcomes[event_time])
+        if stamps.isna().any():
+            raise InvalidInputError(f"outcomes[{event_time!r}] has missing times")
+        stamps = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+        columns = {k: [_plain(v) for v in outcomes[k].tolist()] for k in key_columns}
+        keys_list = [key_text({k: columns[k][i] for k in key_columns}) for i in range(n)]
+        stamped = [s.to_pydatetime() for s in stamps]
+        times = list(stamped)
+        ids_list = [None] * n
+        identity = [f"{k}@{t.isoformat()}" for k, t in zip(keys_list, stamped, strict=True)]
+    given: dict[str, str] = {}
+    for who, value in zip(identity, truth, strict=True):
+        if given.setdefault(who, value) != value:
+            raise InvalidInputError(f"outcomes gives two different outcomes for {who}; nothing was stored")
+    known = _known(root, model)
+    conflicts = [who for who, value in given.items() if who in known and known[who] != value]
+    if conflicts:
+        raise InvalidInputError(
+            f"{len(conflicts)} outcomes differ from ones recorded before, e.g. {conflicts[:5]}; nothing was stored"
+        )
+    seen = set(known)
+    keep = []
+    for i, who in enumerate(identity):
+        if who not in seen:
+            seen.add(who)
+            keep.append(i)
+    now = dt.datetime.now(dt.UTC)
+    if keep:
+        table = pa.table(
+            {
+                "request_id": [ids_list[i] for i in keep],
+                "keys": [keys_list[i] for i in keep],
+                "at": pa.array([times[i] for i in keep], pa.timestamp("us", tz="UTC")),
+                "outcome": [truth[i] for i in keep],
+                "name": [str(outcome)] * len(keep),
+                "logged_at": pa.array([now] * len(keep), pa.timestamp("us", tz="UTC")),
+            },
+            schema=SCHEMA,
+        )
+        folder = outcome_folder(root, model)
+        folder.mkdir(parents=True, exist_ok=True)
+        publish_table(folder, table)
+    matched = len(join(read_predictions(root, model), read_outcomes(root, model)))
+    return {"outcomes": len(keep), "already_recorded": n - len(keep), "matched": matched}
+
+
+def read_outcomes(root: Path, model: str) -> pa.Table:
+    """Every outcome recorded for ``model``, each batch checked against its name."""
+    tables = [t.cast(SCHEMA) for _, t in verified_batches(outcome_folder(root, model), "outcome batch")]
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def _known(root: Path, model: str) -> dict[str, str]:
+    table = read_outcomes(root, model)
+    known: dict[str, str] = {}
+    for rid, keys, at, value in zip(
+        table["request_id"].to_pylist(),
+        table["keys"].to_pylist(),
+        table["at"].to_pylist(),
+        table["outcome"].to_pylist(),
+        strict=True,
+    ):
+        known[rid if rid is not None else f"{keys}@{at.isoformat()}"] = value
+    return known
+
+
+def join(predictions: pa.Table, outcomes: pa.Table) -> pd.DataFrame:
+    """Logged predictions that have an outcome: request_id, at, model_version, prediction, score, outcome (JSON).
+
+    By request id, or else by the same keys and event time. A prediction
+    logged twice under one request id (the same request retried) is refused:
+    which of them the outcome belongs to cannot be told.
+    """
+    import pandas as pd
+
+    preds = predictions.select(["request_id", "at", "model_version", "keys", "prediction", "score"]).to_pandas()
+    truth = outcomes.select(["request_id", "keys", "at", "outcome"]).to_pandas()
+    if truth.empty or preds.empty:
+        return pd.DataFrame(columns=["request_id", "at", "model_version", "prediction", "score", "outcome"])
+    repeated = preds["request_id"].duplicated(keep=False)
+    by_id = truth[truth["request_id"].notna()][["request_id", "outcome"]]
+    if repeated.any() and by_id["request_id"].isin(preds.loc[repeated, "request_id"]).any():
+        raise CorruptDataError(
+            "a request id with an outcome was logged for more than one prediction; "
+            f"e.g. {preds.loc[repeated, 'request_id'].iloc[0]!r}"
+        )
+    matched = preds.merge(by_id, on="request_id", how="inner")
+    by_keys = truth[truth["request_id"].isna()][["keys", "at", "outcome"]]
+    if not by_keys.empty:
+        also = preds.merge(by_keys, on=["keys", "at"], how="inner")
+        matched = pd.concat([matched, also[~also["request_id"].isin(matched["request_id"])]], ignore_index=True)
+    return matched[["request_id", "at", "model_version", "prediction", "score", "outcome"]]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            return value
+    return value
+
+
+__all__: Sequence[str] = ["SCHEMA", "join", "key_text", "log_outcomes", "read_outcomes"]

@@ -1,0 +1,1 @@
+"""``nbops serve``: a registered model over HTTP, with its online features, every prediction logged."""
