@@ -629,13 +629,20 @@ class Store:
         """Per time window of a model's logged predictions: count, feature and prediction drift against its
         training data, performance where outcomes exist, and a status (ok, warn, alert).
 
-        See :mod:`nbops.predictions.monitor` for the measures and ``thresholds``.
+        ``model`` is ``"fraud"`` (the newest version with logged predictions), ``"fraud/2"`` or
+        ``"fraud@champion"``. See :mod:`nbops.predictions.monitor` for the measures and ``thresholds``.
         """
         from nbops.featurestore.drift import drift
         from nbops.predictions import monitor as monitoring
+        from nbops.predictions.log import logged_versions
 
         self._flush_predictions()
-        name = _model_name(model)
+        name, asked, alias = parse_model_ref(model)
+        if version is None and asked is None and alias is None:
+            # The newest version that served: a version registered since has no predictions yet.
+            version = max(logged_versions(self.root, name), default=None)
+        elif version is None:
+            version = asked if asked is not None else self._load_model(name, None, alias, record=False)[1]
         reference = self._training_reference(name, version)
         return monitoring.monitor(
             self.root,

@@ -50,6 +50,13 @@ def add_parsers(verbs: Any) -> None:
     monitor.add_argument("--window", default="1D", help="window length, e.g. 1D, 6h, 30min (default 1D)")
     monitor.add_argument("--since", help="only predictions from this time on (ISO; naive is UTC)")
     monitor.add_argument("--any", action="store_true", help="exit 1 if any window is alert, not only the latest")
+    monitor.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=WARN,ALERT",
+        help="e.g. psi=0.1,0.25 or auc=0.75,0.7 (psi, accuracy, auc, rmse, mae); repeat per measure",
+    )
 
 
 def serve(store: Any, args: argparse.Namespace) -> int:
@@ -121,7 +128,17 @@ def monitor(store: Any, args: argparse.Namespace) -> int:
     name, version, alias = parse_model_ref(args.model)
     if alias is not None:
         _, version = store._load_model(name, None, alias, record=False)
-    report = store.monitor(name, window=args.window, version=version, since=args.since)
+    thresholds = {}
+    for text in args.threshold:
+        measure, sep, pair = text.partition("=")
+        try:
+            warn, alert = (float(v) for v in pair.split(","))
+        except ValueError:
+            raise NbopsError(f"--threshold {text!r}: write NAME=WARN,ALERT, e.g. psi=0.1,0.25") from None
+        if not sep:
+            raise NbopsError(f"--threshold {text!r}: write NAME=WARN,ALERT, e.g. psi=0.1,0.25")
+        thresholds[measure] = (warn, alert)
+    report = store.monitor(name, window=args.window, version=version, since=args.since, thresholds=thresholds)
     attrs = report.attrs
     print(f"model: {name}" + (f" v{version}" if version is not None else "") + f"   window: {args.window}")
     if not attrs.get("has_training_data"):

@@ -325,6 +325,12 @@ def _remove_stale(folder: Path) -> None:
             pass
 
 
+def logged_versions(root: Path, model: str) -> list[int]:
+    """The versions of ``model`` that have a prediction log, in order."""
+    base = root / "predictions" / validate_experiment_name(model, "model")
+    return sorted(int(p.name) for p in base.glob("*") if p.name.isdigit())
+
+
 def read_predictions(root: Path, model: str, version: str | int | None = None) -> pa.Table:
     """Every logged prediction of ``model`` (one version, or all), oldest first; each batch checked against its name."""
     base = root / "predictions" / validate_experiment_name(model, "model")
