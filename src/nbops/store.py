@@ -540,8 +540,8 @@ class Store:
         if unknown_defaults:
             raise InvalidInputError(f"defaults {sorted(unknown_defaults)} are not looked-up inputs of {name} v{found}")
 
-        def lookup(key_lists: Mapping[str, list[Any]], missing: set[int]) -> pd.DataFrame:
-            return serving.online_features(self, refs, key_lists, missing)
+        def lookup(key_lists: Mapping[str, list[Any]], missing: set[int]) -> dict[str, Any]:
+            return serving.online_columns(self, refs, key_lists, missing)
 
         prediction_log = PredictionLog(self.root, name, found, **log_options) if log else None
         return _Predictor(spec, loaded, lookup, prediction_log)

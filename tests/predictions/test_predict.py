@@ -95,6 +95,11 @@ def test_any_request_of_known_keys_predicts_what_the_model_says(fraud: Fraud, ro
     labels, scores = expected(fraud, cards, amounts)
     assert got.predictions == labels.tolist()
     np.testing.assert_allclose(got.scores or [], scores, rtol=0, atol=1e-12)
+    # The server's shortcut (NumPy arrays for a plain estimator) gives the very same numbers.
+    fast = fraud.store.predictor("fraud@champion", log=False)
+    assert fast.use_arrays()
+    again = fast.predict({"cc_num": cards}, {"amount": amounts})
+    assert again.predictions == got.predictions and again.scores == got.scores
 
 
 @pytest.mark.parametrize(
@@ -129,6 +134,21 @@ def test_bad_requests_are_refused_naming_the_problem_and_nothing_is_logged(
         assert predictor.log.stats["logged"] == 0  # type: ignore[union-attr]
     finally:
         predictor.close()
+
+
+def test_the_array_shortcut_is_only_for_plain_estimators_fitted_on_the_inputs(fraud: Fraud) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    predictor = fraud.store.predictor("fraud@champion", log=False)
+    predictor.model = make_pipeline(StandardScaler(), fraud.model).fit(fraud.train[INPUTS], fraud.train["is_fraud"])
+    assert not predictor.use_arrays()  # a pipeline may pick its columns by name
+    predictor.model = fraud.model
+    predictor.spec.inputs.reverse()
+    try:
+        assert not predictor.use_arrays()  # fitted on another column order
+    finally:
+        predictor.spec.inputs.reverse()
 
 
 def test_unknown_keys_are_named_and_defaults_fill_them_when_configured(fraud: Fraud) -> None:
@@ -261,3 +281,38 @@ def test_an_exported_inference_module_predicts_online_and_logs_every_prediction(
     with nbops.open(home) as fresh:
         online = fresh.online_features(["online_tx.x"], keys={"id": [1, 2, 3]})
     assert [json.loads(by_id[r]["features"])["x"] for r in "abc"] == pytest.approx(online["x"].tolist())
+
+
+def test_an_input_two_group_versions_could_fill_is_refused_not_guessed(tmp_path: Path) -> None:
+    """Lineage through two versions of one group, both with the model's input: which one served is unknown."""
+    from sklearn.linear_model import LogisticRegression
+
+    from helpers.served import card_features, transactions
+
+    with nbops.open(tmp_path / ".nbops") as store:
+        tx = transactions(300)
+        feats = card_features(tx)
+        store.register_features(feats, "card", keys="cc_num", event_time="ts", online=True)
+        store.register_features(
+            feats.assign(n_tx=feats["n_tx"].astype("float64")),
+            "card",
+            keys="cc_num",
+            event_time="ts",
+            online=True,
+            version=2,
+        )
+        train = store.training_data(
+            tx, ["card:1.n_tx", "card:2.amount_mean"], event_time="ts", label="is_fraud", save_as="t"
+        )
+        also = store.training_data(tx, ["card:2.n_tx"], event_time="ts", save_as="t2")
+        with nbops.track(experiment="twice", run_name="r", store=store, register_model="twice"):
+            store.load("t")
+            store.load("t2")
+            x = train[["n_tx", "amount_mean"]].assign(n_tx=also["n_tx"])
+            mlflow.sklearn.log_model(
+                LogisticRegression().fit(x, train["is_fraud"]), name="model", input_example=x.head(2)
+            )
+        with pytest.raises(InvalidInputError, match=r"'n_tx' could come from card:1.n_tx, card:2.n_tx"):
+            store.predictor("twice")
+        named = store.predictor("twice", features=["card:2.n_tx", "card:2.amount_mean"], log=False)
+        assert named.spec.feature_refs == ["card:2.n_tx", "card:2.amount_mean"]

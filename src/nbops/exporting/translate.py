@@ -54,7 +54,9 @@ DROP_LINE = {
     **dict.fromkeys(["matplotlib", "config", "precision", "pprint", "xmode", "colors", "who", "whos", "who_ls"],
                     "display only"),
     **dict.fromkeys(["load_ext", "reload_ext", "unload_ext", "autoreload", "aimport"], "IPython extension"),
-    **dict.fromkeys(["nbops", "features", "drift", "snapshots", "runs", "lineage", "export"], "nbops panel"),
+    **dict.fromkeys(
+        ["nbops", "features", "drift", "snapshots", "runs", "lineage", "monitor", "export"], "nbops panel"
+    ),
     **dict.fromkeys(["pinfo", "pinfo2", "psearch", "pdef", "pdoc", "psource", "pfile"], "help"),
     **dict.fromkeys(["history", "hist", "pdb", "tb"], "session only"),
 }  # fmt: skip

@@ -157,6 +157,19 @@ def online_features(
     """
     import pandas as pd
 
+    columns = online_columns(store, refs, keys, missing)
+    index = pd.RangeIndex(len(next(iter(columns.values()))))
+    for column in columns.values():
+        if isinstance(column, pd.Series):
+            column.index = index  # the frame's own index object: no alignment when it is built
+    return _frame(store.online_reader(), columns, index)
+
+
+def online_columns(
+    store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]], missing: set[int] | None = None
+) -> dict[str, Any]:
+    """:func:`online_features` before the frame is built: each key column as the list given, each feature as
+    a NumPy array (float64, complete int64) or a pandas Series (any other type). A server's path."""
     if isinstance(refs, str):
         refs = [refs]
     if not isinstance(keys, Mapping) or not keys:
@@ -168,7 +181,6 @@ def online_features(
     if len(set(lengths.values())) != 1:
         raise InvalidInputError(f"every key column needs the same number of values; got {lengths}")
     reader: OnlineStore = store.online_reader()
-    index = pd.RangeIndex(len(next(iter(key_lists.values()))))
     columns: dict[str, Any] = dict(key_lists)
     for group_plan in plan(reader, list(refs), frozenset(key_lists)):
         entity_keys = _entity_keys(group_plan, key_lists)
@@ -194,11 +206,8 @@ def online_features(
             )
         for feature, output in group_plan.outputs.items():
             values = list(map(itemgetter(group_plan.positions[feature]), rows))
-            column = _column(values, group_plan.stored_types[feature], group_plan.types[feature])
-            if isinstance(column, pd.Series):
-                column.index = index  # the frame's own index object: no alignment when it is built
-            columns[output] = column
-    return _frame(reader, columns, index)
+            columns[output] = _column(values, group_plan.stored_types[feature], group_plan.types[feature])
+    return columns
 
 
 def _frame(reader: OnlineStore, columns: dict[str, Any], index: pd.RangeIndex) -> pd.DataFrame:

@@ -1,8 +1,9 @@
-"""``%snapshots``, ``%runs``, ``%lineage``: widget panels over the store (``%features`` and
+"""``%snapshots``, ``%runs``, ``%lineage``, ``%monitor``: widget panels over the store (``%features`` and
 ``%drift`` without a cell body are panels too, in ``magics/features.py``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ def open_panel(make: Callable[[], Any]) -> Any:
 
 @magics_class
 class PanelMagics(SessionMagics):
-    """``%snapshots``, ``%runs`` and ``%lineage``: widget panels on the kernel's store."""
+    """``%snapshots``, ``%runs``, ``%lineage`` and ``%monitor``: widget panels on the kernel's store."""
 
     @no_var_expand
     @magic_arguments()
@@ -84,3 +85,33 @@ class PanelMagics(SessionMagics):
         from nbops.widgets.lineage import LineagePanel
 
         return open_panel(lambda: LineagePanel(self.session.store, ref))
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("model", help="a registered model: MODEL (its latest version), MODEL/VERSION or MODEL@ALIAS")
+    @argument("--window", default="1D", help="window length, e.g. 1D, 6h, 30min (default 1D)")
+    @argument("--since", help="only predictions from this time on, e.g. 2026-03-01 or 2026-03-01T12:00 (naive is UTC)")
+    @line_magic
+    def monitor(self, line: str) -> Any:
+        """A panel of a served model's predictions, drift and performance per time window, with a status.
+
+        ``%monitor fraud@champion --window 6h`` shows the latest window's
+        status (ok, warn, alert), charts of the prediction count, of feature
+        and prediction PSI against their thresholds and of accuracy/AUC or
+        RMSE/MAE where outcomes are logged, and the windows, newest first;
+        pick one to see why it has its status.  The report is
+        ``store.monitor(...)``; ``nbops monitor`` prints the same.
+        """
+        args = parse_line(self.monitor, line)
+        since = None
+        if args.since is not None:
+            try:
+                since = dt.datetime.fromisoformat(args.since)
+            except ValueError:
+                raise UsageError(
+                    f"--since {args.since!r} is not a time; write 2026-03-01 or 2026-03-01T12:00 (UTC unless it says)"
+                ) from None
+        from nbops.widgets.monitor import MonitorPanel
+
+        store = self.session.store
+        return open_panel(lambda: MonitorPanel(store, args.model, window=args.window, since=since))

@@ -1,11 +1,13 @@
 """The prediction log of a model version: every prediction, written in batches off the request path.
 
 A server (or a batch inference pipeline) calls :meth:`PredictionLog.log` for
-each prediction; the call puts the record on a bounded queue and returns at
-once. A writer thread takes records off the queue and writes them in batches
-(``batch_rows`` records, or whatever arrived within ``flush_seconds``) as
-Parquet files under ``<store>/predictions/<model>/<version>/``. When the queue
-is full, ``log`` does not wait: the record is dropped and counted
+each prediction, or each request's rows (:class:`PredictionRows`); the call
+keeps the record in a bounded buffer and returns at once. A writer thread
+writes the records in batches (``batch_rows`` rows, or whatever arrived
+within about ``flush_seconds``) as Parquet files under
+``<store>/predictions/<model>/<version>/``; the JSON text of keys, features
+and predictions is made there, off the request path. When ``capacity`` rows
+wait unwritten, ``log`` does not wait: the record is dropped and counted
 (:attr:`PredictionLog.stats`), so a slow disk never slows a request.
 
 Each batch file is named by the digest of its rows and published as the
@@ -16,7 +18,7 @@ that the next log of that version removes; it never leaves a partial batch
 that a reader would take. :func:`read_predictions` reads every batch,
 checks each against its name, and refuses a damaged one, naming it.
 :meth:`PredictionLog.close` (what a server calls on SIGTERM) writes what is
-queued before it returns.
+logged before it returns.
 """
 
 from __future__ import annotations
@@ -82,8 +84,30 @@ def log_folder(root: Path, model: str, version: str | int) -> Path:
     return root / "predictions" / model / text
 
 
+@dataclass(frozen=True)
+class PredictionRows:
+    """The predictions of one request, by column: what a server logs in one call (one entry per row)."""
+
+    request_ids: list[str]
+    keys: Mapping[str, list[Any]]
+    features: Mapping[str, list[Any]]
+    predictions: list[Any]
+    at: list[dt.datetime]
+    scores: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+
 class PredictionLog:
-    """The log of one model version, written by a thread of its own; see the module docstring."""
+    """The log of one model version, written by a thread of its own; see the module docstring.
+
+    Records wait in a buffer that the request path appends to under a lock; a
+    full buffer of ``batch_rows`` rows is handed to the writer thread, which
+    otherwise wakes every ``flush_seconds / 2`` to write a buffer older than
+    ``flush_seconds``. The writer is not woken per record: waking it would
+    hand it the interpreter lock in the middle of the next request.
+    """
 
     def __init__(
         self,
@@ -98,59 +122,74 @@ class PredictionLog:
             raise InvalidInputError("batch_rows and capacity must be at least 1, flush_seconds above 0")
         self.folder = log_folder(root, model, version)
         self.model, self.version = model, str(version)
-        self.batch_rows, self.flush_seconds = batch_rows, flush_seconds
+        self.batch_rows, self.flush_seconds, self.capacity = batch_rows, flush_seconds, capacity
         self.folder.mkdir(parents=True, exist_ok=True)
         _remove_stale(self.folder)
-        self._queue: queue.Queue[Prediction | _Flush | None] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
+        self._buffer: list[Prediction | PredictionRows] = []
+        self._buffered = 0  # rows in the buffer
+        self._buffer_started = 0.0  # when the buffer's first row came
+        self._unwritten = 0  # rows buffered or handed over, not yet written
+        self._closed = False
+        self._batches: queue.Queue[list[Prediction | PredictionRows] | _Flush | None] = queue.Queue()
         self._counts = {"logged": 0, "dropped": 0, "written": 0, "batches": 0, "failed": 0}
         self._error: BaseException | None = None
         # This writer's counts, for `nbops monitor` (drops are not rows, so they are kept beside them).
         self._stats_file = self.folder / f"{_STATS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
         self._stats_saved: dict[str, int] = {}
-        self._thread = threading.Thread(target=self._run, name=f"nbops-predictions-{model}", daemon=True)
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._run, name=f"nbops-predictions-{model}", daemon=True
+        )
         self._thread.start()
         atexit.register(self.close)  # a script or pipeline that ends without close() still writes what it logged
 
     # -- the request path ------------------------------------------------------------------
-    def log(self, prediction: Prediction) -> bool:
-        """Queue one prediction; False (and counted as dropped) when the queue is full or the log closed."""
-        if self._thread is None or not self._thread.is_alive():
-            self._count("dropped")
-            return False
-        try:
-            self._queue.put_nowait(prediction)
-        except queue.Full:
-            self._count("dropped")
-            return False
-        self._count("logged")
+    def log(self, prediction: Prediction | PredictionRows) -> bool:
+        """Keep one prediction (or one request's rows) for the writer; False, and counted as dropped,
+        when the log holds ``capacity`` unwritten rows or is closed. Never waits for the disk."""
+        rows = 1 if isinstance(prediction, Prediction) else len(prediction)
+        with self._lock:
+            if self._closed or self._unwritten + rows > self.capacity:
+                self._counts["dropped"] += rows
+                return False
+            if not self._buffer:
+                self._buffer_started = time.monotonic()
+            self._buffer.append(prediction)
+            self._buffered += rows
+            self._unwritten += rows
+            self._counts["logged"] += rows
+            if self._buffered >= self.batch_rows:
+                handed, self._buffer, self._buffered = self._buffer, [], 0
+                self._batches.put(handed)  # under the lock: never behind close()'s end marker
         return True
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counts so far: logged (queued), dropped, written (rows on disk), batches, failed (rows a write lost)."""
+        """Counts so far: logged (kept), dropped, written (rows on disk), batches, failed (rows a write lost)."""
         with self._lock:
-            return {**self._counts, "pending": self._queue.qsize()}
+            return {**self._counts, "pending": self._unwritten}
 
     # -- flushing and closing ----------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> None:
-        """Write everything queued so far before returning (an error if the writer failed or took too long)."""
+        """Write everything logged so far before returning (an error if the writer failed or took too long)."""
         done = _Flush()
-        self._queue.put(done, timeout=timeout)
+        self._batches.put(done)
         if not done.event.wait(timeout):
             raise TimeoutError(f"the prediction log of {self.model} v{self.version} did not flush in {timeout} s")
         if self._error is not None:
             raise self._error
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the writer (what a server does on SIGTERM). Idempotent."""
-        if self._thread is None:
-            return
+        """Write what is logged, then stop the writer (what a server does on SIGTERM). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         atexit.unregister(self.close)
-        if self._thread.is_alive():
-            self._queue.put(None, timeout=timeout)
+        if self._thread is not None and self._thread.is_alive():
+            self._batches.put(None)
             self._thread.join(timeout)
-        self._thread = None  # type: ignore[assignment]
+        self._thread = None
 
     def __enter__(self) -> PredictionLog:
         return self
@@ -159,45 +198,47 @@ class PredictionLog:
         self.close()
 
     # -- the writer thread ----------------------------------------------------------------------
-    def _count(self, name: str, n: int = 1) -> None:
+    def _take_buffer(self, older_than: float | None) -> list[Prediction | PredictionRows]:
         with self._lock:
-            self._counts[name] += n
+            if not self._buffer or (older_than is not None and time.monotonic() - self._buffer_started < older_than):
+                return []
+            taken, self._buffer, self._buffered = self._buffer, [], 0
+            return taken
 
     def _run(self) -> None:
-        batch: list[Prediction] = []
-        started = 0.0
         while True:
-            wait = self.flush_seconds - (time.monotonic() - started) if batch else None
-            item: Prediction | _Flush | None | _Timeout
             try:
-                item = self._queue.get(timeout=max(wait, 0.0) if wait is not None else None)
+                item = self._batches.get(timeout=self.flush_seconds / 2)
             except queue.Empty:
-                item = _Timeout()
-            if isinstance(item, Prediction):
-                if not batch:
-                    started = time.monotonic()
-                batch.append(item)
-                if len(batch) < self.batch_rows:
-                    continue
-            self._write(batch)
-            batch = []
+                self._write(self._take_buffer(older_than=self.flush_seconds))
+                continue
+            if isinstance(item, list):
+                self._write(item)
+                continue
+            self._write(self._take_buffer(older_than=None))  # a flush, or the end: everything logged so far
             self._save_stats()
-            if isinstance(item, _Flush):
-                item.event.set()
             if item is None:
                 return
+            item.event.set()
 
-    def _write(self, batch: list[Prediction]) -> None:
+    def _write(self, batch: list[Prediction | PredictionRows]) -> None:
         if not batch:
             return
+        rows = sum(1 if isinstance(p, Prediction) else len(p) for p in batch)
         try:
             publish_batch(self.folder, self.model, self.version, batch)
         except Exception as exc:  # a full disk: counted and kept for flush() to raise; requests go on
             self._error = exc
-            self._count("failed", len(batch))
+            with self._lock:
+                self._counts["failed"] += rows
+                self._unwritten -= rows
+            self._save_stats()
             return
-        self._count("written", len(batch))
-        self._count("batches")
+        with self._lock:
+            self._counts["written"] += rows
+            self._counts["batches"] += 1
+            self._unwritten -= rows
+        self._save_stats()
 
     def _save_stats(self) -> None:
         """Write this writer's counts beside its batches when they changed (replaced atomically)."""
@@ -235,32 +276,62 @@ class _Flush:
         self.event = threading.Event()
 
 
-class _Timeout:
-    """No record within ``flush_seconds`` of the batch's first: write what there is."""
-
-
-def batch_table(model: str, version: str, batch: list[Prediction]) -> pa.Table:
+def batch_table(model: str, version: str, batch: list[Prediction | PredictionRows]) -> pa.Table:
     """The rows of a batch, in :data:`SCHEMA` (times in UTC; a naive time is taken as UTC)."""
 
     def utc(at: dt.datetime) -> dt.datetime:
         return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
 
-    def text(value: Any) -> str:
-        return json.dumps(value, default=str, sort_keys=True)
-
+    text = _ENCODER.encode
+    columns: dict[str, list[Any]] = {n: [] for n in ("request_id", "at", "keys", "features", "prediction", "score")}
+    for item in batch:
+        if isinstance(item, Prediction):
+            columns["request_id"].append(item.request_id)
+            columns["at"].append(utc(item.at))
+            columns["keys"].append(text(dict(item.keys)))
+            columns["features"].append(text(dict(item.features)))
+            columns["prediction"].append(text(item.prediction))
+            columns["score"].append(item.score)
+            continue
+        n = len(item)
+        columns["request_id"].extend(item.request_ids)
+        columns["at"].extend(utc(t) for t in item.at)
+        key_names, feature_names = list(item.keys), list(item.features)
+        columns["keys"].extend(text({k: item.keys[k][i] for k in key_names}) for i in range(n))
+        columns["features"].extend(text({f: item.features[f][i] for f in feature_names}) for i in range(n))
+        columns["prediction"].extend(text(p) for p in item.predictions)
+        columns["score"].extend(item.scores if item.scores is not None else [None] * n)
+    rows = len(columns["request_id"])
     return pa.table(
         {
-            "request_id": [p.request_id for p in batch],
-            "at": pa.array([utc(p.at) for p in batch], pa.timestamp("us", tz="UTC")),
-            "model": [model] * len(batch),
-            "model_version": [version] * len(batch),
-            "keys": [text(dict(p.keys)) for p in batch],
-            "features": [text(dict(p.features)) for p in batch],
-            "prediction": [text(p.prediction) for p in batch],
-            "score": pa.array([p.score for p in batch], pa.float64()),
+            "request_id": columns["request_id"],
+            "at": pa.array(columns["at"], pa.timestamp("us", tz="UTC")),
+            "model": [model] * rows,
+            "model_version": [version] * rows,
+            "keys": columns["keys"],
+            "features": columns["features"],
+            "prediction": columns["prediction"],
+            "score": pa.array(columns["score"], pa.float64()),
         },
         schema=SCHEMA,
     )
+
+
+def _json_default(value: Any) -> Any:
+    """JSON for what ``json`` does not know: missing values as null, NumPy scalars as numbers, times as ISO text."""
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            pass
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, default=_json_default)
 
 
 def _digest(table: pa.Table) -> str:
@@ -269,7 +340,7 @@ def _digest(table: pa.Table) -> str:
     return combine_digest(table.schema, [column_digest(c) for c in table.columns])
 
 
-def publish_batch(folder: Path, model: str, version: str, batch: list[Prediction]) -> Path:
+def publish_batch(folder: Path, model: str, version: str, batch: list[Prediction | PredictionRows]) -> Path:
     """Write one batch of predictions under its digest (see :func:`publish_table`)."""
     return publish_table(folder, batch_table(model, version, batch))
 

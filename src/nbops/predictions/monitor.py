@@ -118,8 +118,16 @@ def monitor(
     frame = predictions_frame(root, model, version) if table.num_rows else None
     if reference is not None and version is None and frame is not None:
         frame = frame[frame["model_version"] == reference.version]  # the version the reference describes
+    if since is not None:
+        try:
+            start = pd.Timestamp(since)
+        except (ValueError, TypeError):
+            raise InvalidInputError(
+                f"since={since!r} is not a time; write e.g. 2026-11-01 or 2026-11-01T09:00"
+            ) from None
+        if pd.isna(start):
+            raise InvalidInputError("since= is a missing time")
     if since is not None and frame is not None:
-        start = pd.Timestamp(since)
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         frame = frame[frame["at"] >= start]
     limits = _thresholds(thresholds, reference, root, model)

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nbops.errors import InvalidInputError, UnknownKeysError
-from nbops.predictions.log import Prediction, PredictionLog
+from nbops.predictions.log import PredictionLog, PredictionRows
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: ``lookup(keys, missing)``: the online features of ``keys`` (a column per key and per feature output);
-#: the positions of keys with no row are added to ``missing``.
-Lookup = Callable[[Mapping[str, list[Any]], set[int]], "pd.DataFrame"]
+#: ``lookup(keys, missing)``: the online features of ``keys``, a column (array, Series or list) per key and
+#: per feature output; the positions of keys with no row are added to ``missing``.
+Lookup = Callable[[Mapping[str, list[Any]], set[int]], Mapping[str, Any]]
 
 #: Requests larger than this many rows are refused (the server also bounds the body's bytes).
 MAX_ROWS = 10_000
@@ -112,6 +112,28 @@ class Predictor:
             raise InvalidInputError(f"{spec.name} v{spec.version} needs online features but was given no lookup")
         self.spec, self.model, self.lookup, self.log = spec, model, lookup, log
         self._scores = spec.task == "classifier" and _binary(model)
+        self._arrays = False
+
+    def use_arrays(self) -> bool:
+        """Hand a plain scikit-learn estimator NumPy arrays instead of frames, where that is the same input.
+
+        scikit-learn turns a numeric frame into the array ``frame.to_numpy()``
+        gives, after checking the column names (most of a one-row call's time).
+        Done only for estimators of scikit-learn's own model modules (not
+        pipelines, which may pick columns by name) fitted on exactly the
+        model's inputs in order, and per request only when every column is a
+        NumPy number. Installs a warning filter for scikit-learn's "X does not
+        have valid feature names", process-wide: for a server process, not a notebook.
+        """
+        import warnings
+
+        kind = type(self.model).__module__
+        fitted = [str(n) for n in getattr(self.model, "feature_names_in_", [])]
+        if not kind.startswith(_ARRAY_MODULES) or fitted != self.spec.inputs:
+            return False
+        warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+        self._arrays = True
+        return True
 
     # -- requests ------------------------------------------------------------------------------
     def predict(
@@ -122,7 +144,6 @@ class Predictor:
         event_time: Any = None,
     ) -> Predictions:
         """Predict for each row of ``keys`` (entity key columns), with ``values`` (the request's own inputs)."""
-        import pandas as pd
 
         spec = self.spec
         keys = _columns(keys or {}, "keys")
@@ -170,9 +191,8 @@ class Predictor:
                 self._fill_defaults(columns, keys, sorted(missing))
         columns.update(keys)
         columns.update(values)
-        frame = pd.DataFrame({name: columns[name] for name in spec.inputs})
-        frame.index = pd.RangeIndex(rows)
-        return self._predict(frame, keys, request_ids, event_time, rows)
+        inputs = {name: columns[name] for name in spec.inputs}
+        return self._predict(self._model_input(inputs, rows), inputs, keys, request_ids, event_time, rows)
 
     def predict_frame(
         self, frame: pd.DataFrame, request_ids: Sequence[str] | None = None, event_time: Any = None
@@ -190,8 +210,9 @@ class Predictor:
         if len(frame) == 0:
             raise InvalidInputError("nothing to predict: the frame has no rows")
         keys = {k: frame[k].tolist() for k in self.spec.keys if k in frame.columns}
-        inputs = frame[self.spec.inputs].reset_index(drop=True)
-        return self._predict(inputs, keys, request_ids, event_time, len(frame))
+        x = frame[self.spec.inputs].reset_index(drop=True)
+        inputs = {name: x[name] for name in self.spec.inputs}
+        return self._predict(x, inputs, keys, request_ids, event_time, len(frame))
 
     # -- the model and the log ---------------------------------------------------------------------
     def _fill_defaults(self, columns: dict[str, Any], keys: Mapping[str, list[Any]], missing: list[int]) -> None:
@@ -204,14 +225,30 @@ class Predictor:
                 f"no online features for {shown}{more} in {', '.join(_groups(spec.feature_refs))}",
                 [{k: keys[k][i] for k in spec.keys} for i in missing],
             )
+        import pandas as pd
+
         for name in looked_up:
-            column = columns[name].copy()
+            column = pd.Series(columns[name]).copy()
             column.iloc[missing] = spec.defaults[name]
             columns[name] = column
 
+    def _model_input(self, inputs: dict[str, Any], rows: int) -> Any:
+        """The model's input: a frame, or (see :meth:`use_arrays`) the array a numeric frame would become."""
+        import numpy as np
+        import pandas as pd
+
+        if self._arrays:
+            arrays = [np.asarray(column) for column in inputs.values()]
+            if all(a.dtype.kind in "iuf" and a.shape == (rows,) for a in arrays):
+                return np.column_stack(arrays)  # what DataFrame.to_numpy() gives: one common dtype
+        frame = pd.DataFrame(inputs)
+        frame.index = pd.RangeIndex(rows)
+        return frame
+
     def _predict(
         self,
-        frame: pd.DataFrame,
+        x: Any,
+        inputs: Mapping[str, Any],
         keys: Mapping[str, list[Any]],
         request_ids: Sequence[str] | None,
         event_time: Any,
@@ -220,8 +257,8 @@ class Predictor:
         ids = _request_ids(request_ids, rows)
         at = _event_times(event_time, rows)
         try:
-            predicted = _plain(self.model.predict(frame))
-            scores = [float(p[1]) for p in self.model.predict_proba(frame)] if self._scores else None
+            predicted = _plain(self.model.predict(x))
+            scores = self.model.predict_proba(x)[:, 1].tolist() if self._scores else None
         except (ValueError, TypeError) as exc:  # missing or ill-typed inputs: the request's fault, said as such
             raise InvalidInputError(
                 f"{self.spec.name} v{self.spec.version} cannot predict these inputs: {exc}"
@@ -230,18 +267,19 @@ class Predictor:
             raise InvalidInputError(f"the model returned {len(predicted)} predictions for {rows} rows")
         logged = 0
         if self.log is not None:
-            features = frame.to_dict("list")
-            names = list(features)
-            for i in range(rows):
-                record = Prediction(
-                    request_id=ids[i],
-                    keys={k: _jsonable(v[i]) for k, v in keys.items()},
-                    features={n: _jsonable(features[n][i]) for n in names},
-                    prediction=predicted[i],
-                    at=at[i],
-                    score=scores[i] if scores is not None else None,
-                )
-                logged += self.log.log(record)
+            # By column, as the request has them: the writer thread makes each row's JSON text.
+            record = PredictionRows(
+                request_ids=ids,
+                keys={k: [_jsonable(v) for v in values] for k, values in keys.items()},
+                features={
+                    name: column.tolist() if hasattr(column, "tolist") else list(column)
+                    for name, column in inputs.items()
+                },
+                predictions=predicted,
+                at=at,
+                scores=scores,
+            )
+            logged = rows if self.log.log(record) else 0
         return Predictions(self.spec.name, self.spec.version, ids, predicted, scores, logged)
 
     def close(self) -> None:
@@ -262,6 +300,13 @@ def _columns(given: Mapping[str, Any], what: str) -> dict[str, list[Any]]:
         else:
             out[name] = list(value)
     return out
+
+
+#: scikit-learn modules whose estimators take a NumPy array as they take a numeric frame.
+_ARRAY_MODULES = tuple(
+    f"sklearn.{m}."
+    for m in ("linear_model", "ensemble", "tree", "neighbors", "naive_bayes", "svm", "discriminant_analysis")
+)
 
 
 def _groups(refs: Sequence[str]) -> list[str]:

@@ -1,8 +1,8 @@
-"""Widget panels over the store: snapshots, feature groups, runs, lineage and drift.
+"""Widget panels over the store: snapshots, feature groups, runs, lineage, drift and monitoring.
 
 Each panel is an ipywidgets ``VBox`` built from the plain data in
 :mod:`nbops.widgets.data`; the magics ``%snapshots``, ``%features``,
-``%runs``, ``%lineage`` and ``%drift`` return them.  Panels read the store
+``%runs``, ``%lineage``, ``%drift`` and ``%monitor`` return them.  Panels read the store
 when made and when their Refresh button is pressed.
 """
 
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DriftPanel", "FeaturesPanel", "LineagePanel", "RunsPanel", "SnapshotsPanel"]
+__all__ = ["DriftPanel", "FeaturesPanel", "LineagePanel", "MonitorPanel", "RunsPanel", "SnapshotsPanel"]
 
 _PLACES = {
     "DriftPanel": "nbops.widgets.drift",
     "FeaturesPanel": "nbops.widgets.features",
     "LineagePanel": "nbops.widgets.lineage",
+    "MonitorPanel": "nbops.widgets.monitor",
     "RunsPanel": "nbops.widgets.runs",
     "SnapshotsPanel": "nbops.widgets.snapshots",
 }
