@@ -515,7 +515,6 @@ class Store:
         ``log=False`` (``log_options``: ``batch_rows``, ``flush_seconds``, ``capacity``).
         """
         from nbops.featurestore import serving
-        from nbops.predictions.log import PredictionLog
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
@@ -543,12 +542,10 @@ class Store:
         def lookup(key_lists: Mapping[str, list[Any]], missing: set[int]) -> dict[str, Any]:
             return serving.online_columns(self, refs, key_lists, missing)
 
-        prediction_log = PredictionLog(self.root, name, found, **log_options) if log else None
-        return _Predictor(spec, loaded, lookup, prediction_log)
+        return _Predictor(spec, loaded, lookup, self._prediction_log(name, found, log, log_options))
 
     def request_predictor(self, model: str, log: bool = True, **log_options: Any) -> Predictor:
         """A predictor whose requests carry every input (``values``); no online lookup. See :meth:`predictor`."""
-        from nbops.predictions.log import PredictionLog
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
@@ -557,8 +554,17 @@ class Store:
         inputs = _model_inputs(loaded, name, found)
         task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
         spec = ModelSpec(name, str(found), inputs, [], {}, [], task)
-        prediction_log = PredictionLog(self.root, name, found, **log_options) if log else None
-        return _Predictor(spec, loaded, None, prediction_log)
+        return _Predictor(spec, loaded, None, self._prediction_log(name, found, log, log_options))
+
+    def _prediction_log(self, name: str, version: int, log: bool, options: Mapping[str, Any]) -> Any:
+        """The model version's prediction log, or None; refused (before any work) in read-only mode."""
+        from nbops.core.audit import check_writable
+        from nbops.predictions.log import PredictionLog
+
+        if not log:
+            return None
+        check_writable(f"log the predictions of {name} v{version} (log=False, or nbops serve --no-log, does not)")
+        return PredictionLog(self.root, name, version, **options)
 
     def predict(
         self,
@@ -613,8 +619,10 @@ class Store:
         ``{"outcomes": n, "matched": m}``: how many were stored, and how many
         match a logged prediction now (the others may match later).
         """
+        from nbops.core.audit import check_writable
         from nbops.predictions import outcomes as truth
 
+        check_writable(f"log outcomes of {model}")
         self._flush_predictions()
         return truth.log_outcomes(self.root, _model_name(model), outcomes, outcome, event_time)
 

@@ -6,7 +6,6 @@ import datetime as dt
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from helpers.served import Fraud, fraud_store
+from helpers.served import Fraud
 from nbops.errors import CorruptDataError, InvalidInputError
 from nbops.featurestore.drift import drift
 from nbops.predictions.log import Prediction, PredictionLog
@@ -174,15 +173,6 @@ def test_bad_windows_and_thresholds_are_refused(tmp_path: Path) -> None:
 # -- through the store and the command line ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fraud]:
-    built = fraud_store(tmp_path_factory.mktemp("monitored") / ".nbops")
-    try:
-        yield built
-    finally:
-        built.store.close()
-
-
 def nbops_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nbops.cli", "--store", str(root), *args],
@@ -193,8 +183,8 @@ def nbops_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_store_monitors_against_the_training_data_in_the_models_lineage(served: Fraud) -> None:
-    store, train = served.store, served.train
+def test_the_store_monitors_against_the_training_data_in_the_models_lineage(fraud: Fraud) -> None:
+    store, train = fraud.store, fraud.train
     rng = np.random.default_rng(11)
     ids = []
     for day, factor in ((0, 1.0), (1, 8.0)):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -19,18 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nbops
-from helpers.served import INPUTS, Fraud, fraud_store
+from helpers.served import INPUTS, Fraud
 from nbops.errors import InvalidInputError, NotFoundError, UnknownKeysError
 from nbops.predictions.log import read_predictions
-
-
-@pytest.fixture(scope="module")
-def fraud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fraud]:
-    built = fraud_store(tmp_path_factory.mktemp("served") / ".nbops")
-    try:
-        yield built
-    finally:
-        built.store.close()
 
 
 def logged_rows(fraud: Fraud) -> int:
@@ -316,3 +306,18 @@ def test_an_input_two_group_versions_could_fill_is_refused_not_guessed(tmp_path:
             store.predictor("twice")
         named = store.predictor("twice", features=["card:2.n_tx", "card:2.amount_mean"], log=False)
         assert named.spec.feature_refs == ["card:2.n_tx", "card:2.amount_mean"]
+
+
+def test_a_read_only_process_predicts_but_refuses_to_log(fraud: Fraud, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbops.errors import ReadOnlyError
+
+    monkeypatch.setenv("NBOPS_READONLY", "1")
+    before = logged_rows(fraud)
+    with pytest.raises(ReadOnlyError, match="log the predictions of fraud v1"):
+        fraud.store.predictor("fraud@champion")
+    quiet = fraud.store.predictor("fraud@champion", log=False)
+    assert quiet.predict({"cc_num": [1]}, {"amount": [1.0]}).logged == 0
+    with pytest.raises(ReadOnlyError, match="log outcomes of fraud"):
+        fraud.store.log_outcomes("fraud", pd.DataFrame({"request_id": ["x"], "outcome": [1]}))
+    monkeypatch.delenv("NBOPS_READONLY")
+    assert logged_rows(fraud) == before

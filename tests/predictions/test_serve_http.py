@@ -25,15 +25,6 @@ from nbops.predictions.log import read_predictions
 START_SECONDS = 120
 
 
-@pytest.fixture(scope="module")
-def fraud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fraud]:
-    built = fraud_store(tmp_path_factory.mktemp("http") / ".nbops")
-    try:
-        yield built
-    finally:
-        built.store.close()
-
-
 class Served:
     def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
         self.process, self.url, self.log = process, url, log
