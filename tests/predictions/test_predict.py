@@ -127,11 +127,13 @@ def test_bad_requests_are_refused_naming_the_problem_and_nothing_is_logged(
 
 
 def test_the_array_shortcut_is_only_for_plain_estimators_fitted_on_the_inputs(fraud: Fraud) -> None:
+    from sklearn.base import clone
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     predictor = fraud.store.predictor("fraud@champion", log=False)
-    predictor.model = make_pipeline(StandardScaler(), fraud.model).fit(fraud.train[INPUTS], fraud.train["is_fraud"])
+    fitted = make_pipeline(StandardScaler(), clone(fraud.model))  # a clone: fitting must not refit the fixture's
+    predictor.model = fitted.fit(fraud.train[INPUTS], fraud.train["is_fraud"])
     assert not predictor.use_arrays()  # a pipeline may pick its columns by name
     predictor.model = fraud.model
     predictor.spec.inputs.reverse()
