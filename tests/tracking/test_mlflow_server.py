@@ -62,9 +62,11 @@ def mlflow_server(pg_server: PgServer) -> Iterator[MlflowServer]:
 @pytest.fixture(autouse=True)
 def user_uri(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``MLFLOW_TRACKING_URI`` set by the user to the server, as a team member does."""
+    # Forget a URI cached by an earlier test first: set_tracking_uri(None) also unsets MLFLOW_TRACKING_URI
+    # whenever MLflow had one cached, which would drop the server's URI set after it.
+    mlflow.set_tracking_uri(None)
     monkeypatch.delenv(MARKER_ENV, raising=False)
     monkeypatch.setenv(URI_ENV, mlflow_server.uri)
-    mlflow.set_tracking_uri(None)  # forget a URI cached by an earlier test
     yield mlflow_server.uri
     reset_mlflow()
 
