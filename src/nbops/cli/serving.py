@@ -39,14 +39,21 @@ def add_parsers(verbs: Any) -> None:
         help="a value for a looked-up input when a key has no online row (else 404); repeat per input",
     )
     serve.add_argument("--no-log", action="store_true", help="do not log predictions (for benchmarks)")
-    serve.add_argument("--log-capacity", type=int, default=10_000, help="prediction log queue size (default 10000)")
+    serve.add_argument(
+        "--log-capacity",
+        type=int,
+        default=10_000,
+        help="the most predictions the log holds unwritten; more are dropped and counted (default 10000)",
+    )
     serve.add_argument(
         "--max-body", type=int, default=1 << 20, help="the largest request body in bytes (default 1 MiB)"
     )
     monitor = verbs.add_parser(
         "monitor", help="a served model's drift and performance per window; exit 1 if the latest window is alert"
     )
-    monitor.add_argument("model", help="MODEL (every logged version of it), MODEL/VERSION or MODEL@ALIAS")
+    monitor.add_argument(
+        "model", help="MODEL (its newest version with logged predictions), MODEL/VERSION or MODEL@ALIAS"
+    )
     monitor.add_argument("--window", default="1D", help="window length, e.g. 1D, 6h, 30min (default 1D)")
     monitor.add_argument("--since", help="only predictions from this time on (ISO; naive is UTC)")
     monitor.add_argument("--any", action="store_true", help="exit 1 if any window is alert, not only the latest")
