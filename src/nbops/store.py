@@ -518,9 +518,7 @@ class Store:
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
-        name, version, alias = parse_model_ref(model)
-        loaded, found = self._load_model(name, version, alias, record=False)
-        inputs = _model_inputs(loaded, name, found)
+        name, loaded, found, inputs, task = self._served_model(model)
         if features is not None:
             refs, keys, outputs = serving.features_for_inputs(self, [], inputs, named=features)
         else:
@@ -533,7 +531,6 @@ class Store:
                 if features is None
                 else f"none of the features given are inputs of {name} v{found}"
             )
-        task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
         spec = ModelSpec(name, str(found), inputs, refs, outputs, keys, task, dict(defaults or {}))
         unknown_defaults = set(spec.defaults) - set(outputs.values())
         if unknown_defaults:
@@ -549,12 +546,16 @@ class Store:
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
-        name, version, alias = parse_model_ref(model)
-        loaded, found = self._load_model(name, version, alias, record=False)
-        inputs = _model_inputs(loaded, name, found)
-        task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
+        name, loaded, found, inputs, task = self._served_model(model)
         spec = ModelSpec(name, str(found), inputs, [], {}, [], task)
         return _Predictor(spec, loaded, None, self._prediction_log(name, found, log, log_options))
+
+    def _served_model(self, model: str) -> tuple[str, Any, int, list[str], str]:
+        """(name, the loaded model, its version, its inputs, "classifier" or "regressor") of a model reference."""
+        name, version, alias = parse_model_ref(model)
+        loaded, found = self._load_model(name, version, alias, record=False)
+        task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
+        return name, loaded, found, _model_inputs(loaded, name, found), task
 
     def _prediction_log(self, name: str, version: int, log: bool, options: Mapping[str, Any]) -> Any:
         """The model version's prediction log, or None; refused (before any work) in read-only mode."""

@@ -40,7 +40,7 @@ import numpy as np
 
 from nbops.errors import InvalidInputError
 from nbops.predictions.log import read_predictions, saved_stats
-from nbops.predictions.outcomes import join, read_outcomes
+from nbops.predictions.outcomes import join, plain_value, read_outcomes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,7 @@ class Reference:
         classes = getattr(model, "classes_", None)
         task = "classifier" if classes is not None else "regressor"
         binary = classes is not None and len(classes) == 2 and hasattr(model, "predict_proba")
-        positive = _plain(classes[1]) if binary and classes is not None else None
+        positive = plain_value(classes[1]) if binary and classes is not None else None
         if frame is None:
             return cls(version, inputs, None, None, task, positive)
         if len(frame) > REFERENCE_ROWS:
@@ -287,7 +287,7 @@ def _training_limits(reference: Reference | None, root: Path, model: str) -> dic
     if reference.task == "classifier":
         limits = {}
         if reference.positive is not None:
-            auc = _auc(np.asarray([_plain(t) == reference.positive for t in truth]), reference.predictions)
+            auc = _auc(np.asarray([plain_value(t) == reference.positive for t in truth]), reference.predictions)
             if math.isfinite(auc):
                 limits["auc"] = (auc - 0.05, auc - 0.10)
         return limits
@@ -323,7 +323,3 @@ def _status(row: Mapping[str, Any], limits: Mapping[str, tuple[float, float]]) -
                     what += f" ({row['drifting_feature']})"
                 reasons.append(f"{what} {'<=' if lower else '>='} {alert if crossed == 2 else warn:.3g}")
     return ("ok", "warn", "alert")[level], "; ".join(reasons)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -68,7 +68,7 @@ def log_outcomes(
         raise InvalidInputError("outcomes has no rows")
     if outcomes[outcome].isna().any():
         raise InvalidInputError(f"outcomes[{outcome!r}] has missing values; leave those rows out until they are known")
-    truth = [json.dumps(_plain(v), default=str) for v in outcomes[outcome].tolist()]
+    truth = [json.dumps(plain_value(v), default=str) for v in outcomes[outcome].tolist()]
     n = len(outcomes)
     if "request_id" in outcomes.columns:
         if event_time is not None:
@@ -92,7 +92,7 @@ def log_outcomes(
         if stamps.isna().any():
             raise InvalidInputError(f"outcomes[{event_time!r}] has missing times")
         stamps = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
-        columns = {k: [_plain(v) for v in outcomes[k].tolist()] for k in key_columns}
+        columns = {k: [plain_value(v) for v in outcomes[k].tolist()] for k in key_columns}
         keys_list = [key_text({k: columns[k][i] for k in key_columns}) for i in range(n)]
         stamped = [s.to_pydatetime() for s in stamps]
         times = list(stamped)
@@ -182,7 +182,8 @@ def join(predictions: pa.Table, outcomes: pa.Table) -> pd.DataFrame:
     return matched[["request_id", "at", "model_version", "prediction", "score", "outcome"]]
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (anything else as it is)."""
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         try:
             return value.item()
@@ -191,4 +192,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__: Sequence[str] = ["SCHEMA", "join", "key_text", "log_outcomes", "read_outcomes"]
+__all__: Sequence[str] = ["SCHEMA", "join", "key_text", "log_outcomes", "plain_value", "read_outcomes"]
