@@ -71,12 +71,13 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path) -> Non
 
 
 WRITER = """
-import os, signal, sys, time
+import faulthandler, os, signal, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from predictions.test_prediction_log import prediction
 from nbops.predictions.log import PredictionLog
-log = PredictionLog(Path({root!r}), "m", 1, batch_rows=50, flush_seconds=30.0)
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # a hang explains itself (see finish())
+log = PredictionLog(Path({root!r}), "m", 1, batch_rows={batch_rows}, flush_seconds=30.0)
 def stop(signum, frame):
     log.close()
     sys.exit(0)
@@ -88,30 +89,62 @@ time.sleep(120)
 """
 
 
-def start_writer(root: Path, n: int) -> tuple[subprocess.Popen[str], int]:
-    script = textwrap.dedent(WRITER.format(tests=str(Path(__file__).parents[1]), root=str(root), n=n))
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+def start_writer(root: Path, n: int, batch_rows: int) -> tuple[subprocess.Popen[str], int]:
+    script = WRITER.format(tests=str(Path(__file__).parents[1]), root=str(root), n=n, batch_rows=batch_rows)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert child.stdout is not None
     logged = int(child.stdout.readline())
     return child, logged
 
 
+def finish(child: subprocess.Popen[str], timeout: float = 60) -> int:
+    """The child's exit code; if it hangs, its threads' stacks are the failure message."""
+    try:
+        return child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        child.kill()
+        _, stderr = child.communicate()
+        pytest.fail(f"the writer did not exit in {timeout} s; its threads were:\n{stderr}")
+
+
 def test_sigterm_writes_everything_queued_before_exit(tmp_path: Path) -> None:
-    child, logged = start_writer(tmp_path, 1_234)
+    # 3 full batches handed to the writer and 34 rows still in the buffer when the signal comes.
+    child, logged = start_writer(tmp_path, 1_234, batch_rows=400)
     child.send_signal(signal.SIGTERM)
-    assert child.wait(timeout=60) == 0
+    assert finish(child) == 0
     assert logged == 1_234
     assert read_predictions(tmp_path, "m", 1).num_rows == 1_234
 
 
 def test_kill_9_loses_at_most_the_unwritten_batch_and_leaves_no_partial_one(tmp_path: Path) -> None:
-    child, logged = start_writer(tmp_path, 1_234)
-    time.sleep(0.5)  # the writer publishes the full batches of 50; the last 34 wait for flush_seconds
+    child, logged = start_writer(tmp_path, 1_234, batch_rows=50)
+    # Killed while the writer may still be publishing batches: whatever is on disk must be whole.
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=60)
     table = read_predictions(tmp_path, "m", 1)  # every file whole and matching its digest
-    assert 1_234 - 50 < table.num_rows <= 1_234 and table.num_rows % 50 == 0
+    assert logged == 1_234 and table.num_rows <= 1_234 and table.num_rows % 50 == 0
     assert table.column("request_id").to_pylist() == [f"r{i:06d}" for i in range(table.num_rows)]
+
+
+def test_kill_9_after_the_full_batches_are_written_loses_only_the_buffer(tmp_path: Path) -> None:
+    child, _ = start_writer(tmp_path, 1_234, batch_rows=50)
+    folder = log_folder(tmp_path, "m", 1)
+    deadline = time.monotonic() + 60
+
+    def published() -> int:
+        return len([p for p in folder.glob("*.parquet") if not p.name.startswith(".")])
+
+    while published() < 1_234 // 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)  # the last 34 rows wait in the buffer for flush_seconds (30 s)
+    child.wait(timeout=60)
+    table = read_predictions(tmp_path, "m", 1)
+    assert table.num_rows == 1_200
+    assert table.column("request_id").to_pylist() == [f"r{i:06d}" for i in range(1_200)]
 
 
 def test_a_damaged_batch_is_refused_naming_it(tmp_path: Path) -> None:
