@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -18,7 +20,7 @@ from helpers.served import Fraud
 from nbops.errors import CorruptDataError, InvalidInputError
 from nbops.featurestore.drift import drift
 from nbops.predictions.log import Prediction, PredictionLog
-from nbops.predictions.monitor import Reference, monitor
+from nbops.predictions.monitor import Reference, monitor, parse_thresholds
 from nbops.predictions.outcomes import log_outcomes, outcome_folder, read_outcomes
 
 DAY = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
@@ -215,3 +217,18 @@ def test_the_store_monitors_against_the_training_data_in_the_models_lineage(frau
     assert anyway.returncode == 0 and "no predictions logged yet" in anyway.stdout
     bad = nbops_cli(store.root, "monitor", "fraud", "--threshold", "psi=high")
     assert bad.returncode == 2 and "NAME=WARN,ALERT" in bad.stderr
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["psi", "accuracy", "auc", "rmse", "mae"]),
+            st.floats(allow_nan=False),
+            st.floats(allow_nan=False),
+        ),
+        unique_by=lambda t: t[0],
+    )
+)
+def test_thresholds_written_on_a_command_line_read_back_as_numbers(pairs: list[tuple[str, float, float]]) -> None:
+    texts = [f"{name}={warn!r},{alert!r}" for name, warn, alert in pairs]
+    assert parse_thresholds(texts) == {name: (warn, alert) for name, warn, alert in pairs}

@@ -186,10 +186,26 @@ def test_a_model_with_no_predictions_says_so_and_a_refresh_shows_new_ones(
     assert _badge(panel.status.value) == "ok"
 
 
+def test_thresholds_on_the_magic_line_decide_the_statuses(shell: InteractiveShell) -> None:
+    panel = shell.run_line_magic(
+        "monitor", "fraud --threshold psi=50,100 --threshold accuracy=0.9,0.6 --threshold auc=0.01,0"
+    )
+    assert panel.last_error is None
+    assert _statuses(panel) == ["ok", "alert", "warn", "ok"]  # what the same thresholds give in Python (below)
+    assert "threshold accuracy" in panel.summary.value
+    panel.refresh_button.click()  # a refresh keeps them
+    assert _statuses(panel) == ["ok", "alert", "warn", "ok"]
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
         ("nope", "no registered model 'nope'"),
+        ("fraud --threshold psi=high", "--threshold 'psi=high': write NAME=WARN,ALERT"),
+        ("fraud --threshold psi", "--threshold 'psi': write NAME=WARN,ALERT"),
+        ("fraud --threshold psi=1,2 --threshold psi=2,3", "--threshold psi=... is given twice"),
+        ("fraud --threshold latency=1,2", "no threshold named 'latency'"),
+        ("fraud --threshold psi=0.3,0.1", "the alert level must be worse than the warning level"),
         ("fraud@nope", "registered model 'fraud' has no alias 'nope'"),
         ("fraud --window fortnightly", "window='fortnightly' is not a time span"),
         ("fraud --since yesterday", "--since 'yesterday' is not a time"),

@@ -135,16 +135,9 @@ def monitor(store: Any, args: argparse.Namespace) -> int:
     name, version, alias = parse_model_ref(args.model)
     if alias is not None:
         _, version = store._load_model(name, None, alias, record=False)
-    thresholds = {}
-    for text in args.threshold:
-        measure, sep, pair = text.partition("=")
-        try:
-            warn, alert = (float(v) for v in pair.split(","))
-        except ValueError:
-            raise NbopsError(f"--threshold {text!r}: write NAME=WARN,ALERT, e.g. psi=0.1,0.25") from None
-        if not sep:
-            raise NbopsError(f"--threshold {text!r}: write NAME=WARN,ALERT, e.g. psi=0.1,0.25")
-        thresholds[measure] = (warn, alert)
+    from nbops.predictions.monitor import parse_thresholds
+
+    thresholds = parse_thresholds(args.threshold)
     report = store.monitor(name, window=args.window, version=version, since=args.since, thresholds=thresholds)
     attrs = report.attrs
     print(f"model: {name}" + (f" v{version}" if version is not None else "") + f"   window: {args.window}")

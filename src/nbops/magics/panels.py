@@ -91,11 +91,18 @@ class PanelMagics(SessionMagics):
     @argument("model", help="a registered model: MODEL (its latest version), MODEL/VERSION or MODEL@ALIAS")
     @argument("--window", default="1D", help="window length, e.g. 1D, 6h, 30min (default 1D)")
     @argument("--since", help="only predictions from this time on, e.g. 2026-03-01 or 2026-03-01T12:00 (naive is UTC)")
+    @argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=WARN,ALERT",
+        help="e.g. psi=0.2,0.3 or auc=0.8,0.7 (psi, accuracy, auc, rmse, mae); repeat per measure",
+    )
     @line_magic
     def monitor(self, line: str) -> Any:
         """A panel of a served model's predictions, drift and performance per time window, with a status.
 
-        ``%monitor fraud@champion --window 6h`` shows the latest window's
+        ``%monitor fraud@champion --window 6h --threshold psi=0.2,0.3`` shows the latest window's
         status (ok, warn, alert), charts of the prediction count, of feature
         and prediction PSI against their thresholds and of accuracy/AUC or
         RMSE/MAE where outcomes are logged, and the windows, newest first;
@@ -111,7 +118,14 @@ class PanelMagics(SessionMagics):
                 raise UsageError(
                     f"--since {args.since!r} is not a time; write 2026-03-01 or 2026-03-01T12:00 (UTC unless it says)"
                 ) from None
+        from nbops.predictions.monitor import parse_thresholds
         from nbops.widgets.monitor import MonitorPanel
 
+        try:
+            thresholds = parse_thresholds(args.threshold)
+        except NbopsError as exc:
+            raise UsageError(str(exc)) from None
         store = self.session.store
-        return open_panel(lambda: MonitorPanel(store, args.model, window=args.window, since=since))
+        return open_panel(
+            lambda: MonitorPanel(store, args.model, window=args.window, since=since, thresholds=thresholds)
+        )

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -254,6 +254,26 @@ def _auc(positive: np.ndarray, scores: np.ndarray) -> float:
         return math.nan
     ranks = rankdata(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def parse_thresholds(texts: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """``["psi=0.2,0.3", "auc=0.8,0.7"]`` (the command line's form) as ``{"psi": (0.2, 0.3), ...}``.
+
+    Only the form is checked here; :func:`monitor` checks the names and that alert is worse than warn.
+    """
+    thresholds = {}
+    for text in texts:
+        measure, sep, pair = text.partition("=")
+        try:
+            warn, alert = (float(v) for v in pair.split(","))
+        except ValueError:
+            raise InvalidInputError(f"--threshold {text!r}: write NAME=WARN,ALERT, e.g. psi=0.1,0.25") from None
+        if not sep or not measure.strip():
+            raise InvalidInputError(f"--threshold {text!r}: write NAME=WARN,ALERT, e.g. psi=0.1,0.25")
+        if measure.strip() in thresholds:
+            raise InvalidInputError(f"--threshold {measure.strip()}=... is given twice")
+        thresholds[measure.strip()] = (warn, alert)
+    return thresholds
 
 
 def _thresholds(
