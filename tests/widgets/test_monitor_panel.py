@@ -235,6 +235,7 @@ def test_thresholds_decide_each_windows_status_and_alert_windows_are_marked(stor
     panel = MonitorPanel(store, "fraud", thresholds=thresholds)
     assert panel.last_error is None
     assert _statuses(panel) == ["ok", "alert", "warn", "ok"]  # newest first
+    assert panel.windows.row_marks == ["ok", "alert", "warn", "ok"]  # the style sheet tints warn and alert rows
     assert _badge(panel.status.value) == "ok"  # the latest window's
     assert "4: 2 ok, 1 warn, 1 alert" in panel.summary.value
     assert "threshold accuracy" in panel.summary.value
@@ -309,6 +310,8 @@ def test_monitor_panel_in_jupyterlab(served: Served, tmp_path: Path) -> None:
         rows = box.locator('[data-nbops="monitor-windows"] tbody tr')
         expect(rows).to_have_count(4)
         expect(rows.first).to_have_attribute("aria-selected", "true")
+        expect(rows.nth(1)).to_have_attribute("data-mark", "alert")  # every window here is alert: tinted red
+        expect(rows.nth(1)).to_have_css("background-color", "rgb(255, 235, 238)")
         rows.nth(3).click()  # the oldest window
         expect(box.locator('[data-nbops="monitor-window"]')).to_contain_text("2026-04-01 00:00:00")
         shots = Path(os.environ.get("NBOPS_SCREENSHOT_DIR") or tmp_path)

@@ -68,14 +68,23 @@ class Table(anywidget.AnyWidget):
     #: With ``multiple``, picking one more drops the oldest pick beyond this many (0: no limit).
     max_selected = t.Int(0).tag(sync=True)
     empty = t.Unicode("nothing here yet").tag(sync=True)
+    #: A word per row ("" for none), set as the row's ``data-mark`` for the style sheet (e.g. alert, warn).
+    row_marks = t.List(t.Unicode()).tag(sync=True)
 
-    def show(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], ids: Sequence[str]) -> None:
+    def show(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        ids: Sequence[str],
+        marks: Sequence[str] | None = None,
+    ) -> None:
         """Replace the rows; selections of rows still shown are kept."""
         ids = [str(i) for i in ids]
         keep = [s for s in self.selected if s in set(ids)]
         with self.hold_sync():
             self.columns = [str(c) for c in columns]
             self.rows = [[text(v) for v in row] for row in rows]
+            self.row_marks = [str(m) for m in marks] if marks is not None else []
             self.row_ids = ids
             if keep != self.selected:
                 self.selected = keep

@@ -295,7 +295,7 @@ class MonitorPanel(Panel):
             ]
             for r in newest_first
         ]
-        self.windows.show(columns, rows, ids)
+        self.windows.show(columns, rows, ids, marks=[r["status"] for r in newest_first])
         self._inputs = inputs
         if ids and not self.windows.selected:
             self.windows.selected = ids[:1]  # the latest window

@@ -32,6 +32,7 @@ function render({ model, el }) {
       return;
     }
     const ids = model.get("row_ids");
+    const marks = model.get("row_marks") || [];
     const selected = new Set(model.get("selected"));
     const multiple = model.get("multiple");
     const table = document.createElement("table");
@@ -47,6 +48,7 @@ function render({ model, el }) {
       const id = ids[i] ?? String(i);
       const tr = body.insertRow();
       tr.dataset.rowId = id;
+      if (marks[i]) tr.dataset.mark = marks[i];
       tr.setAttribute("aria-selected", selected.has(id) ? "true" : "false");
       if (selected.has(id)) tr.classList.add("nbops-selected");
       const box = document.createElement("input");
@@ -66,7 +68,7 @@ function render({ model, el }) {
     el.appendChild(table);
   }
 
-  const events = ["rows", "row_ids", "columns", "selected", "multiple", "empty", "name"];
+  const events = ["rows", "row_ids", "row_marks", "columns", "selected", "multiple", "empty", "name"];
   for (const name of events) model.on("change:" + name, draw);
   draw();
   return () => {
