@@ -269,3 +269,16 @@ def test_served_from_redis_the_answers_are_the_same(fraud: Fraud, tmp_path: Path
         x = online.assign(amount=[5.0, 50.0, 500.0])[INPUTS]
         np.testing.assert_allclose(answer["scores"], copy.model.predict_proba(x)[:, 1], atol=1e-12)  # type: ignore[attr-defined]
         socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))).close()
+
+
+def test_the_stop_line_says_when_rows_were_kept_but_never_written() -> None:
+    from nbops.cli.serving import stop_line
+
+    counts = {"logged": 10, "dropped": 2, "written": 10, "batches": 1, "failed": 0}
+    assert stop_line({**counts, "pending": 0}) == (
+        "nbops: stopped; 10 predictions written to the log, 2 dropped, 0 lost to write errors",
+        True,
+    )
+    # A writer stalled past close()'s timeout: the process ends without them, and says how many.
+    text, complete = stop_line({**counts, "written": 6, "pending": 4})
+    assert not complete and text.endswith("4 not written: the log's writer did not finish in time")

@@ -104,14 +104,27 @@ def serve(store: Any, args: argparse.Namespace) -> int:
         print("nbops: every request but /health needs the bearer token from --token-file", file=sys.stderr)
     sys.stderr.flush()
     run(predictor, args.host, args.port, token, args.max_body)
-    stats = predictor.log.stats if predictor.log is not None else None
-    if stats is not None:
-        print(
-            f"nbops: stopped; {stats['written']} predictions written to the log, {stats['dropped']} dropped, "
-            f"{stats['failed']} lost to write errors",
-            file=sys.stderr,
-        )
-    return 0
+    if predictor.log is None:
+        return 0
+    text, complete = stop_line(predictor.log.stats)
+    print(text, file=sys.stderr)
+    return 0 if complete else 1
+
+
+def stop_line(stats: dict[str, int]) -> tuple[str, bool]:
+    """What the server prints when it stops, and whether every kept prediction reached the log.
+
+    Rows still pending after close() are rows the writer did not finish in time
+    (a stalled disk): the process is about to end, so they are lost, and said so.
+    """
+    text = (
+        f"nbops: stopped; {stats['written']} predictions written to the log, {stats['dropped']} dropped, "
+        f"{stats['failed']} lost to write errors"
+    )
+    pending = stats.get("pending", 0)
+    if pending:
+        text += f", {pending} not written: the log's writer did not finish in time"
+    return text, not pending
 
 
 def _pair(text: str) -> tuple[str, Any]:
