@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.stats import ks_2samp
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -20,7 +21,7 @@ from helpers.served import Fraud
 from nbops.errors import CorruptDataError, InvalidInputError
 from nbops.featurestore.drift import drift
 from nbops.predictions.log import Prediction, PredictionLog
-from nbops.predictions.monitor import Reference, monitor, parse_thresholds
+from nbops.predictions.monitor import MEASURES, Reference, monitor, parse_thresholds
 from nbops.predictions.outcomes import log_outcomes, outcome_folder, read_outcomes
 
 DAY = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
@@ -84,6 +85,18 @@ def test_windows_count_drift_and_performance_with_statuses(tmp_path: Path) -> No
     assert second["status"] == "alert" and "feature_psi_max" in second["reasons"] and "(x)" in second["reasons"]
     expected_first = "ok" if first["auc"] > train_auc - 0.05 else "warn" if first["auc"] > train_auc - 0.10 else "alert"
     assert first["status"] == expected_first
+
+    # KS: the statistic D of each input and of the scores against the training data, as scipy computes it.
+    for row, day in ((first, rows[:500]), (second, rows[500:])):
+        xs = [r.features["x"] for r in day]
+        assert row["ks.x"] == pytest.approx(ks_2samp(train["x"], xs).statistic) == row["feature_ks_max"]
+        scores = [r.score for r in day]
+        assert row["prediction_ks"] == pytest.approx(ks_2samp(reference.predictions, scores).statistic)
+    assert first["feature_ks_max"] < 0.1 < 0.5 < second["feature_ks_max"]
+    assert "ks" not in report.attrs["thresholds"]  # no default: the status above is PSI's and AUC's
+    by_ks = monitor(tmp_path, "clf", reference=reference, drift=drift, thresholds={"psi": (50, 100), "ks": (0.1, 0.5)})
+    assert by_ks.iloc[1]["status"] == "alert" and "feature_ks_max" in by_ks.iloc[1]["reasons"]
+    assert "(x)" in by_ks.iloc[1]["reasons"] and "ks" not in by_ks.iloc[0]["reasons"]
 
     strict = monitor(tmp_path, "clf", reference=reference, drift=drift, thresholds={"accuracy": (0.99, 0.95)})
     assert strict.iloc[0]["status"] == "alert" and "accuracy" in strict.iloc[0]["reasons"]
@@ -222,7 +235,7 @@ def test_the_store_monitors_against_the_training_data_in_the_models_lineage(frau
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["psi", "accuracy", "auc", "rmse", "mae"]),
+            st.sampled_from(MEASURES),
             st.floats(allow_nan=False),
             st.floats(allow_nan=False),
         ),

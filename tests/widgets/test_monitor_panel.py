@@ -158,7 +158,7 @@ def test_monitor_shows_windows_newest_first_charts_and_the_latest_status(shell: 
 
     assert panel.windows.selected == [DAYS[-1].isoformat()]  # the latest window, explained
     assert 'data-nbops="monitor-window"' in panel.detail.value
-    for name in ("PSI n_tx", "PSI amount_mean", "PSI amount", "feature_psi_max"):
+    for name in ("PSI n_tx", "PSI amount_mean", "PSI amount", "feature_psi_max", "KS n_tx", "prediction KS"):
         assert name in panel.detail.value
 
 

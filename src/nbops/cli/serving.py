@@ -62,7 +62,7 @@ def add_parsers(verbs: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=WARN,ALERT",
-        help="e.g. psi=0.1,0.25 or auc=0.75,0.7 (psi, accuracy, auc, rmse, mae); repeat per measure",
+        help="e.g. psi=0.1,0.25 or auc=0.75,0.7 (psi, ks, accuracy, auc, rmse, mae); repeat per measure",
     )
 
 
@@ -162,7 +162,7 @@ def monitor(store: Any, args: argparse.Namespace) -> int:
     if report.empty:
         print("no predictions logged yet")
         return 0
-    shown = report.drop(columns=[c for c in report.columns if c.startswith("psi.")])
+    shown = report.drop(columns=[c for c in report.columns if c.startswith(("psi.", "ks."))])
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     statuses = list(report["status"])

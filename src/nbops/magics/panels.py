@@ -96,7 +96,7 @@ class PanelMagics(SessionMagics):
         action="append",
         default=[],
         metavar="NAME=WARN,ALERT",
-        help="e.g. psi=0.2,0.3 or auc=0.8,0.7 (psi, accuracy, auc, rmse, mae); repeat per measure",
+        help="e.g. psi=0.2,0.3 or auc=0.8,0.7 (psi, ks, accuracy, auc, rmse, mae); repeat per measure",
     )
     @line_magic
     def monitor(self, line: str) -> Any:

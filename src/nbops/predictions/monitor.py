@@ -8,6 +8,11 @@ predictions :func:`monitor` reports:
   input against the model's training data (and one ``psi.<input>`` column each);
 - ``prediction_psi``: the PSI of the predictions (a binary classifier's scores)
   against the model's predictions on its training data;
+- ``feature_ks_max`` and ``prediction_ks``: the same comparisons by the
+  two-sample Kolmogorov-Smirnov statistic *D* (the largest gap between the two
+  cumulative distributions, 0 to 1; one ``ks.<input>`` column per numeric
+  input). *D* does not grow with the window's size as the test's p-value does,
+  so it is what a threshold is put on; it has none by default;
 - ``outcomes`` and, once there are any, ``accuracy`` and ``auc`` (classifiers)
   or ``rmse`` and ``mae`` (regressors), from the outcomes joined back
   (:mod:`nbops.predictions.outcomes`);
@@ -16,10 +21,10 @@ predictions :func:`monitor` reports:
 
 Thresholds (``thresholds={"psi": (warn, alert), "accuracy": (warn, alert), ...}``)
 default to PSI 0.1 / 0.25 (the usual reading of PSI: moderate / major shift).
-A performance measure has no default threshold unless the training data holds
-the outcome column (the label): then it warns 0.05 and alerts 0.10 below the
-model's accuracy or AUC on its training data, or 10 % / 25 % above its RMSE or
-MAE there. A window with fewer than ``min_rows`` predictions (default 50) gets
+KS has no default threshold. A performance measure has none either unless
+the training data holds the outcome column (the label): then it warns 0.05
+and alerts 0.10 below the model's accuracy or AUC on its training data, or
+10 % / 25 % above its RMSE or MAE there. A window with fewer than ``min_rows`` predictions (default 50) gets
 no drift figures: PSI over a handful of rows is noise.
 
 The PSI and KS computations are the feature store's drift code, handed in by
@@ -48,6 +53,8 @@ if TYPE_CHECKING:
 #: (warn, alert) per measure; for accuracy and auc, lower is worse.
 DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"psi": (0.1, 0.25)}
 LOWER_IS_WORSE = ("accuracy", "auc")
+#: What a threshold can be put on.
+MEASURES = ("psi", "ks", "accuracy", "auc", "rmse", "mae")
 #: The most training rows a reference keeps (a deterministic sample beyond it).
 REFERENCE_ROWS = 100_000
 
@@ -132,7 +139,7 @@ def monitor(
         frame = frame[frame["at"] >= start]
     limits = _thresholds(thresholds, reference, root, model)
     columns = ["window_start", "window_end", "predictions", "outcomes", "feature_psi_max", "drifting_feature"]
-    columns += ["prediction_psi", *(_metric_names(reference)), "status", "reasons"]
+    columns += ["prediction_psi", "feature_ks_max", "prediction_ks", *(_metric_names(reference)), "status", "reasons"]
     if frame is None or frame.empty:
         report = pd.DataFrame(columns=columns)
         report.attrs.update(_attrs(root, model, reference, limits))
@@ -151,8 +158,8 @@ def monitor(
         row["status"], row["reasons"] = _status(row, limits)
         rows.append(row)
     report = pd.DataFrame(rows)
-    psi_columns = [f"psi.{i}" for i in inputs if f"psi.{i}" in report.columns]
-    report = report[[c for c in columns if c in report.columns] + psi_columns]
+    per_input = [f"{m}.{i}" for m in ("psi", "ks") for i in inputs if f"{m}.{i}" in report.columns]
+    report = report[[c for c in columns if c in report.columns] + per_input]
     report.attrs.update(_attrs(root, model, reference, limits))
     return report
 
@@ -190,7 +197,13 @@ def _drift(
 ) -> dict[str, Any]:
     import pandas as pd
 
-    out: dict[str, Any] = {"feature_psi_max": math.nan, "drifting_feature": None, "prediction_psi": math.nan}
+    out: dict[str, Any] = {
+        "feature_psi_max": math.nan,
+        "drifting_feature": None,
+        "prediction_psi": math.nan,
+        "feature_ks_max": math.nan,
+        "prediction_ks": math.nan,
+    }
     if reference is None or reference.frame is None or drift is None or len(part) < min_rows:
         return out
     present = [i for i in reference.inputs if i in part.columns]
@@ -201,12 +214,18 @@ def _drift(
             current[column] = current[column].astype(base[column].dtype)
     report = drift(base, current, columns=present)
     psi = dict(zip(report["feature"], report["psi"], strict=True))
+    ks = dict(zip(report["feature"], report["ks_statistic"], strict=True))
     for column in present:
         out[f"psi.{column}"] = float(psi.get(column, math.nan))
+        out[f"ks.{column}"] = float(ks.get(column, math.nan))  # NaN for a categorical input: KS needs an order
     finite = {k: v for k, v in psi.items() if isinstance(v, float) and math.isfinite(v)}
     if finite:
         worst = max(finite, key=lambda k: finite[k])
         out["feature_psi_max"], out["drifting_feature"] = finite[worst], worst
+    finite_ks = {k: float(v) for k, v in ks.items() if isinstance(v, float) and math.isfinite(v)}
+    if finite_ks:
+        widest = max(finite_ks, key=lambda k: finite_ks[k])
+        out["feature_ks_max"], out["ks_feature"] = finite_ks[widest], widest  # ks_feature: for the reasons only
     if reference.predictions is not None:
         scored = part["score"].notna().all() and reference.positive is not None
         values = part["score"] if scored else pd.to_numeric(part["prediction"], errors="coerce")
@@ -216,6 +235,7 @@ def _drift(
                 pd.DataFrame({"prediction": values.astype("float64").to_numpy()}),
             )
             out["prediction_psi"] = float(shown["psi"].iloc[0])
+            out["prediction_ks"] = float(shown["ks_statistic"].iloc[0])
     return out
 
 
@@ -282,8 +302,8 @@ def _thresholds(
     limits = dict(DEFAULT_THRESHOLDS)
     limits.update(_training_limits(reference, root, model))
     for name, pair in (given or {}).items():
-        if name not in ("psi", "accuracy", "auc", "rmse", "mae"):
-            raise InvalidInputError(f"no threshold named {name!r}; use psi, accuracy, auc, rmse or mae")
+        if name not in MEASURES:
+            raise InvalidInputError(f"no threshold named {name!r}; use {', '.join(MEASURES)}")
         try:
             warn, alert = (float(v) for v in pair)
         except (TypeError, ValueError):
@@ -321,7 +341,10 @@ def _training_limits(reference: Reference | None, root: Path, model: str) -> dic
 
 def _status(row: Mapping[str, Any], limits: Mapping[str, tuple[float, float]]) -> tuple[str, str]:
     level, reasons = 0, []
-    measures = {"psi": [("feature_psi_max", row.get("feature_psi_max")), ("prediction_psi", row.get("prediction_psi"))]}
+    measures = {
+        "psi": [("feature_psi_max", row.get("feature_psi_max")), ("prediction_psi", row.get("prediction_psi"))],
+        "ks": [("feature_ks_max", row.get("feature_ks_max")), ("prediction_ks", row.get("prediction_ks"))],
+    }
     for metric in ("accuracy", "auc", "rmse", "mae"):
         measures[metric] = [(metric, row.get(metric))]
     for name, (warn, alert) in limits.items():
@@ -339,7 +362,8 @@ def _status(row: Mapping[str, Any], limits: Mapping[str, tuple[float, float]]) -
             if crossed:
                 level = max(level, crossed)
                 what = f"{shown} {value:.3g}"
-                if shown == "feature_psi_max" and row.get("drifting_feature"):
-                    what += f" ({row['drifting_feature']})"
+                named = {"feature_psi_max": "drifting_feature", "feature_ks_max": "ks_feature"}.get(shown)
+                if named and row.get(named):
+                    what += f" ({row[named]})"
                 reasons.append(f"{what} {'<=' if lower else '>='} {alert if crossed == 2 else warn:.3g}")
     return ("ok", "warn", "alert")[level], "; ".join(reasons)

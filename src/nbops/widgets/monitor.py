@@ -330,7 +330,7 @@ class MonitorPanel(Panel):
         return note + pairs_html(rows, "monitor-summary")
 
     def explain(self) -> None:
-        """Show the picked window: its status, reasons, counts, measures and the PSI of every input."""
+        """Show the picked window: its status, reasons, counts, measures and the PSI and KS of every input."""
         row = self._rows.get(self.windows.selected[0]) if self.windows.selected else None
         if row is None:
             self.detail.value = ""
@@ -342,7 +342,9 @@ class MonitorPanel(Panel):
             ("predictions", row["predictions"]),
             ("outcomes", row["outcomes"]),
             ("prediction PSI", row["prediction_psi"]),
+            ("prediction KS", row.get("prediction_ks")),
             *((m, row[m]) for m in METRICS if m in row),
             *((f"PSI {c.removeprefix('psi.')}", row.get(c)) for c in self._inputs),
+            *((f"KS {c.removeprefix('psi.')}", row.get(f"ks.{c.removeprefix('psi.')}")) for c in self._inputs),
         ]
         self.detail.value = f"<h4>Window {badge(str(row['status']))}</h4>" + pairs_html(pairs, "monitor-window")
