@@ -35,7 +35,7 @@ from nbops.core.paths import (
     point_mlflow_at,
     store_tracking_uri,
 )
-from nbops.errors import InvalidInputError, NotFoundError, StoreError
+from nbops.errors import InvalidInputError, NbopsError, NotFoundError, StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -543,11 +543,16 @@ class Store:
 
     def request_predictor(self, model: str, log: bool = True, **log_options: Any) -> Predictor:
         """A predictor whose requests carry every input (``values``); no online lookup. See :meth:`predictor`."""
+        from nbops.featurestore import serving
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
         name, loaded, found, inputs, task = self._served_model(model)
-        spec = ModelSpec(name, str(found), inputs, [], {}, [], task)
+        try:  # the lineage's key columns, logged with a frame's rows that have them (for outcomes by keys)
+            _, lineage_keys, _ = serving.features_for_inputs(self, self._ancestor_commits(f"{name}@{found}"), inputs)
+        except NbopsError:
+            lineage_keys = []  # an ambiguous lineage: no keys logged, and outcomes join by request id
+        spec = ModelSpec(name, str(found), inputs, [], {}, [], task, logged_keys=lineage_keys)
         return _Predictor(spec, loaded, None, self._prediction_log(name, found, log, log_options))
 
     def _served_model(self, model: str) -> tuple[str, Any, int, list[str], str]:

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from helpers.served import Fraud
 from nbops.errors import CorruptDataError, InvalidInputError
 from nbops.featurestore.drift import drift
 from nbops.predictions.log import Prediction, PredictionLog
-from nbops.predictions.monitor import MEASURES, Reference, monitor, parse_thresholds
+from nbops.predictions.monitor import MEASURES, Reference, deciding_window, monitor, parse_thresholds
 from nbops.predictions.outcomes import log_outcomes, outcome_folder, read_outcomes
 
 DAY = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
@@ -159,6 +160,38 @@ def test_outcomes_by_keys_and_event_time_are_matched_and_conflicts_refused(tmp_p
     assert read_outcomes(tmp_path, "clf").equals(before)  # nothing refused was stored
 
 
+def test_an_outcome_naming_two_predictions_is_refused_or_left_out_and_monitoring_goes_on(tmp_path: Path) -> None:
+    model, train, rows = classified_days()
+    day = rows[:100]
+    # A client reused request id d0-7, and card 3 was predicted twice at one event time.
+    again = [replace(day[7], features={"x": -5.0}), replace(day[3], request_id="other")]
+    write_log(tmp_path, "clf", day + again)
+    for outcomes, event_time in [
+        (pd.DataFrame({"request_id": ["d0-1", "d0-7"], "label": [True, True]}), None),
+        (pd.DataFrame({"id": [1, 3], "when": [day[1].at, day[3].at], "label": [True, True]}), "when"),
+    ]:
+        with pytest.raises(InvalidInputError, match="1 outcomes each name more than one logged prediction"):
+            log_outcomes(tmp_path, "clf", outcomes, "label", event_time=event_time)
+    assert read_outcomes(tmp_path, "clf").num_rows == 0  # nothing stored, the unambiguous one neither
+    ids = [r.request_id for r in day[10:60]]
+    assert log_outcomes(tmp_path, "clf", pd.DataFrame({"request_id": ids, "label": [True] * 50}), "label") == {
+        "outcomes": 50,
+        "already_recorded": 0,
+        "matched": 50,  # this call's outcomes, not the model's
+    }
+    # A prediction logged again under an id that already has an outcome: that outcome is left out, and counted.
+    write_log(tmp_path, "clf", [replace(day[10], features={"x": 9.0})])
+    reference = Reference.from_training(model, "1", ["x"], train)
+    report = monitor(tmp_path, "clf", reference=reference, drift=drift)
+    assert report.attrs["ambiguous_outcomes"] == 1 and report["outcomes"].sum() == 49
+    kept = [r.prediction for r in day[11:60]]
+    assert report.iloc[0]["accuracy"] == pytest.approx(np.mean(kept))
+    assert (
+        log_outcomes(tmp_path, "clf", pd.DataFrame({"request_id": ["d0-80"], "label": [False]}), "label")["matched"]
+        == 1
+    )
+
+
 def test_a_damaged_outcome_batch_is_refused_naming_it(tmp_path: Path) -> None:
     _, _, rows = classified_days()
     write_log(tmp_path, "clf", rows[:5])
@@ -230,6 +263,26 @@ def test_the_store_monitors_against_the_training_data_in_the_models_lineage(frau
     assert anyway.returncode == 0 and "no predictions logged yet" in anyway.stdout
     bad = nbops_cli(store.root, "monitor", "fraud", "--threshold", "psi=high")
     assert bad.returncode == 2 and "NAME=WARN,ALERT" in bad.stderr
+
+    # The next day's first requests: too few for drift figures, so they must not hide yesterday's alert.
+    first = train.sample(10, random_state=5)
+    store.predict(
+        "fraud@champion",
+        keys={"cc_num": first["cc_num"].tolist()},
+        values={"amount": first["amount"].tolist()},
+        event_time=DAY + dt.timedelta(days=2, hours=1),
+    )
+    store._flush_predictions()
+    report = store.monitor("fraud", window="1D")
+    assert report["predictions"].tolist() == [300, 300, 10] and report.iloc[2]["status"] == "ok"
+    assert deciding_window(report)[0] == 1 and "fewer than 50" in deciding_window(report)[1]
+    early = nbops_cli(store.root, "monitor", "fraud")
+    assert early.returncode == 1, early.stdout + early.stderr
+    assert "model: fraud v1" in early.stdout and "note: the newest window" in early.stdout
+    assert "status: alert (latest window with drift figures, 2026-11-03" in early.stdout
+    every = nbops_cli(store.root, "monitor", "fraud", "--any")
+    alerts = int((report["status"] == "alert").sum())
+    assert every.returncode == 1 and f"status: alert ({alerts} of 3 windows alert" in every.stdout
 
 
 @given(

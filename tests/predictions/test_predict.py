@@ -214,6 +214,14 @@ def test_a_batch_pipeline_predicts_from_its_own_frame_and_every_row_is_logged(fr
     got = fraud.store.predict("fraud@champion", frame=batch, event_time=dt.datetime(2026, 12, 2, tzinfo=dt.UTC))
     assert got["prediction"].tolist() == fraud.model.predict(batch[INPUTS]).tolist()  # type: ignore[attr-defined]
     assert logged_rows(fraud) == before + 25
+    # The lineage's key column is logged with each row, so outcomes can name them by keys + event time.
+    fraud.store.close()
+    logged = fraud.store.predictions("fraud").set_index("request_id").loc[got["request_id"]]
+    assert logged["cc_num"].tolist() == batch["cc_num"].tolist()
+    once = batch.drop_duplicates("cc_num", keep=False)  # a card twice at one event time is ambiguous
+    truth = once[["cc_num"]].assign(ts=dt.datetime(2026, 12, 2, tzinfo=dt.UTC), is_fraud=True)
+    stored = fraud.store.log_outcomes("fraud", truth, outcome="is_fraud", event_time="ts")
+    assert stored == {"outcomes": len(once), "already_recorded": 0, "matched": len(once)} and len(once) > 5
     with pytest.raises(InvalidInputError, match=r"needs columns \['amount'\]"):
         fraud.store.predict("fraud@champion", frame=batch.drop(columns="amount"))
     with pytest.raises(InvalidInputError, match="give keys="):

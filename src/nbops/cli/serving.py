@@ -148,17 +148,23 @@ def monitor(store: Any, args: argparse.Namespace) -> int:
     name, version, alias = parse_model_ref(args.model)
     if alias is not None:
         _, version = store._load_model(name, None, alias, record=False)
-    from nbops.predictions.monitor import parse_thresholds
+    from nbops.predictions.monitor import deciding_window, parse_thresholds
 
     thresholds = parse_thresholds(args.threshold)
     report = store.monitor(name, window=args.window, version=version, since=args.since, thresholds=thresholds)
     attrs = report.attrs
-    print(f"model: {name}" + (f" v{version}" if version is not None else "") + f"   window: {args.window}")
+    shown_version = version if version is not None else attrs.get("reference_version")
+    print(f"model: {name}" + (f" v{shown_version}" if shown_version is not None else "") + f"   window: {args.window}")
     if not attrs.get("has_training_data"):
         print("no saved training data in the model's lineage: no drift figures (save it with training_data(save_as=))")
     print(
         f"prediction log: {attrs.get('dropped', 0)} dropped (queue full), {attrs.get('failed', 0)} lost to write errors"
     )
+    if attrs.get("ambiguous_outcomes"):
+        print(
+            f"outcomes left out: {attrs['ambiguous_outcomes']} each name more than one logged prediction "
+            "(a request id used twice, or the same keys twice at one event time)"
+        )
     if report.empty:
         print("no predictions logged yet")
         return 0
@@ -166,6 +172,19 @@ def monitor(store: Any, args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     statuses = list(report["status"])
-    alert = "alert" in statuses if args.any else statuses[-1] == "alert"
-    print(f"status: {statuses[-1]} (latest window)")
-    return 1 if alert else 0
+    row, note = deciding_window(report)
+    assert row is not None
+    latest = statuses[row]
+    which = (
+        "latest window"
+        if row == len(report) - 1
+        else f"latest window with drift figures, {report['window_start'].iloc[row]}"
+    )
+    if note:
+        print(f"note: {note}")
+    if args.any:
+        alerts = statuses.count("alert")
+        print(f"status: {'alert' if alerts else latest} ({alerts} of {len(statuses)} windows alert; {which}: {latest})")
+        return 1 if alerts else 0
+    print(f"status: {latest} ({which})")
+    return 1 if latest == "alert" else 0

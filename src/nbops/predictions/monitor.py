@@ -142,9 +142,10 @@ def monitor(
     columns += ["prediction_psi", "feature_ks_max", "prediction_ks", *(_metric_names(reference)), "status", "reasons"]
     if frame is None or frame.empty:
         report = pd.DataFrame(columns=columns)
-        report.attrs.update(_attrs(root, model, reference, limits))
+        report.attrs.update(_attrs(root, model, reference, limits), ambiguous_outcomes=0, min_rows=min_rows)
         return report
     matched = join(read_predictions(root, model, version), read_outcomes(root, model))
+    ambiguous = int(matched.attrs.get("ambiguous", 0))
     frame = frame.merge(matched[["request_id", "outcome"]], on="request_id", how="left")
     frame["window_start"] = frame["at"].dt.floor(step) if _fixed(step) else frame["at"].dt.to_period(step).dt.start_time
     rows = []
@@ -160,8 +161,33 @@ def monitor(
     report = pd.DataFrame(rows)
     per_input = [f"{m}.{i}" for m in ("psi", "ks") for i in inputs if f"{m}.{i}" in report.columns]
     report = report[[c for c in columns if c in report.columns] + per_input]
-    report.attrs.update(_attrs(root, model, reference, limits))
+    # Outcomes naming more than one logged prediction are left out of the performance figures, and counted.
+    report.attrs.update(_attrs(root, model, reference, limits), ambiguous_outcomes=ambiguous, min_rows=min_rows)
     return report
+
+
+def deciding_window(report: pd.DataFrame) -> tuple[int | None, str]:
+    """The row whose status stands for the model now, and a note when it is not the newest window.
+
+    The newest window, unless drift is measured (the training data was saved)
+    and it holds fewer than ``min_rows`` predictions, so has no drift figures:
+    a day's first few requests would read ``ok`` and hide an alert. Then it is
+    the newest window with enough predictions. ``None`` for an empty report.
+    """
+    if report.empty:
+        return None, ""
+    newest = len(report) - 1
+    least = int(report.attrs.get("min_rows", 0))
+    if not report.attrs.get("has_training_data") or int(report["predictions"].iloc[newest]) >= least:
+        return newest, ""
+    full = [i for i, n in enumerate(report["predictions"]) if int(n) >= least]
+    if not full:
+        return newest, f"every window has fewer than {least} predictions, so no drift figures"
+    start = report["window_start"].iloc[newest]
+    return full[-1], (
+        f"the newest window ({start}) has {int(report['predictions'].iloc[newest])} predictions, fewer than "
+        f"{least}, so no drift figures yet"
+    )
 
 
 def _fixed(step: Any) -> bool:

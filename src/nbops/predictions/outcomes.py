@@ -8,7 +8,12 @@ folder fsync), so a killed process never leaves half a batch.
 
 Recording the same outcome again changes nothing; a different outcome for a
 prediction that already has one is refused, naming it: two truths for one
-prediction would make every metric computed from them silently wrong.
+prediction would make every metric computed from them silently wrong. For
+the same reason an outcome that names more than one logged prediction (a
+request id a client used twice, or one card predicted twice at the same event
+time) is refused before anything is stored; one whose prediction is repeated
+later, after it was stored, is left out of the join and counted
+(``attrs["ambiguous"]``), so monitoring goes on and says so.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from nbops.core.names import validate_experiment_name
-from nbops.errors import CorruptDataError, InvalidInputError
+from nbops.errors import InvalidInputError
 from nbops.predictions.log import publish_table, read_predictions, verified_batches
 
 if TYPE_CHECKING:
@@ -102,6 +107,15 @@ def log_outcomes(
     for who, value in zip(identity, truth, strict=True):
         if given.setdefault(who, value) != value:
             raise InvalidInputError(f"outcomes gives two different outcomes for {who}; nothing was stored")
+    named = _predictions_named(read_predictions(root, model), given, by_request_id="request_id" in outcomes.columns)
+    ambiguous = [who for who, count in named.items() if count > 1]
+    if ambiguous:
+        other = "keys + event_time" if "request_id" in outcomes.columns else "request_id"
+        raise InvalidInputError(
+            f"{len(ambiguous)} outcomes each name more than one logged prediction, e.g. {ambiguous[:5]} (a "
+            "request id used twice, or the same keys predicted twice at one event time): which prediction each "
+            f"belongs to cannot be told. Name those predictions by {other}; nothing was stored"
+        )
     known = _known(root, model)
     conflicts = [who for who, value in given.items() if who in known and known[who] != value]
     if conflicts:
@@ -130,8 +144,23 @@ def log_outcomes(
         folder = outcome_folder(root, model)
         folder.mkdir(parents=True, exist_ok=True)
         publish_table(folder, table)
-    matched = len(join(read_predictions(root, model), read_outcomes(root, model)))
-    return {"outcomes": len(keep), "already_recorded": n - len(keep), "matched": matched}
+    return {
+        "outcomes": len(keep),
+        "already_recorded": n - len(keep),
+        "matched": sum(1 for count in named.values() if count == 1),
+    }
+
+
+def _predictions_named(predictions: pa.Table, identities: dict[str, str], by_request_id: bool) -> dict[str, int]:
+    """How many logged predictions each outcome identity (a request id, or ``keys@time``) names."""
+    from collections import Counter
+
+    if by_request_id:
+        counts = Counter(predictions.column("request_id").to_pylist())
+    else:
+        stamps = [t.isoformat() for t in predictions.column("at").to_pylist()]
+        counts = Counter(f"{k}@{t}" for k, t in zip(predictions.column("keys").to_pylist(), stamps, strict=True))
+    return {who: counts.get(who, 0) for who in identities}
 
 
 def read_outcomes(root: Path, model: str) -> pa.Table:
@@ -157,29 +186,33 @@ def _known(root: Path, model: str) -> dict[str, str]:
 def join(predictions: pa.Table, outcomes: pa.Table) -> pd.DataFrame:
     """Logged predictions that have an outcome: request_id, at, model_version, prediction, score, outcome (JSON).
 
-    By request id, or else by the same keys and event time. A prediction
-    logged twice under one request id (the same request retried) is refused:
-    which of them the outcome belongs to cannot be told.
+    By request id, or else by the same keys and event time. An outcome that
+    names more than one prediction (a request id logged twice, the same keys
+    twice at one time) is left out, since which of them it belongs to cannot
+    be told; ``attrs["ambiguous"]`` counts those outcomes.
     """
     import pandas as pd
 
     preds = predictions.select(["request_id", "at", "model_version", "keys", "prediction", "score"]).to_pandas()
     truth = outcomes.select(["request_id", "keys", "at", "outcome"]).to_pandas()
+    columns = ["request_id", "at", "model_version", "prediction", "score", "outcome"]
     if truth.empty or preds.empty:
-        return pd.DataFrame(columns=["request_id", "at", "model_version", "prediction", "score", "outcome"])
-    repeated = preds["request_id"].duplicated(keep=False)
+        empty = pd.DataFrame(columns=columns)
+        empty.attrs["ambiguous"] = 0
+        return empty
     by_id = truth[truth["request_id"].notna()][["request_id", "outcome"]]
-    if repeated.any() and by_id["request_id"].isin(preds.loc[repeated, "request_id"]).any():
-        raise CorruptDataError(
-            "a request id with an outcome was logged for more than one prediction; "
-            f"e.g. {preds.loc[repeated, 'request_id'].iloc[0]!r}"
-        )
-    matched = preds.merge(by_id, on="request_id", how="inner")
+    repeated = preds["request_id"][preds["request_id"].duplicated()]
+    ambiguous = int(by_id["request_id"].isin(repeated).sum())
+    matched = preds[~preds["request_id"].isin(repeated)].merge(by_id, on="request_id", how="inner")
     by_keys = truth[truth["request_id"].isna()][["keys", "at", "outcome"]]
     if not by_keys.empty:
-        also = preds.merge(by_keys, on=["keys", "at"], how="inner")
+        twice = preds.duplicated(["keys", "at"], keep=False)
+        ambiguous += len(by_keys.merge(preds.loc[twice, ["keys", "at"]].drop_duplicates(), on=["keys", "at"]))
+        also = preds[~twice].merge(by_keys, on=["keys", "at"], how="inner")
         matched = pd.concat([matched, also[~also["request_id"].isin(matched["request_id"])]], ignore_index=True)
-    return matched[["request_id", "at", "model_version", "prediction", "score", "outcome"]]
+    matched = matched[columns]
+    matched.attrs["ambiguous"] = ambiguous
+    return matched
 
 
 def plain_value(value: Any) -> Any:

@@ -48,6 +48,9 @@ class ModelSpec:
     keys: list[str]  # entity key columns a request carries
     task: str  # "classifier" or "regressor"
     defaults: dict[str, Any] = field(default_factory=dict)  # input -> value for a key with no online row
+    #: Entity key columns logged with each row of a frame that has them (a batch pipeline's frame), so its
+    #: outcomes can be joined by keys + event time: the keys of the feature groups in the model's lineage.
+    logged_keys: list[str] = field(default_factory=list)
 
     @property
     def request_inputs(self) -> list[str]:
@@ -209,7 +212,8 @@ class Predictor:
             )
         if len(frame) == 0:
             raise InvalidInputError("nothing to predict: the frame has no rows")
-        keys = {k: frame[k].tolist() for k in self.spec.keys if k in frame.columns}
+        named = self.spec.keys + [k for k in self.spec.logged_keys if k not in self.spec.keys]
+        keys = {k: frame[k].tolist() for k in named if k in frame.columns}
         x = frame[self.spec.inputs].reset_index(drop=True)
         inputs = {name: x[name] for name in self.spec.inputs}
         return self._predict(x, inputs, keys, request_ids, event_time, len(frame))

@@ -244,10 +244,14 @@ class MonitorPanel(Panel):
 
         version = attrs.get("reference_version")
         shown = f"{model} v{version}" if version is not None else f"{model} (every version)"
-        latest = str(windows[-1]["status"]) if windows else None
+        from nbops.predictions.monitor import deciding_window  # the report is here: pandas is loaded
+
+        row, note = deciding_window(report)
+        latest = str(windows[row]["status"]) if row is not None else None
         self.status.value = (
             f'<span data-nbops="monitor-header"><b>{escape(shown)}</b> · windows of {escape(self.window)} · '
             + (f"latest: {badge(latest)}" if latest is not None else "no predictions yet")
+            + (f' <span data-nbops="monitor-note">({escape(note)})</span>' if note else "")
             + "</span>"
         )
         self.summary.value = self._summary(windows, attrs)
@@ -316,6 +320,13 @@ class MonitorPanel(Panel):
                 f"{attrs.get('dropped', 0)} dropped (queue full), {attrs.get('failed', 0)} lost to write errors",
             ),
         ]
+        if attrs.get("ambiguous_outcomes"):
+            rows.append(
+                (
+                    "outcomes left out",
+                    f"{attrs['ambiguous_outcomes']} name more than one logged prediction (a request id used twice)",
+                )
+            )
         if self.since is not None:
             rows.append(("since", self.since))
         limits = attrs.get("thresholds") or {}
