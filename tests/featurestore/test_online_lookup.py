@@ -220,3 +220,32 @@ def test_date_time_and_duration_features_are_served_as_stored(store: nbops.Store
             obj=feature,
         )
         assert pd.isna(got[feature].iloc[2])  # key 3 is unknown
+
+
+def test_nanosecond_event_times_serve_the_latest_row_to_the_nanosecond(store: nbops.Store) -> None:
+    # Rows one nanosecond apart, in either order, and before 1970 (where truncating would round up).
+    frame = pd.DataFrame(
+        {
+            "k": [1, 1, 2, 2, 3],
+            "ts": pd.to_datetime(
+                [
+                    "2026-03-01 00:00:00.000000001",
+                    "2026-03-01 00:00:00.000000000",
+                    "1960-01-01 00:00:00.000000998",
+                    "1960-01-01 00:00:00.000000999",
+                    "2026-03-01 00:00:00.000001999",
+                ]
+            ),
+            "x": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    store.register_features(frame, "nanos", keys="k", event_time="ts", online=True)
+    assert store.online_features(["nanos.x"], keys={"k": [1, 2, 3]})["x"].tolist() == [1.0, 4.0, 5.0]
+    assert store.features("nanos")["ts"].tolist() == frame["ts"].tolist()  # offline keeps the nanoseconds
+    # A later commit wins with a row a nanosecond later, and loses with one a microsecond earlier.
+    later = frame.iloc[[0]].assign(ts=pd.Timestamp("2026-03-01 00:00:00.000000002"), x=9.0)
+    store.register_features(later, "nanos", keys="k", event_time="ts", online=True)
+    assert store.online_features(["nanos.x"], keys={"k": [1]})["x"].tolist() == [9.0]
+    older = frame.iloc[[4]].assign(ts=pd.Timestamp("2026-03-01 00:00:00.000000999"), x=7.0)
+    store.register_features(older, "nanos", keys="k", event_time="ts", online=True)
+    assert store.online_features(["nanos.x"], keys={"k": [3]})["x"].tolist() == [5.0]  # an older microsecond

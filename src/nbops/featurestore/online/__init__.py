@@ -396,9 +396,18 @@ def upsert(
     """
     if table.num_rows == 0:
         return []
-    times = table.column(event_time).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    column = table.column(event_time)
+    nanoseconds = pa.types.is_timestamp(column.type) and column.type.unit == "ns"
+    if nanoseconds:
+        # The online row keeps microseconds (what SQLite and Redis rows hold); the latest row is still
+        # found at full precision, and its time is floored, so it never moves after a later one.
+        exact = column.cast(pa.int64())
+        column = pc.floor_temporal(column, unit="microsecond")
+    times = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    if not nanoseconds:
+        exact = times
     order = pc.sort_indices(
-        pa.table({"t": times, "i": pa.array(np.arange(table.num_rows, dtype=np.int64))}),
+        pa.table({"t": exact, "i": pa.array(np.arange(table.num_rows, dtype=np.int64))}),
         sort_keys=[("t", "descending"), ("i", "descending")],
     )
     ordered = table.take(order)
