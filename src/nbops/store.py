@@ -531,7 +531,17 @@ class Store:
                 if features is None
                 else f"none of the features given are inputs of {name} v{found}"
             )
-        spec = ModelSpec(name, str(found), inputs, refs, outputs, keys, task, dict(defaults or {}))
+        spec = ModelSpec(
+            name,
+            str(found),
+            inputs,
+            refs,
+            outputs,
+            keys,
+            task,
+            dict(defaults or {}),
+            numeric=_numeric_inputs(name, found),
+        )
         unknown_defaults = set(spec.defaults) - set(outputs.values())
         if unknown_defaults:
             raise InvalidInputError(f"defaults {sorted(unknown_defaults)} are not looked-up inputs of {name} v{found}")
@@ -552,7 +562,9 @@ class Store:
             _, lineage_keys, _ = serving.features_for_inputs(self, self._ancestor_commits(f"{name}@{found}"), inputs)
         except NbopsError:
             lineage_keys = []  # an ambiguous lineage: no keys logged, and outcomes join by request id
-        spec = ModelSpec(name, str(found), inputs, [], {}, [], task, logged_keys=lineage_keys)
+        spec = ModelSpec(
+            name, str(found), inputs, [], {}, [], task, logged_keys=lineage_keys, numeric=_numeric_inputs(name, found)
+        )
         return _Predictor(spec, loaded, None, self._prediction_log(name, found, log, log_options))
 
     def _served_model(self, model: str) -> tuple[str, Any, int, list[str], str]:
@@ -784,6 +796,24 @@ def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
 
 def _model_name(text: str) -> str:
     return parse_model_ref(text)[0]
+
+
+def _numeric_inputs(name: str, version: int) -> list[str]:
+    """The inputs a model's MLflow signature types as numbers (none without a signature)."""
+    import mlflow
+
+    try:
+        signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
+    except mlflow.exceptions.MlflowException:
+        return []
+    if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
+        return []
+    numeric = {"double", "float", "long", "integer"}
+    return [
+        str(spec.name)
+        for spec in signature.inputs.inputs
+        if getattr(getattr(spec, "type", None), "name", None) in numeric
+    ]
 
 
 def _model_inputs(model: Any, name: str, version: int) -> list[str]:

@@ -135,6 +135,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_never_a_500(fraud: Fraud) -> 
             ({"keys": {"cc_num": ["1x"]}, "values": {"amount": [1.0]}}, "whose key 'cc_num' is int64"),
             ({"keys": {"cc_num": [1.5]}, "values": {"amount": [1.0]}}, "cc_num"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": ["big"]}}, "cannot predict these inputs"),
+            ({"keys": {"cc_num": [1]}, "values": {"amount": [True]}}, "hold true/false; fraud v1 takes numbers"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "model": "other"}, "model"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "event_time": "soon"}, "not a time"),
             ([1, 2, 3], "body"),
@@ -145,6 +146,15 @@ def test_bad_requests_get_a_4xx_naming_the_problem_never_a_500(fraud: Fraud) -> 
             assert named in answer.text, (body, answer.text)
         broken = http.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
         assert broken.status_code == 422
+        # A whole float is the same key as the int (the key error's own advice); curl -d without its header is a 415.
+        whole = post({"keys": {"cc_num": [1.0]}, "values": {"amount": [1.0]}})
+        assert whole.status_code == 200, whole.text
+        assert (
+            whole.json()["predictions"]
+            == post({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}}).json()["predictions"]
+        )
+        form = http.post("/predict", content=b'{"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}}')
+        assert form.status_code == 415 and "Content-Type: application/json" in form.text
         big = {"keys": {"cc_num": list(range(2000))}, "values": {"amount": [1.0] * 2000}}
         assert post(big).status_code == 413
         chunked = http.post(
@@ -184,6 +194,24 @@ def test_a_missing_alias_or_a_model_without_feature_lineage_fails_at_start_up(fr
     assert ghost.returncode == 2 and "no registered model 'ghost'" in ghost.stderr
     both = start_fails(root, "fraud", "--features-in-request", "--default", "n_tx=0")
     assert both.returncode == 2 and "--features-in-request looks nothing up" in both.stderr
+
+
+def test_a_busy_port_or_a_missing_store_fails_before_serving_and_says_so(fraud: Fraud, tmp_path: Path) -> None:
+    def serve(store: Path, port: int) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "nbops.cli", "--store", str(store), "serve", "fraud", "--port", str(port)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=START_SECONDS, env=_env(None))
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = serve(fraud.store.root, taken.getsockname()[1])
+    assert busy.returncode == 2, busy.stderr
+    assert "cannot listen on 127.0.0.1" in busy.stderr and "pick another --port" in busy.stderr
+    assert "serving" not in busy.stderr
+    nowhere = tmp_path / "no-store-here"
+    missing = serve(nowhere, free_port())
+    assert missing.returncode == 2 and f"no nbops store at {nowhere}" in missing.stderr
+    assert not nowhere.exists()  # nothing made where no store was
 
 
 def test_features_in_the_request_serve_a_model_without_lookups(fraud: Fraud) -> None:

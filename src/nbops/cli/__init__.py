@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbops._version import __version__
@@ -178,6 +179,14 @@ def _run(args: argparse.Namespace) -> int:
         return _export(args)
     if args.command == "migrate":
         return _migrate(args)
+    if args.command in ("serve", "monitor"):
+        from nbops.core.paths import find_store_root
+
+        root = Path(args.store).expanduser() if args.store else find_store_root()
+        if not root.is_dir():  # nothing to serve or monitor: say where it looked, and make no store there
+            raise NbopsError(
+                f"no nbops store at {root}: run this where the notebook's .nbops/ is, or give --store (or NBOPS_HOME)"
+            )
     store = open_store(args.store)
     if args.command == "ui":
         return _ui(store, args.port)

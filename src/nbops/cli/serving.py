@@ -68,7 +68,7 @@ def add_parsers(verbs: Any) -> None:
 
 def serve(store: Any, args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; the prediction log is written before exiting."""
-    from nbops.server.app import is_loopback, run
+    from nbops.server.app import bind, is_loopback, run
 
     token = None
     if args.token_file is not None:
@@ -93,7 +93,14 @@ def serve(store: Any, args: argparse.Namespace) -> int:
         features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
         predictor = store.predictor(args.model, features=features, defaults=defaults, log=not args.no_log, **options)
     spec = predictor.spec
-    where = f"http://{args.host}:{args.port}"
+    try:
+        sock = bind(args.host, args.port)  # before saying "serving": a busy port is an error, not a log line
+    except NbopsError:
+        predictor.close()
+        raise
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    where = f"http://{host}:{port}"
     print(f"nbops: serving {spec.name} v{spec.version} on {where} (API page: {where}/docs)", file=sys.stderr)
     print(
         f"nbops: features {', '.join(spec.feature_refs) or 'none (all in the request)'}; keys {spec.keys}; "
@@ -103,7 +110,7 @@ def serve(store: Any, args: argparse.Namespace) -> int:
     if token is not None:
         print("nbops: every request but /health needs the bearer token from --token-file", file=sys.stderr)
     sys.stderr.flush()
-    run(predictor, args.host, args.port, token, args.max_body)
+    run(predictor, args.host, port, token, args.max_body, sock)
     if predictor.log is None:
         return 0
     text, complete = stop_line(predictor.log.stats)

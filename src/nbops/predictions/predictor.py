@@ -51,6 +51,8 @@ class ModelSpec:
     #: Entity key columns logged with each row of a frame that has them (a batch pipeline's frame), so its
     #: outcomes can be joined by keys + event time: the keys of the feature groups in the model's lineage.
     logged_keys: list[str] = field(default_factory=list)
+    #: Inputs the model's signature types as numbers: a request's true/false there is refused, not read as 1/0.
+    numeric: list[str] = field(default_factory=list)
 
     @property
     def request_inputs(self) -> list[str]:
@@ -172,6 +174,9 @@ class Predictor:
                 f"values {extra} are not request inputs of {spec.name} v{spec.version} "
                 f"(it takes {spec.request_inputs or 'none'}; its features are looked up)"
             )
+        flags = [c for c in spec.numeric if c in values and any(isinstance(v, bool) for v in values[c])]
+        if flags:
+            raise InvalidInputError(f"values {flags} hold true/false; {spec.name} v{spec.version} takes numbers there")
         lengths = {f"keys[{k!r}]": len(v) for k, v in keys.items()} | {
             f"values[{k!r}]": len(v) for k, v in values.items()
         }

@@ -23,10 +23,12 @@ prediction log's queue before the process exits.
 
 from __future__ import annotations
 
+import errno
 import gc
 import hmac
 import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -53,7 +55,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    keys: dict[str, list[StrictInt | StrictStr]] | None = Field(
+    keys: dict[str, list[StrictInt | StrictFloat | StrictStr]] | None = Field(
         default=None, description="Entity key columns, one list of values per column", examples=[{"cc_num": [1, 2]}]
     )
     values: dict[str, list[Scalar]] | None = Field(
@@ -91,7 +93,7 @@ def is_loopback(host: str) -> bool:
 
 
 class Guard:
-    """ASGI middleware: the bearer token (when set) and the body size limit, before FastAPI reads a byte.
+    """ASGI middleware: the bearer token (when set), the body size limit and JSON, before FastAPI reads a byte.
 
     A plain ASGI wrapper rather than ``@app.middleware("http")``, which runs
     each request through an extra task and stream and costs a tenth of a
@@ -103,14 +105,17 @@ class Guard:
         self.expected = f"Bearer {token}".encode() if token is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Answer 401 or 413 itself, or pass the request on (a chunked body read once and replayed)."""
+        """Answer 401, 413 or 415 itself, or pass the request on (a chunked body read once and replayed)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         guarded = self.expected is not None and scope["path"] != "/health"
         if guarded and not hmac.compare_digest(headers.get(b"authorization", b""), self.expected or b""):
-            await _answer(send, 401, "a bearer token is needed (Authorization: Bearer ...)")
+            await _answer(send, 401, "a missing or wrong bearer token (Authorization: Bearer ...)")
+            return
+        if scope["method"] == "POST" and not headers.get(b"content-type", b"").lower().startswith(b"application/json"):
+            await _answer(send, 415, "send the body as JSON, with the header Content-Type: application/json")
             return
         length = headers.get(b"content-length")
         too_big = f"the body is over the limit of {self.max_body} bytes"
@@ -248,8 +253,34 @@ def render_metrics(predictor: Predictor, metrics: Metrics) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(predictor: Predictor, host: str, port: int, token: str | None, max_body: int = MAX_BODY) -> None:
-    """Serve until SIGTERM or SIGINT; the prediction log is written before this returns."""
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (0: any free port), or an error that says why it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise NbopsError(f"--host {host!r} is not an address this machine can listen on ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        busy = " (another process listens there: pick another --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise NbopsError(f"cannot listen on {host}:{port}: {exc.strerror}{busy}") from None
+    return sock
+
+
+def run(
+    predictor: Predictor,
+    host: str,
+    port: int,
+    token: str | None,
+    max_body: int = MAX_BODY,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT (on ``sock`` when given, see :func:`bind`); the log is written before this returns."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -267,6 +298,6 @@ def run(predictor: Predictor, host: str, port: int, token: str | None, max_body:
     gc.freeze()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
     try:
-        Server(config).run()
+        Server(config).run(sockets=[sock] if sock is not None else None)
     finally:
         predictor.close()
