@@ -250,6 +250,24 @@ def test_thresholds_decide_each_windows_status_and_alert_windows_are_marked(stor
     assert panel.windows.rows[panel.windows.row_ids.index(alert)][reasons] == "accuracy 0.4 <= 0.6"
 
 
+def test_the_header_judges_by_the_newest_window_with_drift_figures_and_counts_outcomes_left_out(
+    store: Store,
+) -> None:
+    thresholds = {"psi": (50.0, 100.0), "accuracy": (0.9, 0.6), "auc": (0.01, 0.0)}
+    panel = MonitorPanel(store, "fraud", thresholds=thresholds)
+    report = panel.report.copy()
+    assert list(report["status"]) == ["ok", "warn", "alert", "ok"]
+    # The newest window as a day's first few requests: it has no drift figures, so the alert before it stands.
+    report.loc[report.index[-1], "predictions"] = 10
+    report.attrs = {**panel.report.attrs, "ambiguous_outcomes": 2}
+    panel.show(report)
+    assert _badge(panel.status.value) == "alert"
+    assert "has 10 predictions, fewer than 50" in panel.status.value
+    assert (
+        "outcomes left out" in panel.summary.value and "2 name more than one logged prediction" in panel.summary.value
+    )
+
+
 def test_a_model_without_saved_training_data_says_so_and_charts_its_error(store: Store) -> None:
     panel = MonitorPanel(store, "plain", window="1D")
     assert panel.last_error is None
