@@ -591,14 +591,14 @@ def pieces(store: Any, online: dict[int, tuple[int, float]], scratch: Path, call
     def lookup_after_log(k: int, a: float) -> int:
         log.log(record)
         t0 = time.perf_counter_ns()
-        quiet.lookup({"cc_num": [k]}, set())
+        quiet.lookup({"cc_num": [k]}, {})
         return time.perf_counter_ns() - t0
 
     steps: dict[str, Callable[[int, float], Any]] = {
         "json.loads + PredictRequest validation": lambda k, a: PredictRequest.model_validate(
             json.loads(nbops_body(k, a))
         ),
-        "online lookup (1 key, 2 features)": lambda k, a: quiet.lookup({"cc_num": [k]}, set()),
+        "online lookup (1 key, 2 features)": lambda k, a: quiet.lookup({"cc_num": [k]}, {}),
         "input frame (pd.DataFrame of 3 columns)": lambda k, a: pd.DataFrame(
             {"n_tx": [online[k][0]], "amount_mean": [online[k][1]], "amount": [a]}
         ),

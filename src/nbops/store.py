@@ -546,8 +546,8 @@ class Store:
         if unknown_defaults:
             raise InvalidInputError(f"defaults {sorted(unknown_defaults)} are not looked-up inputs of {name} v{found}")
 
-        def lookup(key_lists: Mapping[str, list[Any]], missing: set[int]) -> dict[str, Any]:
-            return serving.online_columns(self, refs, key_lists, missing)
+        def lookup(key_lists: Mapping[str, list[Any]], missing: dict[str, set[int]]) -> dict[str, Any]:
+            return serving.online_columns(self, refs, key_lists, missing_by_column=missing)
 
         return _Predictor(spec, loaded, lookup, self._prediction_log(name, found, log, log_options))
 

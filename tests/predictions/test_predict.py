@@ -164,6 +164,23 @@ def test_unknown_keys_are_named_and_defaults_fill_them_when_configured(fraud: Fr
         fraud.store.predictor("fraud@champion", defaults={"amount": 1.0}, log=False)
 
 
+def test_a_key_missing_from_one_group_gets_defaults_for_that_groups_inputs_only(fraud: Fraud) -> None:
+    # amount_mean from a second group that knows cards 1 to 10 only; n_tx from card, which knows card 20.
+    partial = pd.DataFrame({"cc_num": range(1, 11), "ts": pd.Timestamp("2026-03-01", tz="UTC"), "amount_mean": 60.0})
+    fraud.store.register_features(partial, "partial_means", keys="cc_num", event_time="ts", online=True)
+    predictor = fraud.store.predictor(
+        "fraud@champion",
+        features=["card:1.n_tx", "partial_means:1.amount_mean"],
+        defaults={"n_tx": 0, "amount_mean": -1.0},
+        log=False,
+    )
+    online = fraud.store.online_features(["card:1.n_tx"], keys={"cc_num": [20, 3]})
+    got = predictor.predict({"cc_num": [20, 3]}, {"amount": [5.0, 5.0]})
+    x = pd.DataFrame({"n_tx": online["n_tx"].tolist(), "amount_mean": [-1.0, 60.0], "amount": [5.0, 5.0]})
+    assert online["n_tx"].tolist()[0] > 0  # card 20's real n_tx, not the default 0
+    assert got.scores == pytest.approx(fraud.model.predict_proba(x)[:, 1].tolist(), abs=1e-12)  # type: ignore[attr-defined]
+
+
 def test_named_features_replace_the_lineage_and_must_fill_inputs(fraud: Fraud) -> None:
     named = fraud.store.predictor("fraud@champion", features=["card:1.n_tx", "card.amount_mean"], log=False)
     assert named.spec.feature_refs == ["card:1.n_tx", "card:1.amount_mean"]

@@ -136,6 +136,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_never_a_500(fraud: Fraud) -> 
             ({"keys": {"cc_num": [1.5]}, "values": {"amount": [1.0]}}, "cc_num"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": ["big"]}}, "cannot predict these inputs"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [True]}}, "hold true/false; fraud v1 takes numbers"),
+            ({"keys": {"cc_num": [1]}, "values": {"amount": [10**400]}}, "cannot predict these inputs"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "model": "other"}, "model"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "event_time": "soon"}, "not a time"),
             ([1, 2, 3], "body"),

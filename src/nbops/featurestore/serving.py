@@ -166,10 +166,17 @@ def online_features(
 
 
 def online_columns(
-    store: Store, refs: Sequence[str], keys: Mapping[str, Sequence[Any]], missing: set[int] | None = None
+    store: Store,
+    refs: Sequence[str],
+    keys: Mapping[str, Sequence[Any]],
+    missing: set[int] | None = None,
+    missing_by_column: dict[str, set[int]] | None = None,
 ) -> dict[str, Any]:
     """:func:`online_features` before the frame is built: each key column as the list given, each feature as
-    a NumPy array (float64, complete int64) or a pandas Series (any other type). A server's path."""
+    a NumPy array (float64, complete int64) or a pandas Series (any other type). A server's path.
+
+    ``missing_by_column`` gets, per feature column, the positions of keys its group has no row for
+    (a key can be in one group and not another)."""
     if isinstance(refs, str):
         refs = [refs]
     if not isinstance(keys, Mapping) or not keys:
@@ -185,8 +192,13 @@ def online_columns(
     for group_plan in plan(reader, list(refs), frozenset(key_lists)):
         entity_keys = _entity_keys(group_plan, key_lists)
         found = reader.fetch(group_plan, entity_keys)
-        if missing is not None and len(found) < len(set(entity_keys)):
-            missing.update(i for i, e in enumerate(entity_keys) if e not in found)
+        if len(found) < len(set(entity_keys)) and (missing is not None or missing_by_column is not None):
+            absent_at = {i for i, e in enumerate(entity_keys) if e not in found}
+            if missing is not None:
+                missing.update(absent_at)
+            if missing_by_column is not None:
+                for output in group_plan.outputs.values():
+                    missing_by_column.setdefault(output, set()).update(absent_at)
         # One parse of all rows; a key with no row reads as a row of nulls.
         absent = "[" + ",".join(["null"] * len(group_plan.positions)) + "]"
         width = len(group_plan.positions)

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: ``lookup(keys, missing)``: the online features of ``keys``, a column (array, Series or list) per key and
-#: per feature output; the positions of keys with no row are added to ``missing``.
-Lookup = Callable[[Mapping[str, list[Any]], set[int]], Mapping[str, Any]]
+#: per feature output; ``missing[output]`` gets the positions of keys that output's group has no row for.
+Lookup = Callable[[Mapping[str, list[Any]], dict[str, set[int]]], Mapping[str, Any]]
 
 #: Requests larger than this many rows are refused (the server also bounds the body's bytes).
 MAX_ROWS = 10_000
@@ -191,12 +191,12 @@ class Predictor:
         columns: dict[str, Any] = {}
         if spec.feature_refs:
             assert self.lookup is not None
-            missing: set[int] = set()
+            missing: dict[str, set[int]] = {}
             found = self.lookup(keys, missing)
             for output, name in spec.outputs.items():
                 columns[name] = found[output]
-            if missing:
-                self._fill_defaults(columns, keys, sorted(missing))
+            if any(missing.values()):
+                self._fill_defaults(columns, keys, missing)
         columns.update(keys)
         columns.update(values)
         inputs = {name: columns[name] for name in spec.inputs}
@@ -224,21 +224,26 @@ class Predictor:
         return self._predict(x, inputs, keys, request_ids, event_time, len(frame))
 
     # -- the model and the log ---------------------------------------------------------------------
-    def _fill_defaults(self, columns: dict[str, Any], keys: Mapping[str, list[Any]], missing: list[int]) -> None:
+    def _fill_defaults(
+        self, columns: dict[str, Any], keys: Mapping[str, list[Any]], missing: Mapping[str, set[int]]
+    ) -> None:
+        """Give each looked-up input its default where *its own* group has no row for the key (a key may be in
+        one group and not another: the other group's real values stay); no default for one: UnknownKeysError."""
         spec = self.spec
-        looked_up = list(spec.outputs.values())
-        if not spec.defaults or any(name not in spec.defaults for name in looked_up):
-            shown = [{k: keys[k][i] for k in spec.keys} for i in missing[:20]]
-            more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        absent = {spec.outputs[output]: sorted(at) for output, at in missing.items() if at}
+        undefaulted = sorted({i for name, at in absent.items() if name not in spec.defaults for i in at})
+        if undefaulted:
+            shown = [{k: keys[k][i] for k in spec.keys} for i in undefaulted[:20]]
+            more = f" and {len(undefaulted) - 20} more" if len(undefaulted) > 20 else ""
             raise UnknownKeysError(
                 f"no online features for {shown}{more} in {', '.join(_groups(spec.feature_refs))}",
-                [{k: keys[k][i] for k in spec.keys} for i in missing],
+                [{k: keys[k][i] for k in spec.keys} for i in undefaulted],
             )
         import pandas as pd
 
-        for name in looked_up:
+        for name, at in absent.items():
             column = pd.Series(columns[name]).copy()
-            column.iloc[missing] = spec.defaults[name]
+            column.iloc[at] = spec.defaults[name]
             columns[name] = column
 
     def _model_input(self, inputs: dict[str, Any], rows: int) -> Any:
@@ -268,7 +273,7 @@ class Predictor:
         try:
             predicted = _plain(self.model.predict(x))
             scores = self.model.predict_proba(x)[:, 1].tolist() if self._scores else None
-        except (ValueError, TypeError) as exc:  # missing or ill-typed inputs: the request's fault, said as such
+        except (ValueError, TypeError, ArithmeticError) as exc:  # ill-typed or out-of-range inputs: the request's fault
             raise InvalidInputError(
                 f"{self.spec.name} v{self.spec.version} cannot predict these inputs: {exc}"
             ) from None
