@@ -192,6 +192,21 @@ def test_an_outcome_naming_two_predictions_is_refused_or_left_out_and_monitoring
     )
 
 
+def test_an_outcome_by_keys_reaches_only_its_row_and_a_whole_float_key_is_the_int_key(tmp_path: Path) -> None:
+    model, train, rows = classified_days()
+    day = rows[:100]
+    # Row 5 reuses row 4's request id (another card, another time); row 6 was sent with the key 6.0.
+    day[5] = replace(day[5], request_id=day[4].request_id)
+    day[6] = replace(day[6], keys={"id": 6.0})
+    write_log(tmp_path, "clf", day)
+    truth = pd.DataFrame({"id": [4, 6], "when": [day[4].at, day[6].at], "label": [not day[4].prediction, True]})
+    assert log_outcomes(tmp_path, "clf", truth, "label", event_time="when")["matched"] == 2
+    report = monitor(tmp_path, "clf", reference=Reference.from_training(model, "1", ["x"], train), drift=drift)
+    assert report["outcomes"].sum() == 2  # not 3: row 5 shares row 4's request id, not its outcome
+    assert report.iloc[0]["accuracy"] == pytest.approx(np.mean([False, day[6].prediction is True]))
+    assert report.attrs["ambiguous_outcomes"] == 0
+
+
 def test_a_damaged_outcome_batch_is_refused_naming_it(tmp_path: Path) -> None:
     _, _, rows = classified_days()
     write_log(tmp_path, "clf", rows[:5])

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from nbops.errors import InvalidInputError
 from nbops.predictions.log import read_predictions, saved_stats
@@ -90,9 +91,13 @@ class Reference:
 def predictions_frame(root: Path, model: str, version: int | None = None) -> pd.DataFrame:
     """The prediction log as a frame: request_id, at, model_version, one column per key and per feature,
     prediction and score."""
+    return decoded_frame(read_predictions(root, model, version))
+
+
+def decoded_frame(table: pa.Table) -> pd.DataFrame:
+    """:func:`predictions_frame` of a table read already: its row ``i`` is the table's row ``i``."""
     import pandas as pd
 
-    table = read_predictions(root, model, version)
     frame = table.select(["request_id", "at", "model_version"]).to_pandas()
     keys = pd.DataFrame([json.loads(t) for t in table["keys"].to_pylist()], index=frame.index)
     features = pd.DataFrame([json.loads(t) for t in table["features"].to_pylist()], index=frame.index)
@@ -122,9 +127,19 @@ def monitor(
     except (ValueError, TypeError):
         raise InvalidInputError(f"window={window!r} is not a time span; write '1D', '6h' or '30min'") from None
     table = read_predictions(root, model, version)
-    frame = predictions_frame(root, model, version) if table.num_rows else None
-    if reference is not None and version is None and frame is not None:
-        frame = frame[frame["model_version"] == reference.version]  # the version the reference describes
+    if reference is not None and version is None:  # the version the reference describes
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.equal(table["model_version"], reference.version))
+    frame = decoded_frame(table) if table.num_rows else None
+    ambiguous = 0
+    if frame is not None:
+        # Outcomes go to the rows they name, by position in the one table read: a request id a client used
+        # twice must not carry one prediction's outcome to the other.
+        matched = join(table, read_outcomes(root, model))
+        ambiguous = int(matched.attrs.get("ambiguous", 0))
+        outcome = pd.Series(matched["outcome"].to_numpy(dtype=object), index=matched["row"].to_numpy(dtype="int64"))
+        frame["outcome"] = outcome.reindex(frame.index)
     if since is not None:
         try:
             start = pd.Timestamp(since)
@@ -142,11 +157,8 @@ def monitor(
     columns += ["prediction_psi", "feature_ks_max", "prediction_ks", *(_metric_names(reference)), "status", "reasons"]
     if frame is None or frame.empty:
         report = pd.DataFrame(columns=columns)
-        report.attrs.update(_attrs(root, model, reference, limits), ambiguous_outcomes=0, min_rows=min_rows)
+        report.attrs.update(_attrs(root, model, reference, limits), ambiguous_outcomes=ambiguous, min_rows=min_rows)
         return report
-    matched = join(read_predictions(root, model, version), read_outcomes(root, model))
-    ambiguous = int(matched.attrs.get("ambiguous", 0))
-    frame = frame.merge(matched[["request_id", "outcome"]], on="request_id", how="left")
     frame["window_start"] = frame["at"].dt.floor(step) if _fixed(step) else frame["at"].dt.to_period(step).dt.start_time
     rows = []
     inputs = reference.inputs if reference is not None else []

@@ -52,8 +52,23 @@ def outcome_folder(root: Path, model: str) -> Path:
 
 
 def key_text(values: dict[str, Any]) -> str:
-    """The JSON text of a row's entity keys, as the prediction log writes it."""
-    return json.dumps(values, default=str, sort_keys=True)
+    """The JSON text of a row's entity keys, with whole floats as ints: 1.0 and 1 name the same card.
+
+    The prediction log keeps keys as each caller sent them (a request may send
+    ``1.0`` for an int key); :func:`canonical_keys` makes its texts comparable.
+    """
+    return json.dumps({k: _whole(v) for k, v in values.items()}, default=str, sort_keys=True)
+
+
+def canonical_keys(text: Any) -> Any:
+    """A logged (or stored) key text in the form :func:`key_text` gives (anything else, e.g. None, as it is)."""
+    if not isinstance(text, str) or "." not in text:  # no float in it (the common case): already canonical
+        return text
+    return key_text(json.loads(text))
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def log_outcomes(
@@ -159,7 +174,8 @@ def _predictions_named(predictions: pa.Table, identities: dict[str, str], by_req
         counts = Counter(predictions.column("request_id").to_pylist())
     else:
         stamps = [t.isoformat() for t in predictions.column("at").to_pylist()]
-        counts = Counter(f"{k}@{t}" for k, t in zip(predictions.column("keys").to_pylist(), stamps, strict=True))
+        texts = [canonical_keys(k) for k in predictions.column("keys").to_pylist()]
+        counts = Counter(f"{k}@{t}" for k, t in zip(texts, stamps, strict=True))
     return {who: counts.get(who, 0) for who in identities}
 
 
@@ -179,12 +195,13 @@ def _known(root: Path, model: str) -> dict[str, str]:
         table["outcome"].to_pylist(),
         strict=True,
     ):
-        known[rid if rid is not None else f"{keys}@{at.isoformat()}"] = value
+        known[rid if rid is not None else f"{canonical_keys(keys)}@{at.isoformat()}"] = value
     return known
 
 
 def join(predictions: pa.Table, outcomes: pa.Table) -> pd.DataFrame:
-    """Logged predictions that have an outcome: request_id, at, model_version, prediction, score, outcome (JSON).
+    """Logged predictions that have an outcome: request_id, at, model_version, prediction, score, outcome (JSON),
+    and ``row``, the prediction's position in ``predictions``.
 
     By request id, or else by the same keys and event time. An outcome that
     names more than one prediction (a request id logged twice, the same keys
@@ -194,8 +211,11 @@ def join(predictions: pa.Table, outcomes: pa.Table) -> pd.DataFrame:
     import pandas as pd
 
     preds = predictions.select(["request_id", "at", "model_version", "keys", "prediction", "score"]).to_pandas()
+    preds["row"] = range(len(preds))
+    preds["keys"] = [canonical_keys(k) for k in preds["keys"]]
     truth = outcomes.select(["request_id", "keys", "at", "outcome"]).to_pandas()
-    columns = ["request_id", "at", "model_version", "prediction", "score", "outcome"]
+    truth["keys"] = [canonical_keys(k) for k in truth["keys"]]
+    columns = ["request_id", "at", "model_version", "prediction", "score", "outcome", "row"]
     if truth.empty or preds.empty:
         empty = pd.DataFrame(columns=columns)
         empty.attrs["ambiguous"] = 0
@@ -209,7 +229,7 @@ def join(predictions: pa.Table, outcomes: pa.Table) -> pd.DataFrame:
         twice = preds.duplicated(["keys", "at"], keep=False)
         ambiguous += len(by_keys.merge(preds.loc[twice, ["keys", "at"]].drop_duplicates(), on=["keys", "at"]))
         also = preds[~twice].merge(by_keys, on=["keys", "at"], how="inner")
-        matched = pd.concat([matched, also[~also["request_id"].isin(matched["request_id"])]], ignore_index=True)
+        matched = pd.concat([matched, also[~also["row"].isin(matched["row"])]], ignore_index=True)
     matched = matched[columns]
     matched.attrs["ambiguous"] = ambiguous
     return matched
@@ -225,4 +245,12 @@ def plain_value(value: Any) -> Any:
     return value
 
 
-__all__: Sequence[str] = ["SCHEMA", "join", "key_text", "log_outcomes", "plain_value", "read_outcomes"]
+__all__: Sequence[str] = [
+    "SCHEMA",
+    "canonical_keys",
+    "join",
+    "key_text",
+    "log_outcomes",
+    "plain_value",
+    "read_outcomes",
+]
