@@ -207,6 +207,17 @@ def test_an_outcome_by_keys_reaches_only_its_row_and_a_whole_float_key_is_the_in
     assert report.attrs["ambiguous_outcomes"] == 0
 
 
+def test_an_input_with_no_values_in_a_window_is_an_alert_not_a_gap(tmp_path: Path) -> None:
+    model, train, rows = classified_days()
+    outage = [replace(r, features={"x": None}) for r in rows[500:]]  # day 2: the feature store went dark
+    write_log(tmp_path, "clf", rows[:500] + outage)
+    report = monitor(tmp_path, "clf", reference=Reference.from_training(model, "1", ["x"], train), drift=drift)
+    calm, dark = report.iloc[0], report.iloc[1]
+    assert math.isnan(dark["psi.x"]) and math.isnan(dark["ks.x"])
+    assert dark["status"] == "alert" and "x has no values in 500 predictions" in dark["reasons"]
+    assert "no values" not in calm["reasons"]
+
+
 def test_a_damaged_outcome_batch_is_refused_naming_it(tmp_path: Path) -> None:
     _, _, rows = classified_days()
     write_log(tmp_path, "clf", rows[:5])

@@ -18,6 +18,8 @@ predictions :func:`monitor` reports:
   (:mod:`nbops.predictions.outcomes`);
 - ``status``: ``alert`` if any measure crosses its alert threshold, else
   ``warn`` if any crosses its warning threshold, else ``ok``; ``reasons`` says which.
+  An input with no value at all in a window of ``min_rows`` or more (it has
+  no PSI or KS to cross anything) is an ``alert`` too: a feature outage.
 
 Thresholds (``thresholds={"psi": (warn, alert), "accuracy": (warn, alert), ...}``)
 default to PSI 0.1 / 0.25 (the usual reading of PSI: moderate / major shift).
@@ -250,6 +252,8 @@ def _drift(
     for column in present:  # the log holds JSON values: give them the training data's types back
         with contextlib.suppress(ValueError, TypeError):
             current[column] = current[column].astype(base[column].dtype)
+    # An input with no value at all in the window has no PSI or KS: an outage, said as such (not left out).
+    out["empty_inputs"] = [c for c in present if current[c].isna().all() and base[c].notna().any()]
     report = drift(base, current, columns=present)
     psi = dict(zip(report["feature"], report["psi"], strict=True))
     ks = dict(zip(report["feature"], report["ks_statistic"], strict=True))
@@ -379,6 +383,9 @@ def _training_limits(reference: Reference | None, root: Path, model: str) -> dic
 
 def _status(row: Mapping[str, Any], limits: Mapping[str, tuple[float, float]]) -> tuple[str, str]:
     level, reasons = 0, []
+    for name in row.get("empty_inputs") or []:
+        level = 2
+        reasons.append(f"{name} has no values in {row['predictions']} predictions")
     measures = {
         "psi": [("feature_psi_max", row.get("feature_psi_max")), ("prediction_psi", row.get("prediction_psi"))],
         "ks": [("feature_ks_max", row.get("feature_ks_max")), ("prediction_ks", row.get("prediction_ks"))],
