@@ -147,6 +147,19 @@ def test_kill_9_after_the_full_batches_are_written_loses_only_the_buffer(tmp_pat
     assert table.column("request_id").to_pylist() == [f"r{i:06d}" for i in range(1_200)]
 
 
+def test_the_same_rows_logged_twice_are_two_rows_on_disk_as_counted(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, "m", 1) as log:
+        for _ in range(3):  # a client's retry: the same request id, time and values, flushed on its own
+            log.log(prediction(7))
+            log.flush()
+    assert log.stats["written"] == 3 and log.stats["batches"] == 3
+    table = read_predictions(tmp_path, "m", 1)  # each copy checked against its digest too
+    assert table.num_rows == 3 and set(table.column("request_id").to_pylist()) == {"r000007"}
+    names = sorted(p.name for p in log_folder(tmp_path, "m", 1).glob("*.parquet"))
+    digest = names[-1].removesuffix(".parquet")
+    assert names == [f"{digest}.1.parquet", f"{digest}.2.parquet", f"{digest}.parquet"]
+
+
 def test_a_damaged_batch_is_refused_naming_it(tmp_path: Path) -> None:
     with PredictionLog(tmp_path, "m", 1) as log:
         log.log(prediction(1))

@@ -24,7 +24,6 @@ logged before it returns.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import datetime as dt
 import json
 import os
@@ -346,7 +345,12 @@ def publish_batch(folder: Path, model: str, version: str, batch: list[Prediction
 
 
 def publish_table(folder: Path, table: pa.Table) -> Path:
-    """Write ``table`` as ``<digest>.parquet``: temporary file, fsync, link (never over a file), folder fsync."""
+    """Write ``table`` as ``<digest>.parquet``: temporary file, fsync, link (never over a file), folder fsync.
+
+    A batch equal to one already there (the same rows logged again, e.g. a client's retry flushed on its
+    own) is a second event, kept beside it as ``<digest>.1.parquet``: the log's row count stays the
+    count of rows written.
+    """
     import pyarrow.parquet as pq
 
     final = folder / f"{_digest(table)}{_SUFFIX}"
@@ -355,8 +359,14 @@ def publish_table(folder: Path, table: pa.Table) -> Path:
         pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
-        with contextlib.suppress(FileExistsError):  # the same rows, logged before: the digest names them
-            os.link(tmp, final)
+        digest, copy = final.name.removesuffix(_SUFFIX), 0
+        while True:
+            try:
+                os.link(tmp, final)
+                break
+            except FileExistsError:
+                copy += 1
+                final = folder / f"{digest}.{copy}{_SUFFIX}"
     finally:
         tmp.unlink(missing_ok=True)
     descriptor = os.open(folder, os.O_RDONLY)
@@ -379,7 +389,7 @@ def verified_batches(folder: Path, what: str) -> list[tuple[Path, pa.Table]]:
             table = pq.read_table(path)
         except (pa.ArrowException, OSError) as exc:
             raise CorruptDataError(f"the {what} {path} cannot be read ({exc}); nothing was returned") from None
-        if _digest(table) != path.name.removesuffix(_SUFFIX):
+        if _digest(table) != path.name.removesuffix(_SUFFIX).split(".", 1)[0]:  # <digest>[.<copy>].parquet
             raise CorruptDataError(f"the {what} {path} does not hash to its name; nothing was returned")
         batches.append((path, table))
     return batches
