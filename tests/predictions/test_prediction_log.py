@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -158,6 +160,43 @@ def test_the_same_rows_logged_twice_are_two_rows_on_disk_as_counted(tmp_path: Pa
     names = sorted(p.name for p in log_folder(tmp_path, "m", 1).glob("*.parquet"))
     digest = names[-1].removesuffix(".parquet")
     assert names == [f"{digest}.1.parquet", f"{digest}.2.parquet", f"{digest}.parquet"]
+
+
+FULL_DISK = """
+import json, resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from predictions.test_prediction_log import prediction
+from nbops.predictions.log import PredictionLog, read_predictions, saved_stats
+root = Path({root!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+log = PredictionLog(root, "m", 1, flush_seconds=30.0)
+resource.setrlimit(resource.RLIMIT_FSIZE, (512, hard))
+log.log(prediction(1))
+try:
+    log.flush()
+    raised = None
+except OSError as exc:
+    raised = exc.errno
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+log.log(prediction(2))
+log.flush()  # the disk has room again: no error from before
+log.close()
+print(json.dumps({{"raised": raised, "stats": log.stats, "rows": read_predictions(root, "m").num_rows,
+                  "saved": saved_stats(root, "m", 1), "other": saved_stats(root, "m", 2)}}))
+"""
+
+
+def test_a_write_that_fails_is_counted_said_once_and_the_log_goes_on(tmp_path: Path) -> None:
+    script = FULL_DISK.format(tests=str(Path(__file__).parents[1]), root=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["raised"] == errno.EFBIG
+    assert got["stats"] == {"logged": 2, "dropped": 0, "written": 1, "batches": 1, "failed": 1, "pending": 0}
+    assert got["rows"] == 1  # what is on disk is what was counted as written
+    assert got["saved"]["failed"] == 1 and got["other"] == {}  # counts of version 1 only, for nbops monitor
 
 
 def test_a_damaged_batch_is_refused_naming_it(tmp_path: Path) -> None:

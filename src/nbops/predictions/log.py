@@ -175,8 +175,9 @@ class PredictionLog:
         self._batches.put(done)
         if not done.event.wait(timeout):
             raise TimeoutError(f"the prediction log of {self.model} v{self.version} did not flush in {timeout} s")
-        if self._error is not None:
-            raise self._error
+        error, self._error = self._error, None  # said once: the next flush reports only new failures
+        if error is not None:
+            raise error
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is logged, then stop the writer (what a server does on SIGTERM). Idempotent."""
@@ -255,11 +256,13 @@ class PredictionLog:
         self._stats_saved = stats
 
 
-def saved_stats(root: Path, model: str) -> dict[str, int]:
-    """The counts every writer of ``model``'s logs saved (summed): dropped and failed rows, above all."""
+def saved_stats(root: Path, model: str, version: str | int | None = None) -> dict[str, int]:
+    """The counts every writer of ``model``'s logs (of one version, or all) saved, summed: dropped and
+    failed rows, above all."""
     total: dict[str, int] = {}
     base = root / "predictions" / validate_experiment_name(model, "model")
-    for path in base.glob(f"*/{_STATS_PREFIX}*.json"):
+    folders = "*" if version is None else log_folder(root, model, version).name
+    for path in base.glob(f"{folders}/{_STATS_PREFIX}*.json"):
         try:
             stats = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -221,7 +221,7 @@ def _metric_names(reference: Reference | None) -> list[str]:
 def _attrs(
     root: Path, model: str, reference: Reference | None, limits: dict[str, tuple[float, float]]
 ) -> dict[str, Any]:
-    stats = saved_stats(root, model)
+    stats = saved_stats(root, model, reference.version if reference is not None else None)
     return {
         "model": model,
         "reference_version": reference.version if reference is not None else None,
