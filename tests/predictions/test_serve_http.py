@@ -139,6 +139,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_never_a_500(fraud: Fraud) -> 
             ({"keys": {"cc_num": [1]}, "values": {"amount": [10**400]}}, "cannot predict these inputs"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "model": "other"}, "model"),
             ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "event_time": "soon"}, "not a time"),
+            ({"keys": {"cc_num": [1]}, "values": {"amount": [1.0]}, "event_time": "now"}, "leave event_time out"),
             ([1, 2, 3], "body"),
         ]
         for body, named in cases:
