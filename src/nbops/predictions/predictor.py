@@ -354,7 +354,7 @@ def _event_times(given: Any, rows: int) -> list[dt.datetime]:
     texts = list(given) if many else [given] * rows
     if len(texts) != rows:
         raise InvalidInputError(f"event_time has {len(texts)} entries for {rows} rows")
-    words = {str(t).strip().lower() for t in texts if isinstance(t, str) and not any(c.isdigit() for c in t)}
+    words = {t.strip().lower() for t in texts if isinstance(t, str)} & {"now", "today"}
     if words:  # pandas reads "now" and "today" as this machine's local time, which would then be labelled UTC
         raise InvalidInputError(
             f"event_time {sorted(words)[0]!r} is not a time; leave event_time out for the time of the request, "
