@@ -254,7 +254,9 @@ class Predictor:
         if self._arrays:
             arrays = [np.asarray(column) for column in inputs.values()]
             if all(a.dtype.kind in "iuf" and a.shape == (rows,) for a in arrays):
-                return np.column_stack(arrays)  # what DataFrame.to_numpy() gives: one common dtype
+                # What DataFrame.to_numpy() gives: one common dtype, and column-major (Fortran) order, since the
+                # BLAS product sums a row in another order for a row-major array (a last-bit difference).
+                return np.vstack(arrays).T
         frame = pd.DataFrame(inputs)
         frame.index = pd.RangeIndex(rows)
         return frame
