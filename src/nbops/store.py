@@ -518,7 +518,7 @@ class Store:
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
-        name, loaded, found, inputs, task = self._served_model(model)
+        name, loaded, found, (inputs, numeric), task = self._served_model(model)
         if features is not None:
             refs, keys, outputs = serving.features_for_inputs(self, [], inputs, named=features)
         else:
@@ -540,7 +540,7 @@ class Store:
             keys,
             task,
             dict(defaults or {}),
-            numeric=_numeric_inputs(name, found),
+            numeric=numeric,
         )
         unknown_defaults = set(spec.defaults) - set(outputs.values())
         if unknown_defaults:
@@ -557,18 +557,16 @@ class Store:
         from nbops.predictions.predictor import ModelSpec
         from nbops.predictions.predictor import Predictor as _Predictor
 
-        name, loaded, found, inputs, task = self._served_model(model)
+        name, loaded, found, (inputs, numeric), task = self._served_model(model)
         try:  # the lineage's key columns, logged with a frame's rows that have them (for outcomes by keys)
             _, lineage_keys, _ = serving.features_for_inputs(self, self._ancestor_commits(f"{name}@{found}"), inputs)
         except NbopsError:
             lineage_keys = []  # an ambiguous lineage: no keys logged, and outcomes join by request id
-        spec = ModelSpec(
-            name, str(found), inputs, [], {}, [], task, logged_keys=lineage_keys, numeric=_numeric_inputs(name, found)
-        )
+        spec = ModelSpec(name, str(found), inputs, [], {}, [], task, logged_keys=lineage_keys, numeric=numeric)
         return _Predictor(spec, loaded, None, self._prediction_log(name, found, log, log_options))
 
-    def _served_model(self, model: str) -> tuple[str, Any, int, list[str], str]:
-        """(name, the loaded model, its version, its inputs, "classifier" or "regressor") of a model reference."""
+    def _served_model(self, model: str) -> tuple[str, Any, int, tuple[list[str], list[str]], str]:
+        """(name, the loaded model, its version, (its inputs, the numeric ones), "classifier" or "regressor")."""
         name, version, alias = parse_model_ref(model)
         loaded, found = self._load_model(name, version, alias, record=False)
         task = "classifier" if getattr(loaded, "classes_", None) is not None else "regressor"
@@ -691,7 +689,7 @@ class Store:
         from nbops.predictions.monitor import Reference
 
         loaded, found = self._load_model(name, version, None, record=False)
-        inputs = _model_inputs(loaded, name, found)
+        inputs, _ = _model_inputs(loaded, name, found)
         frame = None
         for kind, ref in self._ancestors(f"{name}@{found}"):
             if kind == "snapshot":
@@ -798,26 +796,9 @@ def _model_name(text: str) -> str:
     return parse_model_ref(text)[0]
 
 
-def _numeric_inputs(name: str, version: int) -> list[str]:
-    """The inputs a model's MLflow signature types as numbers (none without a signature)."""
-    import mlflow
-
-    try:
-        signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
-    except mlflow.exceptions.MlflowException:
-        return []
-    if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
-        return []
-    numeric = {"double", "float", "long", "integer"}
-    return [
-        str(spec.name)
-        for spec in signature.inputs.inputs
-        if getattr(getattr(spec, "type", None), "name", None) in numeric
-    ]
-
-
-def _model_inputs(model: Any, name: str, version: int) -> list[str]:
-    """A model's input columns, in order: its MLflow signature, else the columns it was fitted on."""
+def _model_inputs(model: Any, name: str, version: int) -> tuple[list[str], list[str]]:
+    """A model's input columns, in order (its MLflow signature, else the columns it was fitted on), and those
+    the signature types as numbers (none without a signature); the signature is read once."""
     import mlflow  # pointed at the store's backend by Store._load_model
 
     try:
@@ -825,10 +806,13 @@ def _model_inputs(model: Any, name: str, version: int) -> list[str]:
     except mlflow.exceptions.MlflowException:
         signature = None
     if signature is not None and signature.inputs is not None and signature.inputs.has_input_names():
-        return [str(n) for n in signature.inputs.input_names()]
+        numbers = {"double", "float", "long", "integer"}
+        columns = signature.inputs.inputs
+        numeric = [str(c.name) for c in columns if getattr(getattr(c, "type", None), "name", None) in numbers]
+        return [str(n) for n in signature.inputs.input_names()], numeric
     fitted = getattr(model, "feature_names_in_", None)
     if fitted is not None:
-        return [str(n) for n in fitted]
+        return [str(n) for n in fitted], []
     raise InvalidInputError(
         f"{name} v{version} has no signature with column names and was not fitted on named columns; log it with "
         "an input example (mlflow.sklearn.log_model(model, name=..., input_example=X.head())) to serve it"
